@@ -69,4 +69,3 @@ def fresh_database(database_url: str) -> Iterator[Callable[[], str]]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-

@@ -1,4 +1,4 @@
-"""Migrations round-trip: apply, re-apply (no-op), verify, roll back, apply again, via API and CLI."""
+"""Migrations round-trip: apply, re-apply (a no-op), verify, roll back, apply again; API and CLI."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def test_verify_detects_an_edited_migration(fresh_database: Callable[[], str]) -
             "WHERE migration_id = '0001_documented_schema'"
         )
     problems = migrations.verify(url)
-    assert problems == ["0001_documented_schema.sql changed after it was applied (checksum differs)"]
+    assert problems == [
+        "0001_documented_schema.sql changed after it was applied (checksum differs)"
+    ]
 
 
 def test_cli_round_trip_through_recon_database_url(fresh_database: Callable[[], str]) -> None:
@@ -68,7 +70,9 @@ def test_cli_round_trip_through_recon_database_url(fresh_database: Callable[[], 
     code, out, _ = run_recon("db", "migrate", "--verify", env=env)
     assert code == 0 and out.startswith("ok: 2 migrations applied")
     code, out, _ = run_recon("db", "migrate", "--rollback", "--all", env=env)
-    assert code == 0 and out.strip() == "rolled back: 0002_pipeline_extensions, 0001_documented_schema"
+    assert (
+        code == 0 and out.strip() == "rolled back: 0002_pipeline_extensions, 0001_documented_schema"
+    )
     code, out, _ = run_recon("db", "up", env=env)
     assert code == 0 and "RECON_DATABASE_URL" in out
     code, out, _ = run_recon("db", "status", env=env)
