@@ -8,8 +8,9 @@ import psycopg
 from helpers import run_recon
 
 from resources import migrations
+from resources.settings import MIGRATIONS_DIR
 
-ALL = ["0001_documented_schema", "0002_pipeline_extensions"]
+ALL = sorted(p.stem for p in MIGRATIONS_DIR.glob("*.sql") if not p.stem.endswith(".rollback"))
 
 
 def _tables(url: str) -> set[str]:
@@ -32,10 +33,10 @@ def test_migrate_twice_is_a_noop_and_verify_passes(fresh_database: Callable[[], 
 def test_rollback_and_migrate_round_trip(fresh_database: Callable[[], str]) -> None:
     url = fresh_database()
     migrations.migrate(url)
-    assert migrations.rollback(url, steps=1) == ["0002_pipeline_extensions"]
+    assert migrations.rollback(url, steps=len(ALL) - 1) == ALL[:0:-1]
     tables = _tables(url)
     assert "reconciliation_matches" not in tables and "organizations" in tables
-    assert migrations.verify(url) == ["0002_pipeline_extensions is not applied"]
+    assert migrations.verify(url) == [f"{m} is not applied" for m in ALL[1:]]
     assert migrations.rollback(url, steps=None) == ["0001_documented_schema"]
     assert not {"organizations", "reconciliations"} & _tables(url)
     assert migrations.migrate(url) == ALL
@@ -68,12 +69,10 @@ def test_cli_round_trip_through_recon_database_url(fresh_database: Callable[[], 
     code, out, _ = run_recon("db", "migrate", env=env)
     assert code == 0 and out.strip() == "applied: nothing (up to date)"
     code, out, _ = run_recon("db", "migrate", "--verify", env=env)
-    assert code == 0 and out.startswith("ok: 2 migrations applied")
+    assert code == 0 and out.startswith(f"ok: {len(ALL)} migrations applied")
     code, out, _ = run_recon("db", "migrate", "--rollback", "--all", env=env)
-    assert (
-        code == 0 and out.strip() == "rolled back: 0002_pipeline_extensions, 0001_documented_schema"
-    )
+    assert code == 0 and out.strip() == f"rolled back: {', '.join(reversed(ALL))}"
     code, out, _ = run_recon("db", "up", env=env)
     assert code == 0 and "RECON_DATABASE_URL" in out
     code, out, _ = run_recon("db", "status", env=env)
-    assert out.split() == ["applied", ALL[0], "applied", ALL[1]]
+    assert out.split() == [word for m in ALL for word in ("applied", m)]

@@ -1,0 +1,355 @@
+"""File landing: the landing zone, the file store and the `uploaded_files` bookkeeping.
+
+A landing zone is `<root>/<organization>/<data source>/<file>`. Landing a file hashes it
+(SHA-256, streamed), links it into the file store under a UUID-based name, and records it in
+`uploaded_files` (linked to its `data_sources` row, created on first sight as type FILE) and in
+`sync_logs`. Identical content already landed for the organization is recognised by its hash
+and not processed again. The landing-zone copy is moved out (to `processed/` or `quarantine/`)
+only after the database rows saying what happened are committed; nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+SYNC_SYSTEM = "landing-zone"
+HASH_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileStore:
+    """Where files live under RECON_HOME: landing zone, originals, canonical parquet, archives."""
+
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    def original(self, stored_filename: str) -> Path:
+        return self.root / "store" / "originals" / stored_filename
+
+    def canonical(self, uploaded_file_id: int) -> Path:
+        return self.root / "store" / "canonical" / f"{uploaded_file_id}.parquet"
+
+    def row_failures(self, uploaded_file_id: int) -> Path:
+        return self.root / "store" / "canonical" / f"{uploaded_file_id}.failures.parquet"
+
+    def archive(self, kind: str, relative: Path, uploaded_file_id: int | None) -> Path:
+        """`processed/` or `quarantine/` path for a landing-zone file, never overwriting."""
+        prefix = f"{uploaded_file_id}-" if uploaded_file_id is not None else f"{uuid.uuid4().hex}-"
+        return self.root / kind / relative.parent / f"{prefix}{relative.name}"
+
+
+@dataclass(frozen=True)
+class LandingPath:
+    """A file in the landing zone, split into its organization, data source and name."""
+
+    path: Path
+    relative: Path
+    organization: str
+    data_source: str
+
+    @property
+    def display_name(self) -> str:
+        return safe_display_name(self.relative.name)
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """What landing recorded: the `uploaded_files` row and where the original now is."""
+
+    uploaded_file_id: int
+    organization_id: int
+    data_source_id: int
+    original_filename: str
+    stored_path: Path
+    landing_relative: str
+    sha256: str
+    size: int
+    duplicate_of: int | None = None
+
+
+def safe_display_name(name: str) -> str:
+    """A file name fit to show and store: control characters escaped, path parts removed."""
+    name = name.replace("\\", "/").split("/")[-1]
+    cleaned = "".join(
+        ch if unicodedata.category(ch)[0] != "C" else f"\\x{ord(ch):02x}" for ch in name
+    )
+    return cleaned[:500] or "unnamed"
+
+
+def partition_key_for(relative: Path, sha256: str) -> str:
+    """A Dagster partition key for a landed file: its zone path plus a content-hash prefix."""
+    text = "/".join(safe_display_name(part) for part in relative.parts)
+    text = re.sub(r"\\x[0-9a-f]{2}", "_", text).replace("...", "_")
+    return f"{text}#{sha256[:12]}"
+
+
+def parse_landing_path(zone: Path, path: Path) -> LandingPath | None:
+    """Split `path` into organization / data source / file; None when not at that depth."""
+    try:
+        relative = path.relative_to(zone)
+    except ValueError:
+        return None
+    if len(relative.parts) != 3 or any(p.startswith(".") for p in relative.parts[:2]):
+        return None
+    return LandingPath(path, relative, relative.parts[0], relative.parts[1])
+
+
+def scan_landing_zone(zone: Path) -> list[LandingPath]:
+    """Files waiting in the zone, oldest first (hidden and partial `.tmp` files skipped)."""
+    if not zone.exists():
+        return []
+    found = []
+    for path in zone.glob("*/*/*"):
+        if not path.is_file() or path.name.startswith(".") or path.suffix == ".tmp":
+            continue
+        parsed = parse_landing_path(zone, path)
+        if parsed is not None:
+            found.append(parsed)
+    return sorted(found, key=lambda p: (p.path.stat().st_mtime_ns, str(p.relative)))
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ensure_organization(conn: sa.Connection, name: str) -> int:
+    conn.execute(
+        sa.text("INSERT INTO organizations (name) VALUES (:n) ON CONFLICT (name) DO NOTHING"),
+        {"n": name},
+    )
+    return conn.execute(
+        sa.text("SELECT id FROM organizations WHERE name = :n"), {"n": name}
+    ).scalar_one()
+
+
+def _ensure_data_source(conn: sa.Connection, organization_id: int, name: str) -> int:
+    conn.execute(
+        sa.text(
+            "INSERT INTO data_sources (name, type, organization_id, config) "
+            "VALUES (:n, 'FILE', :o, '{}'::jsonb) ON CONFLICT (organization_id, name) DO NOTHING"
+        ),
+        {"n": name, "o": organization_id},
+    )
+    return conn.execute(
+        sa.text("SELECT id FROM data_sources WHERE organization_id = :o AND name = :n"),
+        {"o": organization_id, "n": name},
+    ).scalar_one()
+
+
+def data_source_config(engine: sa.Engine, data_source_id: int) -> dict[str, Any]:
+    """The data source's declared config (required columns, types, ranges, keys)."""
+    with engine.connect() as conn:
+        config = conn.execute(
+            sa.text("SELECT config FROM data_sources WHERE id = :i"), {"i": data_source_id}
+        ).scalar_one()
+    return config or {}
+
+
+def _sync_log(
+    conn: sa.Connection,
+    landed: LandedFile,
+    status: str,
+    records: int = 0,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO sync_logs (organization_id, data_source_id, uploaded_file_id, system, "
+            "direction, status, records_processed, error_message, completed_at) "
+            "VALUES (:o, :d, :f, :s, 'INBOUND', :st, :r, :e, NOW())"
+        ),
+        {
+            "o": landed.organization_id,
+            "d": landed.data_source_id,
+            "f": landed.duplicate_of or landed.uploaded_file_id,
+            "s": SYNC_SYSTEM,
+            "st": status,
+            "r": records,
+            "e": error,
+        },
+    )
+
+
+def land_file(
+    engine: sa.Engine,
+    store: FileStore,
+    item: LandingPath,
+    *,
+    partition_key: str | None = None,
+    run_id: str | None = None,
+) -> LandedFile:
+    """Record a landing-zone file and link it into the file store (status PROCESSING).
+
+    Identical content already PROCESSED for the organization is not landed again: the
+    result names the earlier file in `duplicate_of`, and the zone copy moves to `processed/`.
+    """
+    sha = sha256_of(item.path)
+    size = item.path.stat().st_size
+    suffix = "".join(item.path.suffixes[-1:]).lower()[:10]
+    with engine.begin() as conn:
+        org_id = _ensure_organization(conn, item.organization)
+        source_id = _ensure_data_source(conn, org_id, item.data_source)
+        existing = conn.execute(
+            sa.text(
+                "SELECT id, status, stored_filename FROM uploaded_files "
+                "WHERE organization_id = :o AND content_sha256 = :h FOR UPDATE"
+            ),
+            {"o": org_id, "h": sha},
+        ).first()
+        if existing is not None and existing.status == "PROCESSED":
+            landed = LandedFile(
+                existing.id,
+                org_id,
+                source_id,
+                item.display_name,
+                store.original(existing.stored_filename),
+                str(item.relative),
+                sha,
+                size,
+                duplicate_of=existing.id,
+            )
+            _sync_log(
+                conn,
+                landed,
+                "SKIPPED",
+                0,
+                f"identical content already landed as file {existing.id}",
+            )
+        else:
+            stored_filename = existing.stored_filename if existing else f"{uuid.uuid4()}{suffix}"
+            params = {
+                "name": item.display_name,
+                "stored": stored_filename,
+                "size": size,
+                "path": str(store.original(stored_filename)),
+                "source": source_id,
+                "org": org_id,
+                "sha": sha,
+                "pk": partition_key,
+                "run": run_id,
+            }
+            if existing is None:
+                file_id = conn.execute(
+                    sa.text(
+                        "INSERT INTO uploaded_files (original_filename, stored_filename, "
+                        "content_type, file_size, file_path, status, data_source_id, "
+                        "organization_id, content_sha256, partition_key, dagster_run_id) "
+                        "VALUES (:name, :stored, 'application/octet-stream', :size, :path, "
+                        "'UPLOADING', :source, :org, :sha, :pk, :run) RETURNING id"
+                    ),
+                    params,
+                ).scalar_one()
+            else:
+                file_id = existing.id
+                conn.execute(
+                    sa.text(
+                        "UPDATE uploaded_files SET original_filename = :name, "
+                        "status = 'UPLOADING', processing_error = NULL, data_source_id = :source, "
+                        "partition_key = :pk, dagster_run_id = :run WHERE id = :id"
+                    ),
+                    {**params, "id": file_id},
+                )
+            landed = LandedFile(
+                file_id,
+                org_id,
+                source_id,
+                item.display_name,
+                store.original(stored_filename),
+                str(item.relative),
+                sha,
+                size,
+            )
+    if landed.duplicate_of is not None:
+        archive(store, item, "processed", landed.duplicate_of)
+        return landed
+    _link_or_copy(item.path, landed.stored_path)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE uploaded_files SET status = 'PROCESSING' WHERE id = :i"),
+            {"i": landed.uploaded_file_id},
+        )
+    return landed
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return
+    try:
+        os.link(source, target)  # same filesystem: free, and the bytes are never duplicated
+    except OSError:
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.rename(target)
+
+
+def archive(store: FileStore, item: LandingPath, kind: str, uploaded_file_id: int | None) -> Path:
+    """Move a landing-zone file to `processed/` or `quarantine/` (after its rows are committed)."""
+    target = store.archive(kind, item.relative, uploaded_file_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if item.path.exists():
+        shutil.move(item.path, target)
+    return target
+
+
+def record_processed(
+    engine: sa.Engine,
+    landed: LandedFile,
+    *,
+    content_type: str,
+    detected_schema: list[dict[str, Any]],
+    row_count: int,
+    invalid_row_count: int,
+    preview: list[list[Any]],
+) -> None:
+    """Mark a file PROCESSED with what was detected, and log the landing as a success."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE uploaded_files SET status = 'PROCESSED', content_type = :ct, "
+                "detected_schema = CAST(:schema AS jsonb), row_count = :rows, "
+                "column_count = :cols, preview_data = CAST(:preview AS jsonb), "
+                "invalid_row_count = :invalid, processing_error = NULL WHERE id = :id"
+            ),
+            {
+                "ct": content_type,
+                "schema": json.dumps(detected_schema, default=str),
+                "rows": row_count,
+                "cols": len(detected_schema),
+                "preview": json.dumps(preview, default=str),
+                "invalid": invalid_row_count,
+                "id": landed.uploaded_file_id,
+            },
+        )
+        _sync_log(conn, landed, "SUCCESS", row_count)
+
+
+def record_failed(engine: sa.Engine, landed: LandedFile, error: str) -> None:
+    """Mark a file FAILED with an error a person can act on, and log the failed landing."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE uploaded_files SET status = 'FAILED', processing_error = :e WHERE id = :id"
+            ),
+            {"e": error, "id": landed.uploaded_file_id},
+        )
+        _sync_log(conn, landed, "FAILED", 0, error)
