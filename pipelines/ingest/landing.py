@@ -23,33 +23,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from resources.file_store import FileStore
+
 SYNC_SYSTEM = "landing-zone"
 HASH_CHUNK = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class FileStore:
-    """Where files live under RECON_HOME: landing zone, originals, canonical parquet, archives."""
-
-    root: Path
-
-    @property
-    def landing(self) -> Path:
-        return self.root / "landing"
-
-    def original(self, stored_filename: str) -> Path:
-        return self.root / "store" / "originals" / stored_filename
-
-    def canonical(self, uploaded_file_id: int) -> Path:
-        return self.root / "store" / "canonical" / f"{uploaded_file_id}.parquet"
-
-    def row_failures(self, uploaded_file_id: int) -> Path:
-        return self.root / "store" / "canonical" / f"{uploaded_file_id}.failures.parquet"
-
-    def archive(self, kind: str, relative: Path, uploaded_file_id: int | None) -> Path:
-        """`processed/` or `quarantine/` path for a landing-zone file, never overwriting."""
-        prefix = f"{uploaded_file_id}-" if uploaded_file_id is not None else f"{uuid.uuid4().hex}-"
-        return self.root / kind / relative.parent / f"{prefix}{relative.name}"
 
 
 @dataclass(frozen=True)

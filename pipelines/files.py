@@ -1,0 +1,291 @@
+"""Stage 1, files: the landing-zone sensor and the assets that land, read, profile and validate.
+
+Each file dropped into `<landing>/<organization>/<data source>/` becomes a dynamic partition of
+`landed_files` (key: its zone path plus a content-hash prefix) and one run. The sensor's run
+keys are those partition keys, so Dagster never launches a file twice, however many arrive in
+one tick and whether or not the sensor restarts. `uploaded_file` records the file and stores
+the original; `canonical_file` reads it (any supported format and encoding), detects its
+schema, validates it with pandera and writes typed parquet keyed by `uploaded_files.id`.
+Row-level failures become an asset check with examples and flow on; file-level failures mark
+the file FAILED, quarantine it and stop its downstream assets.
+"""
+
+import json
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    DynamicPartitionsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    TableColumn,
+    TableSchema,
+    asset,
+    sensor,
+)
+
+from pipelines.ingest import landing
+from pipelines.ingest.profiling import convert, detect_schema, preview_rows
+from pipelines.ingest.readers import FileFormatError, read_table
+from pipelines.ingest.validation import (
+    FAILURE_SCHEMA,
+    FileLevelError,
+    check_file_level,
+    declared_columns,
+    examples,
+    validate,
+)
+from resources.database import DatabaseResource
+from resources.file_store import FileStoreResource
+
+landed_files = DynamicPartitionsDefinition(name="landed_files")
+MAX_RUNS_PER_TICK = 500
+LANDING_PATH_TAG = "recon/landing_path"
+
+
+def _find_in_zone(zone: Path, partition_key: str) -> landing.LandingPath | None:
+    """The landing-zone file whose partition key this is, if it is still in the zone."""
+    relative = partition_key.rsplit("#", 1)[0]
+    candidate = landing.parse_landing_path(zone, zone / relative)
+    if candidate is not None and candidate.path.is_file():
+        return candidate
+    # names with control characters were made safe in the key: look among the siblings
+    folder = (zone / relative).parent
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        item = landing.parse_landing_path(zone, path)
+        if (
+            item
+            and landing.partition_key_for(item.relative, landing.sha256_of(path)) == partition_key
+        ):
+            return item
+    return None
+
+
+@asset(
+    partitions_def=landed_files,
+    group_name="ingest",
+    kinds={"file", "postgres"},
+    description="A landed file: recorded in uploaded_files and stored under a UUID-based name.",
+)
+def uploaded_file(
+    context: AssetExecutionContext, database: DatabaseResource, file_store: FileStoreResource
+) -> landing.LandedFile:
+    store = file_store.store()
+    item = _find_in_zone(store.landing, context.partition_key)
+    if item is None:
+        raise Failure(
+            description=f"no file for partition {context.partition_key} in {store.landing}: "
+            "it was moved or deleted before landing; drop it into the landing zone again"
+        )
+    landed = landing.land_file(
+        database.engine(), store, item, partition_key=context.partition_key, run_id=context.run.run_id
+    )
+    context.add_output_metadata(
+        {
+            "uploaded_file_id": landed.uploaded_file_id,
+            "original_filename": landed.original_filename,
+            "size_bytes": landed.size,
+            "sha256": landed.sha256,
+            "duplicate_of": landed.duplicate_of if landed.duplicate_of is not None else "none",
+            "stored_path": MetadataValue.path(str(landed.stored_path)),
+        }
+    )
+    return landed
+
+
+def _column_schema(detected: list[dict]) -> TableSchema:
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=c["name"],
+                type=c["dataType"] + (f" ({c['format']})" if c.get("format") else ""),
+                description=f"samples: {', '.join(map(str, c.get('sampleValues') or []))}"[:200],
+            )
+            for c in detected
+        ]
+    )
+
+
+def _preview_markdown(frame: pl.DataFrame, limit: int = 10) -> str:
+    head = frame.head(limit)
+    header = "| " + " | ".join(head.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in head.columns) + " |"
+    rows = [
+        "| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in head.rows()
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+@asset(
+    partitions_def=landed_files,
+    group_name="ingest",
+    kinds={"polars", "parquet", "pandera"},
+    description="The landed file read, profiled, validated and written as typed parquet.",
+    check_specs=[
+        AssetCheckSpec(
+            "rows_pass_validation",
+            asset="canonical_file",
+            description="Every row converts to its column's type and passes the declared checks.",
+        )
+    ],
+)
+def canonical_file(
+    context: AssetExecutionContext,
+    uploaded_file: landing.LandedFile,
+    database: DatabaseResource,
+    file_store: FileStoreResource,
+) -> MaterializeResult:
+    store = file_store.store()
+    engine = database.engine()
+    item = landing.parse_landing_path(store.landing, store.landing / uploaded_file.landing_relative)
+    if uploaded_file.duplicate_of is not None:
+        return MaterializeResult(
+            metadata={"duplicate_of": uploaded_file.duplicate_of, "status": "DUPLICATE"},
+            check_results=[
+                AssetCheckResult(
+                    check_name="rows_pass_validation",
+                    passed=True,
+                    metadata={"note": "identical to an earlier file; not processed again"},
+                )
+            ],
+        )
+    name = uploaded_file.original_filename
+    try:
+        read = read_table(uploaded_file.stored_path, name)
+        detected = detect_schema(read.frame)
+        declared = declared_columns(
+            landing.data_source_config(engine, uploaded_file.data_source_id)
+        )
+        check_file_level(name, detected, declared)
+        converted = convert(read.frame, detected)
+        conversion_failures = converted.failures.select(
+            pl.lit(name).alias("file"), "row_number", "column", "check", "value"
+        ).cast(FAILURE_SCHEMA)
+        failures = pl.concat(
+            [conversion_failures, validate(name, converted.frame, detected, declared)]
+        )
+    except (FileFormatError, FileLevelError) as err:
+        _fail(engine, store, item, uploaded_file, str(err))
+        raise Failure(
+            description=str(err), metadata={"uploaded_file_id": uploaded_file.uploaded_file_id}
+        ) from err
+    except Exception as err:
+        message = (
+            f"{name}: unexpected {type(err).__name__} while reading ({err}); the original is kept "
+            "in quarantine and the database; report this with the file"
+        )
+        _fail(engine, store, item, uploaded_file, message)
+        raise
+
+    invalid_rows = failures.get_column("row_number").unique()
+    typed = converted.frame.with_columns(
+        (~pl.col("_row_number").is_in(invalid_rows.implode())).alias("_valid")
+    )
+    canonical_path = store.canonical(uploaded_file.uploaded_file_id)
+    canonical_path.parent.mkdir(parents=True, exist_ok=True)
+    typed.write_parquet(canonical_path)
+    failures.write_parquet(store.row_failures(uploaded_file.uploaded_file_id))
+    landing.record_processed(
+        engine,
+        uploaded_file,
+        content_type=read.content_type,
+        detected_schema=detected,
+        row_count=typed.height,
+        invalid_row_count=invalid_rows.len(),
+        preview=preview_rows(read.frame),
+    )
+    if item is not None:
+        landing.archive(store, item, "processed", uploaded_file.uploaded_file_id)
+    context.log.info(
+        "%s: %d rows, %d invalid, format %s, encoding %s",
+        name,
+        typed.height,
+        invalid_rows.len(),
+        read.file_format,
+        read.encoding,
+    )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": typed.height,
+            "dagster/column_schema": _column_schema(detected),
+            "uploaded_file_id": uploaded_file.uploaded_file_id,
+            "format": read.file_format,
+            "encoding": read.encoding or "binary",
+            "invalid_rows": invalid_rows.len(),
+            "canonical_path": MetadataValue.path(str(canonical_path)),
+            "preview": MetadataValue.md(_preview_markdown(read.frame.drop("_row_number"))),
+            "detected_schema": MetadataValue.json(json.loads(json.dumps(detected, default=str))),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="rows_pass_validation",
+                passed=failures.height == 0,
+                severity=AssetCheckSeverity.WARN,
+                description=(
+                    f"{invalid_rows.len()} of {typed.height} rows failed validation and are kept "
+                    "out of matching"
+                    if failures.height
+                    else "all rows valid"
+                ),
+                metadata={
+                    "failing_rows": invalid_rows.len(),
+                    "failing_cells": failures.height,
+                    "examples": MetadataValue.json(examples(failures)),
+                },
+            )
+        ],
+    )
+
+
+def _fail(
+    engine, store, item: landing.LandingPath | None, landed: landing.LandedFile, message: str
+) -> None:
+    landing.record_failed(engine, landed, message)
+    if item is not None:
+        landing.archive(store, item, "quarantine", landed.uploaded_file_id)
+
+
+@sensor(
+    target=[uploaded_file, canonical_file],
+    minimum_interval_seconds=15,
+    description="Starts one run per new file in the landing zone (<organization>/<source>/<file>).",
+)
+def landing_zone_sensor(
+    context: SensorEvaluationContext, file_store: FileStoreResource
+) -> SensorResult:
+    # The cursor caches each waiting file's partition key by (path, mtime, size), so a big
+    # file is hashed once, not on every tick while it waits for its run.
+    known: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    zone = file_store.store().landing
+    waiting = landing.scan_landing_zone(zone)[:MAX_RUNS_PER_TICK]
+    cursor: dict[str, str] = {}
+    requests = []
+    for item in waiting:
+        stat = item.path.stat()
+        marker = f"{item.relative}|{stat.st_mtime_ns}|{stat.st_size}"
+        key = known.get(marker) or landing.partition_key_for(
+            item.relative, landing.sha256_of(item.path)
+        )
+        cursor[marker] = key
+        requests.append(
+            RunRequest(run_key=key, partition_key=key, tags={LANDING_PATH_TAG: str(item.relative)})
+        )
+    new_keys = [
+        r.partition_key
+        for r in requests
+        if r.partition_key
+        and not context.instance.has_dynamic_partition(landed_files.name, r.partition_key)
+    ]
+    return SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[landed_files.build_add_request(new_keys)] if new_keys else [],
+        cursor=json.dumps(cursor, sort_keys=True),
+    )

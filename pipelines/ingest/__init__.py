@@ -1,0 +1,1 @@
+"""Ingest stages: landing, reading, profiling and validation of data files."""

@@ -1,0 +1,189 @@
+"""Landing, reading, detection and validation as Dagster assets, and the landing-zone sensor.
+
+Runs the real assets against the embedded database with real files in a landing zone of the
+test's own; each test uses its own organization so counts never mix.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+from dagster import DagsterInstance, build_sensor_context, materialize
+
+from pipelines.files import canonical_file, landed_files, landing_zone_sensor, uploaded_file
+from resources.database import DatabaseResource
+from resources.file_store import FileStoreResource
+
+BANK_CSV = (
+    "txn_id,booking_date,amount,description,is_fee\n"
+    'TX0001,15/01/2024,"$1,500.00",Payment received,N\n'
+    'TX0002,16/01/2024,"(2,300.50)",Invoice payment,N\n'
+    "TX0003,17/01/2024,$750.25,Refund processed,Y\n"
+    "TX0004,31/01/2024,$12.00,Monthly fee,Y\n"
+)
+
+
+@pytest.fixture()
+def zone(tmp_path: Path) -> tuple[Path, str, FileStoreResource]:
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    resource = FileStoreResource(root=str(tmp_path / "home"))
+    resource.store().landing.mkdir(parents=True)
+    return resource.store().landing, org, resource
+
+
+def _drop(zone: Path, org: str, source: str, name: str, data: bytes | str) -> Path:
+    folder = zone / org / source
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def _tick(instance: DagsterInstance, store: FileStoreResource, cursor: str | None = None):
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"file_store": store}
+    )
+    return landing_zone_sensor(context)
+
+
+def _run(instance: DagsterInstance, store: FileStoreResource, key: str):
+    if not instance.has_dynamic_partition(landed_files.name, key):
+        instance.add_dynamic_partitions(landed_files.name, [key])
+    return materialize(
+        [uploaded_file, canonical_file],
+        partition_key=key,
+        instance=instance,
+        resources={"database": DatabaseResource(), "file_store": store},
+        raise_on_error=False,
+    )
+
+
+def _files(database_url: str, org: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT f.original_filename, f.status, f.row_count, f.processing_error, "
+            "f.invalid_row_count, f.detected_schema, f.stored_filename, f.id "
+            "FROM uploaded_files f JOIN organizations o ON o.id = f.organization_id "
+            "WHERE o.name = %s ORDER BY f.id",
+            (org,),
+        ).fetchall()
+
+
+def test_landing_a_bank_file_end_to_end(database_url: str, zone) -> None:
+    landing, org, store = zone
+    _drop(landing, org, "bank", "statement.csv", BANK_CSV)
+    instance = DagsterInstance.ephemeral()
+    [request] = _tick(instance, store).run_requests
+    result = _run(instance, store, request.partition_key)
+    assert result.success
+
+    [(name, status, rows, error, invalid, schema, stored, file_id)] = _files(database_url, org)
+    assert (name, status, rows, error, invalid) == ("statement.csv", "PROCESSED", 4, None, 0)
+    types = {c["name"]: (c["dataType"], c.get("format")) for c in schema}
+    assert types["booking_date"] == ("DATE", "dd/MM/yyyy")
+    assert types["amount"][0] == "DECIMAL"
+    assert types["txn_id"][0] == "STRING"
+    assert stored != "statement.csv" and uuid.UUID(stored.split(".")[0])
+
+    home = Path(store.root)
+    canonical = pl.read_parquet(home / "store" / "canonical" / f"{file_id}.parquet")
+    assert canonical.get_column("_row_number").to_list() == [1, 2, 3, 4]
+    assert canonical.get_column("amount").to_list() == [1500.0, -2300.5, 750.25, 12.0]
+    # the zone copy moved to processed/ only after the rows were committed; the original is kept
+    assert not (landing / org / "bank" / "statement.csv").exists()
+    assert (home / "processed" / org / "bank" / f"{file_id}-statement.csv").read_text() == BANK_CSV
+    assert (home / "store" / "originals" / stored).read_text() == BANK_CSV
+
+    [mat] = result.asset_materializations_for_node("canonical_file")
+    assert mat.metadata["dagster/row_count"].value == 4
+    with psycopg.connect(database_url) as conn:
+        sync = conn.execute(
+            "SELECT status, records_processed FROM sync_logs WHERE uploaded_file_id = %s",
+            (file_id,),
+        ).fetchall()
+    assert sync == [("SUCCESS", 4)]
+
+
+def test_identical_content_is_not_processed_twice(database_url: str, zone) -> None:
+    landing, org, store = zone
+    instance = DagsterInstance.ephemeral()
+    _drop(landing, org, "bank", "a.csv", BANK_CSV)
+    [first] = _tick(instance, store).run_requests
+    assert _run(instance, store, first.partition_key).success
+    _drop(landing, org, "bank", "a-copy.csv", BANK_CSV)
+    [second] = _tick(instance, store).run_requests
+    assert _run(instance, store, second.partition_key).success
+    files = _files(database_url, org)
+    assert len(files) == 1
+    with psycopg.connect(database_url) as conn:
+        statuses = conn.execute(
+            "SELECT status FROM sync_logs WHERE uploaded_file_id = %s ORDER BY id", (files[0][7],)
+        ).fetchall()
+    assert statuses == [("SUCCESS",), ("SKIPPED",)]
+
+
+def test_row_level_failures_flow_on_and_file_level_failures_block(database_url: str, zone) -> None:
+    landing, org, store = zone
+    instance = DagsterInstance.ephemeral()
+    # 100 rows, one with a date that does not parse: the column stays DATE (98% rule)
+    rows = [f"TX{i:04},{(i % 28) + 1:02}/01/2024,$1{i}.00,Row {i},N" for i in range(1, 101)]
+    rows[41] = "TX0042,not a date,$142.00,Row 42,N"
+    _drop(
+        landing, org, "bank", "one-bad-row.csv", BANK_CSV.splitlines()[0] + "\n" + "\n".join(rows)
+    )
+    _drop(landing, org, "bank", "empty.csv", b"")
+    requests = _tick(instance, store).run_requests
+    results = {
+        r.tags["recon/landing_path"].split("/")[-1]: _run(instance, store, r.partition_key)
+        for r in requests
+    }
+    assert results["one-bad-row.csv"].success
+    [check] = results["one-bad-row.csv"].get_asset_check_evaluations()
+    assert check.passed is False
+    assert check.metadata["failing_rows"].value == 1
+    [example] = check.metadata["examples"].value
+    assert example["row_number"] == 42 and example["column"] == "booking_date"
+    assert example["value"] == "not a date"
+
+    assert not results["empty.csv"].success
+    by_name = {f[0]: f for f in _files(database_url, org)}
+    assert by_name["one-bad-row.csv"][1:3] == ("PROCESSED", 100)
+    assert by_name["one-bad-row.csv"][4] == 1
+    assert by_name["empty.csv"][1] == "FAILED"
+    assert "empty.csv" in by_name["empty.csv"][3] and "empty" in by_name["empty.csv"][3]
+    quarantined = list((Path(store.root) / "quarantine" / org / "bank").glob("*-empty.csv"))
+    assert len(quarantined) == 1
+
+
+def test_a_tick_with_a_hundred_files_and_a_restarted_sensor(database_url: str, zone) -> None:
+    landing, org, store = zone
+    instance = DagsterInstance.ephemeral()
+    for i in range(100):
+        _drop(landing, org, "ledger", f"part-{i:03}.csv", f"ref,amount\nR{i},{i}.50\n")
+    first = _tick(instance, store)
+    keys = [r.run_key for r in first.run_requests]
+    assert len(keys) == 100 and len(set(keys)) == 100
+    assert keys == [r.partition_key for r in first.run_requests]
+    [add] = first.dynamic_partitions_requests
+    assert sorted(add.partition_keys) == sorted(keys)
+    instance.add_dynamic_partitions(landed_files.name, keys)
+
+    # 40 runs complete, then the sensor restarts from its last committed cursor (or none):
+    for key in keys[:40]:
+        assert _run(instance, store, key).success
+    for cursor in (first.cursor, None):
+        again = _tick(instance, store, cursor)
+        # no file skipped, none repeated: exactly the 60 waiting files, under the same run keys
+        assert [r.run_key for r in again.run_requests] == keys[40:]
+        assert again.dynamic_partitions_requests == []
+    for key in keys[40:]:
+        assert _run(instance, store, key).success
+    assert _tick(instance, store).run_requests == []
+    files = _files(database_url, org)
+    assert len(files) == 100 and {f[1] for f in files} == {"PROCESSED"}
+    assert json.loads(_tick(instance, store).cursor) == {}

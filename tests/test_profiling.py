@@ -1,0 +1,566 @@
+"""Tests for pipelines.ingest.profiling: detection, preview, conversion and pattern translation."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+import pytest
+
+from pipelines.ingest.profiling import (
+    DATA_TYPES,
+    Conversion,
+    convert,
+    detect_schema,
+    preview_rows,
+    seed_pattern_to_strftime,
+    strftime_to_seed_pattern,
+)
+
+
+def raw_frame(**columns: list[str | None]) -> pl.DataFrame:
+    height = len(next(iter(columns.values())))
+    data: dict[str, Any] = {"_row_number": pl.Series(range(1, height + 1), dtype=pl.Int64)}
+    for name, values in columns.items():
+        data[name] = pl.Series(values, dtype=pl.String)
+    return pl.DataFrame(data)
+
+
+def profile(values: list[str | None], name: str = "col") -> dict[str, Any]:
+    return detect_schema(raw_frame(**{name: values}))[0]
+
+
+def converted(values: list[str | None], name: str = "col") -> tuple[dict[str, Any], Conversion]:
+    frame = raw_frame(**{name: values})
+    schema = detect_schema(frame)
+    return schema[0], convert(frame, schema)
+
+
+# ----------------------------------------------------------------------------- schema shape
+
+
+def test_schema_shape_and_keys() -> None:
+    frame = raw_frame(a=["x", "y"], b=["1", "2"])
+    schema = detect_schema(frame)
+    assert [c["name"] for c in schema] == ["a", "b"]
+    for column in schema:
+        assert list(column)[:8] == [
+            "name",
+            "dataType",
+            "nullable",
+            "unique",
+            "precision",
+            "scale",
+            "format",
+            "sampleValues",
+        ]
+        assert column["dataType"] in DATA_TYPES
+        assert isinstance(column["idLike"], bool)
+
+
+def test_all_null_column_is_string() -> None:
+    column = profile([None, "  ", None])
+    assert column["dataType"] == "STRING"
+    assert column["nullable"] is True
+    assert column["sampleValues"] == []
+
+
+# ----------------------------------------------------------------------------- money
+
+
+def test_us_money_formats() -> None:
+    values = ["$1,234.56", "(1,234.56)", "-1,234.56", "USD 1,234.56", "1234.5", " $0.99 "]
+    column, result = converted(values, "Amount")
+    assert column["dataType"] == "DECIMAL"
+    assert column["format"] == "#,##0.00"
+    assert column["currencySymbol"] == "$"
+    assert column["negativeParentheses"] is True
+    assert (column["precision"], column["scale"]) == (6, 2)
+    assert column["decimalSeparator"] == "."
+    assert result.frame["Amount"].dtype == pl.Float64
+    assert result.frame["Amount"].to_list() == [1234.56, -1234.56, -1234.56, 1234.56, 1234.5, 0.99]
+    assert result.failures.height == 0
+
+
+def test_european_money_formats() -> None:
+    values = ["1.234,56 €", "€1.234,56", "1 234,56", "12,5", "(3,00)", "-7,10", "1.000.000,00"]
+    column, result = converted(values, "Betrag")
+    assert column["dataType"] == "DECIMAL"
+    assert column["decimalSeparator"] == ","
+    assert column["format"] == "#.##0,00"
+    assert column["currencySymbol"] == "€"
+    assert result.frame["Betrag"].to_list() == [1234.56, 1234.56, 1234.56, 12.5, -3.0, -7.1, 1e6]
+
+
+def test_space_and_trailing_code_money() -> None:
+    column, result = converted(["1 234.50 EUR", "99.00 EUR", "2 000.00 EUR"], "amount")
+    assert column["dataType"] == "DECIMAL"
+    assert column["currencySymbol"] == "EUR"
+    assert column["decimalSeparator"] == "."
+    assert result.frame["amount"].to_list() == [1234.5, 99.0, 2000.0]
+
+
+def test_trailing_minus_and_unicode_minus() -> None:
+    _, result = converted(["1,234.56-", "\u2212 12.00", "+3.50"], "amount")
+    assert result.frame["amount"].to_list() == [-1234.56, -12.0, 3.5]
+
+
+def test_words_with_numbers_are_not_money() -> None:
+    assert profile(["INV 123", "ABC 456", "Box 7"], "description")["dataType"] == "STRING"
+    assert profile(["+44 20 7946 0958", "+1 555 0100"], "phone")["idLike"] is True
+
+
+def test_ambiguous_thousands_prefers_us_grouping() -> None:
+    column, result = converted(["1,234", "2,500", "10"], "total")
+    assert column["dataType"] == "INTEGER"
+    assert result.frame["total"].to_list() == [1234, 2500, 10]
+
+
+def test_comma_decimal_evidence_flips_separator() -> None:
+    column, result = converted(["1,234", "12,5", "3,75"], "total")
+    assert column["dataType"] == "DECIMAL"
+    assert column["decimalSeparator"] == ","
+    assert result.frame["total"].to_list() == [1.234, 12.5, 3.75]
+
+
+def test_plain_decimal_has_no_money_format() -> None:
+    column, result = converted(["1234.5", "0.25", "-3.125"], "rate")
+    assert column["dataType"] == "DECIMAL"
+    assert column["format"] is None
+    assert (column["precision"], column["scale"]) == (7, 3)
+    assert result.frame["rate"].to_list() == [1234.5, 0.25, -3.125]
+
+
+# ----------------------------------------------------------------------------- integers and ids
+
+
+def test_integers() -> None:
+    column, result = converted(["42", "-7", "1,000", "+5"], "quantity")
+    assert column["dataType"] == "INTEGER"
+    assert column["precision"] is None and column["format"] is None
+    assert result.frame["quantity"].dtype == pl.Int64
+    assert result.frame["quantity"].to_list() == [42, -7, 1000, 5]
+
+
+def test_whole_number_amount_is_not_id() -> None:
+    column = profile(["100", "250", "1000", "75"], "amount")
+    assert column["dataType"] == "INTEGER"
+    assert column["idLike"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        ("anything", ["00123", "00456", "10789"]),  # leading zeros
+        ("customer_id", ["1001", "1002", "1003"]),  # id name, numeric values
+        ("Invoice No.", ["INV-001", "INV-002", "INV-003"]),
+        ("Reference", ["884512", "884513", "990001"]),
+        ("batch", ["123456", "234567", "345678"]),  # fixed-width digits
+        ("card", ["4111111111111111", "5500000000000004"]),  # too long for a number
+        ("IBAN", ["GB29 NWBK 6016 1331 9268 19", "DE89 3704 0044 0532 0130 00"]),
+        ("accountNumber", ["12-3456-7", "98-7654-3"]),
+    ],
+)
+def test_id_like_columns_stay_string(name: str, values: list[str]) -> None:
+    column, result = converted(values, name)
+    assert column["dataType"] == "STRING"
+    assert column["idLike"] is True
+    assert result.frame[name].to_list() == values
+    assert result.failures.height == 0
+
+
+def test_codes_without_id_name_are_flagged_id_like() -> None:
+    assert profile(["TX0001", "TX0002", "TX0003"], "whatever")["idLike"] is True
+    assert profile(["USD", "EUR", "USD"], "currency")["idLike"] is False
+
+
+# ----------------------------------------------------------------------------- dates
+
+
+def test_iso_dates() -> None:
+    column, result = converted(["2024-01-15", "2023-12-31", "2024-02-29"], "date")
+    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+        "DATE",
+        "yyyy-MM-dd",
+        False,
+    )
+    assert result.frame["date"].dtype == pl.Date
+    assert result.frame["date"].to_list() == [
+        date(2024, 1, 15),
+        date(2023, 12, 31),
+        date(2024, 2, 29),
+    ]
+
+
+def test_day_first_told_apart_by_data() -> None:
+    column, result = converted(["01/02/2024", "15/01/2024", "03/04/2024"], "posted")
+    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+        "DATE",
+        "dd/MM/yyyy",
+        False,
+    )
+    assert result.frame["posted"].to_list() == [
+        date(2024, 2, 1),
+        date(2024, 1, 15),
+        date(2024, 4, 3),
+    ]
+
+
+def test_month_first_told_apart_by_data() -> None:
+    column, result = converted(["01/02/2024", "01/15/2024", "12/31/2023"], "posted")
+    assert (column["format"], column["ambiguous"]) == ("MM/dd/yyyy", False)
+    assert result.frame["posted"].to_list() == [
+        date(2024, 1, 2),
+        date(2024, 1, 15),
+        date(2023, 12, 31),
+    ]
+
+
+def test_ambiguous_day_month_prefers_day_first() -> None:
+    column, result = converted(["01/02/2024", "03/04/2024", "05/06/2024"], "when")
+    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+        "DATE",
+        "dd/MM/yyyy",
+        True,
+    )
+    assert result.frame["when"][0] == date(2024, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("values", "fmt", "expected"),
+    [
+        (["15.01.2024", "1.2.2024"], "dd.MM.yyyy", [date(2024, 1, 15), date(2024, 2, 1)]),
+        (["15-Jan-2024", "01-FEB-2024"], "dd-MMM-yyyy", [date(2024, 1, 15), date(2024, 2, 1)]),
+        (["Jan 15, 2024", "Feb 1, 2024"], "MMM dd, yyyy", [date(2024, 1, 15), date(2024, 2, 1)]),
+        (["2024/01/15", "2024/02/01"], "yyyy/MM/dd", [date(2024, 1, 15), date(2024, 2, 1)]),
+        (["15/01/24", "01/02/24"], "dd/MM/yy", [date(2024, 1, 15), date(2024, 2, 1)]),
+    ],
+)
+def test_other_date_layouts(values: list[str], fmt: str, expected: list[date]) -> None:
+    column, result = converted(values, "value_date")
+    assert (column["dataType"], column["format"]) == ("DATE", fmt)
+    assert result.frame["value_date"].to_list() == expected
+
+
+def test_compact_dates_need_date_name_or_all_valid() -> None:
+    column, result = converted(["20240115", "20231231"], "booking_date")
+    assert (column["dataType"], column["format"]) == ("DATE", "yyyyMMdd")
+    assert result.frame["booking_date"].to_list() == [date(2024, 1, 15), date(2023, 12, 31)]
+    assert profile(["20240115", "20231231"], "x")["dataType"] == "DATE"
+
+
+def test_plain_numbers_are_not_dates() -> None:
+    assert profile(["12345678", "20240115", "87654321"], "total")["dataType"] == "INTEGER"
+    assert profile(["20240115", "20231231"], "invoice_no")["dataType"] == "STRING"
+    assert profile(["22000101", "20240115"], "x")["dataType"] != "DATE"  # 2200: implausible
+    assert profile(["2024", "2023"], "x")["dataType"] == "INTEGER"
+
+
+# ----------------------------------------------------------------------------- timestamps
+
+
+def test_iso_timestamps_with_zones_convert_to_utc() -> None:
+    values = [
+        "2024-01-15T10:30:00Z",
+        "2024-01-15T10:30:00+02:00",
+        "2024-01-15T10:30:00-05:00",
+        "2024-01-15T23:30:00+0000",
+    ]
+    column, result = converted(values, "created_at")
+    assert (column["dataType"], column["format"]) == ("TIMESTAMP", "yyyy-MM-dd'T'HH:mm:ssXXX")
+    assert result.frame["created_at"].dtype == pl.Datetime("us", "UTC")
+    assert result.frame["created_at"].to_list() == [
+        datetime(2024, 1, 15, 10, 30, tzinfo=UTC),
+        datetime(2024, 1, 15, 8, 30, tzinfo=UTC),
+        datetime(2024, 1, 15, 15, 30, tzinfo=UTC),
+        datetime(2024, 1, 15, 23, 30, tzinfo=UTC),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "fmt", "first"),
+    [
+        (
+            ["2024-01-15 10:30:00+02:00", "2024-06-01 00:00:00+02:00"],
+            "yyyy-MM-dd HH:mm:ssXXX",
+            datetime(2024, 1, 15, 8, 30, tzinfo=UTC),
+        ),
+        (
+            ["2024-01-15T10:30:00.123", "2024-01-15T10:31:00.456"],
+            "yyyy-MM-dd'T'HH:mm:ss.SSS",
+            datetime(2024, 1, 15, 10, 30, 0, 123000, tzinfo=UTC),
+        ),
+        (
+            ["15/01/2024 10:30", "16/01/2024 08:05"],
+            "dd/MM/yyyy HH:mm",
+            datetime(2024, 1, 15, 10, 30, tzinfo=UTC),
+        ),
+        (
+            ["01/15/2024 10:30 PM", "01/16/2024 8:05 AM"],
+            "MM/dd/yyyy hh:mm a",
+            datetime(2024, 1, 15, 22, 30, tzinfo=UTC),
+        ),
+        (
+            ["2024-01-15T10:30:00+0200", "2024-01-15T10:30:00+0100"],
+            "yyyy-MM-dd'T'HH:mm:ssXX",
+            datetime(2024, 1, 15, 8, 30, tzinfo=UTC),
+        ),
+    ],
+)
+def test_timestamp_layouts(values: list[str], fmt: str, first: datetime) -> None:
+    column, result = converted(values, "ts")
+    assert (column["dataType"], column["format"]) == ("TIMESTAMP", fmt)
+    assert result.frame["ts"][0] == first
+    assert result.failures.height == 0
+
+
+def test_mixed_fraction_widths_still_parse() -> None:
+    values = ["2024-01-15T10:30:00Z", "2024-01-15T10:30:00.5Z", "2024-01-15T10:30:00.123456Z"]
+    column, result = converted(values, "ts")
+    assert column["format"] == "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
+    assert result.frame["ts"][2] == datetime(2024, 1, 15, 10, 30, 0, 123456, tzinfo=UTC)
+
+
+# ----------------------------------------------------------------------------- booleans
+
+
+@pytest.mark.parametrize(
+    ("values", "fmt", "expected"),
+    [
+        (["Y", "N", "y", "Y"], "Y/N", [True, False, True, True]),
+        (["Yes", "No", "yes", "NO"], "Yes/No", [True, False, True, False]),
+        (["true", "false", "false"], "true/false", [True, False, False]),
+        (["TRUE", "FALSE", "TRUE"], "TRUE/FALSE", [True, False, True]),
+        (["T", "F", "t"], "T/F", [True, False, True]),
+        (["1", "0", "0", "1"], "1/0", [True, False, False, True]),
+    ],
+)
+def test_boolean_spellings(values: list[str], fmt: str, expected: list[bool]) -> None:
+    column, result = converted(values, "is_reversed")
+    assert (column["dataType"], column["format"]) == ("BOOLEAN", fmt)
+    assert result.frame["is_reversed"].dtype == pl.Boolean
+    assert result.frame["is_reversed"].to_list() == expected
+
+
+def test_zero_one_counts_stay_integer() -> None:
+    assert profile(["1", "0", "1"], "item_count")["dataType"] == "INTEGER"
+    assert profile(["1", "0", "2"], "flag")["dataType"] == "INTEGER"
+    assert profile(["1", "1", "1"], "flag")["dataType"] == "INTEGER"
+
+
+# ----------------------------------------------------------------------------- 98 % rule
+
+
+def test_one_bad_cell_becomes_a_failure() -> None:
+    values: list[str | None] = [f"{day % 28 + 1:02d}/{day % 12 + 1:02d}/2024" for day in range(99)]
+    values[3] = "25/12/2024"  # makes the column day-first
+    values[40] = "not a date"
+    column, result = converted(values, "posted")
+    assert (column["dataType"], column["format"]) == ("DATE", "dd/MM/yyyy")
+    failures = result.failures
+    assert failures.schema == pl.Schema(
+        {"row_number": pl.Int64, "column": pl.String, "check": pl.String, "value": pl.String}
+    )
+    assert failures.rows() == [(41, "posted", "dataType DATE dd/MM/yyyy", "not a date")]
+    assert result.frame["posted"].null_count() == 1
+    assert result.frame["posted"][3] == date(2024, 12, 25)
+
+
+def test_one_bad_amount_among_many() -> None:
+    values = [f"${n},{n % 1000:03d}.50" for n in range(1, 100)] + [" n/a "]
+    column, result = converted(values, "amount")
+    assert column["dataType"] == "DECIMAL"
+    assert result.failures.rows() == [(100, "amount", "dataType DECIMAL #,##0.00", " n/a ")]
+
+
+def test_too_many_bad_cells_demote_to_string() -> None:
+    values = [str(n) for n in range(95)] + ["x"] * 5
+    column, result = converted(values, "quantity")
+    assert column["dataType"] == "STRING"
+    assert result.failures.height == 0
+
+
+# ----------------------------------------------------------------------------- nulls, uniqueness
+
+
+def test_nullable_and_unique() -> None:
+    frame = raw_frame(
+        a=["x", "  ", "y", "z"],
+        b=["x", "y", "x", None],
+        c=["1", "2", "3", "4"],
+        d=[" x", "x ", None, "y"],
+    )
+    schema = {c["name"]: c for c in detect_schema(frame)}
+    assert (schema["a"]["nullable"], schema["a"]["unique"]) == (True, True)
+    assert (schema["b"]["nullable"], schema["b"]["unique"]) == (True, False)
+    assert (schema["c"]["nullable"], schema["c"]["unique"]) == (False, True)
+    assert schema["d"]["unique"] is False  # equal once stripped
+    assert (schema["a"]["nullCount"], schema["b"]["distinctCount"]) == (1, 2)
+
+
+def test_sample_values_are_distinct_raw_strings() -> None:
+    column = profile([" a ", "b", " a ", None, "c", "d", "e", "f"])
+    assert column["sampleValues"] == [" a ", "b", "c", "d", "e"]
+
+
+def test_strings_are_stripped_and_blank_is_null() -> None:
+    _, result = converted(["  hello ", "   ", None, "world"], "description")
+    assert result.frame["description"].to_list() == ["hello", None, None, "world"]
+
+
+# ----------------------------------------------------------------------------- preview
+
+
+def test_preview_shape() -> None:
+    frame = raw_frame(a=[" 1", None, "3"], b=["x", "y", "z"])
+    assert preview_rows(frame) == [[" 1", "x"], [None, "y"], ["3", "z"]]
+    assert preview_rows(frame, limit=2) == [[" 1", "x"], [None, "y"]]
+    assert preview_rows(frame, limit=0) == []
+
+
+# ----------------------------------------------------------------------------- convert()
+
+
+def test_convert_uses_given_schema_and_defaults_to_string() -> None:
+    frame = raw_frame(d=["15/01/2024", "2024-01-15"], extra=[" a", "b "])
+    schema = [{"name": "d", "dataType": "DATE", "format": "dd/MM/yyyy"}]
+    result = convert(frame, schema)
+    assert result.frame.columns == ["_row_number", "d", "extra"]
+    assert result.frame["d"].to_list() == [date(2024, 1, 15), None]
+    assert result.frame["extra"].to_list() == ["a", "b"]
+    assert result.failures.rows() == [(2, "d", "dataType DATE dd/MM/yyyy", "2024-01-15")]
+
+
+def test_convert_decimal_from_format_only() -> None:
+    frame = raw_frame(x=["1.234,5", "7"])
+    schema = [{"name": "x", "dataType": "DECIMAL", "format": "#.##0,00"}]
+    assert convert(frame, schema).frame["x"].to_list() == [1234.5, 7.0]
+
+
+def test_convert_rejects_unknown_type() -> None:
+    with pytest.raises(ValueError):
+        convert(raw_frame(x=["1"]), [{"name": "x", "dataType": "MONEY"}])
+
+
+def test_convert_without_failures_has_typed_empty_frame() -> None:
+    _, result = converted(["1", "2"], "quantity")
+    assert result.failures.height == 0
+    assert result.failures.columns == ["row_number", "column", "check", "value"]
+    assert result.failures.schema["row_number"] == pl.Int64
+
+
+# ----------------------------------------------------------------------------- patterns
+
+
+@pytest.mark.parametrize(
+    ("seed", "strftime"),
+    [
+        ("yyyy-MM-dd", "%Y-%m-%d"),
+        ("dd/MM/yyyy", "%d/%m/%Y"),
+        ("MM/dd/yyyy", "%m/%d/%Y"),
+        ("dd.MM.yyyy", "%d.%m.%Y"),
+        ("dd-MMM-yyyy", "%d-%b-%Y"),
+        ("MMM dd, yyyy", "%b %d, %Y"),
+        ("dd MMMM yyyy", "%d %B %Y"),
+        ("yyyyMMdd", "%Y%m%d"),
+        ("dd/MM/yy", "%d/%m/%y"),
+        ("yyyy-MM-dd'T'HH:mm:ssXXX", "%Y-%m-%dT%H:%M:%S%:z"),
+        ("yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "%Y-%m-%dT%H:%M:%S%.3f%:z"),
+        ("yyyy-MM-dd'T'HH:mm:ss.SSSSSS", "%Y-%m-%dT%H:%M:%S%.6f"),
+        ("yyyy-MM-dd HH:mm:ssXX", "%Y-%m-%d %H:%M:%S%z"),
+        ("dd/MM/yyyy HH:mm", "%d/%m/%Y %H:%M"),
+        ("MM/dd/yyyy hh:mm a", "%m/%d/%Y %I:%M %p"),
+        ("EEE, dd MMM yyyy", "%a, %d %b %Y"),
+        ("d/M/yyyy H:mm", "%-d/%-m/%Y %-H:%M"),
+        ("yyyy%MM", "%Y%%%m"),
+        ("yyyy-MM-dd'T'HH:mm", "%Y-%m-%dT%H:%M"),
+    ],
+)
+def test_pattern_round_trip(seed: str, strftime: str) -> None:
+    assert seed_pattern_to_strftime(seed) == strftime
+    assert strftime_to_seed_pattern(strftime) == seed
+
+
+def test_pattern_quotes() -> None:
+    assert seed_pattern_to_strftime("hh 'o''clock'") == "%I o'clock"
+    assert seed_pattern_to_strftime("yyyy'%'MM") == "%Y%%%m"
+    assert seed_pattern_to_strftime(strftime_to_seed_pattern("%I o'clock")) == "%I o'clock"
+
+
+def test_pattern_errors() -> None:
+    with pytest.raises(ValueError):
+        seed_pattern_to_strftime("yyyy-MM-dd VV")
+    with pytest.raises(ValueError):
+        strftime_to_seed_pattern("%Y %j")
+
+
+def test_detected_formats_are_parseable() -> None:
+    frame = raw_frame(
+        a=["2024-01-15T10:30:00Z"], b=["15-Jan-2024"], c=["2024-01-15 10:30:00.123456+01:00"]
+    )
+    for column in detect_schema(frame):
+        fmt = seed_pattern_to_strftime(column["format"])
+        assert strftime_to_seed_pattern(fmt) == column["format"]
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def million_row_frame(n: int = 1_000_000) -> pl.DataFrame:
+    i = pl.int_range(0, n, dtype=pl.Int64)
+    cents = (i * 7919) % 99_999_999
+    dollars, fraction = cents // 100, (cents % 100).cast(pl.String).str.zfill(2)
+    thousands, units = dollars // 1000, (dollars % 1000).cast(pl.String)
+    grouped = (
+        pl.when(thousands > 0)
+        .then(pl.concat_str(thousands.cast(pl.String), pl.lit(","), units.str.zfill(3)))
+        .otherwise(units)
+    )
+    money = pl.concat_str(pl.lit("$"), grouped, pl.lit("."), fraction)
+    return pl.select(
+        _row_number=i + 1,
+        transaction_id=pl.concat_str(pl.lit("TX"), i.cast(pl.String).str.zfill(9)),
+        posted=(pl.date(2020, 1, 1) + pl.duration(days=(i * 13) % 1800)).dt.strftime("%d/%m/%Y"),
+        amount=pl.when(i % 10 == 0).then(pl.concat_str(pl.lit("-"), money)).otherwise(money),
+        description=pl.concat_str(pl.lit("Payment to vendor "), (i % 5000).cast(pl.String)),
+        currency=pl.when(i % 3 == 0)
+        .then(pl.lit("USD"))
+        .when(i % 3 == 1)
+        .then(pl.lit("EUR"))
+        .otherwise(pl.lit("GBP")),
+        cleared=pl.when(i % 2 == 0).then(pl.lit("Y")).otherwise(pl.lit("N")),
+        quantity=((i * 31) % 20001 - 10000).cast(pl.String),
+        created_at=(pl.datetime(2024, 1, 1) + pl.duration(seconds=i * 37)).dt.strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
+    )
+
+
+def test_million_rows_speed() -> None:
+    frame = million_row_frame()
+    started = time.perf_counter()
+    schema = detect_schema(frame)
+    detected = time.perf_counter()
+    result = convert(frame, schema)
+    finished = time.perf_counter()
+    print(
+        f"\n1M rows x 8 columns: detect_schema {detected - started:.2f} s, "
+        f"convert {finished - detected:.2f} s, total {finished - started:.2f} s"
+    )
+    types = {c["name"]: (c["dataType"], c["format"]) for c in schema}
+    assert types == {
+        "transaction_id": ("STRING", None),
+        "posted": ("DATE", "dd/MM/yyyy"),
+        "amount": ("DECIMAL", "#,##0.00"),
+        "description": ("STRING", None),
+        "currency": ("STRING", None),
+        "cleared": ("BOOLEAN", "Y/N"),
+        "quantity": ("INTEGER", None),
+        "created_at": ("TIMESTAMP", "yyyy-MM-dd'T'HH:mm:ssXXX"),
+    }
+    assert result.failures.height == 0
+    assert result.frame.height == 1_000_000
+    assert result.frame["amount"].null_count() == 0
+    assert finished - started < 30
