@@ -187,3 +187,72 @@ def test_a_tick_with_a_hundred_files_and_a_restarted_sensor(database_url: str, z
     files = _files(database_url, org)
     assert len(files) == 100 and {f[1] for f in files} == {"PROCESSED"}
     assert json.loads(_tick(instance, store).cursor) == {}
+
+
+def _truncated_parquet(tmp: Path) -> bytes:
+    path = tmp / "full.parquet"
+    pl.DataFrame(
+        {"ref": [f"R{i}" for i in range(2000)], "amount": list(range(2000))}
+    ).write_parquet(path)
+    data = path.read_bytes()
+    return data[: len(data) // 2]
+
+
+def test_bad_input_corpus_through_the_sensor_and_assets(
+    database_url: str, zone, tmp_path: Path
+) -> None:
+    """Each bad file ends FAILED with an actionable error or as row errors; bytes are kept;
+    the good file dropped beside them is processed all the same."""
+    landing, org, store = zone
+    instance = DagsterInstance.ephemeral()
+    corpus: dict[str, bytes] = {
+        "empty.csv": b"",
+        "header-only.csv": b"ref,amount\n",
+        "garbage.csv": bytes(range(256)) * 40,
+        "ragged.csv": b"ref,amount,date\nR1,10,2024-01-01\nR2,20\nR3,30,2024-01-03\n",
+        "quotes.csv": b'ref,memo\nR1,"never closed\nR2,fine\n',
+        "dupe-columns.csv": b"ref,amount,ref\nR1,1,R1\n",
+        "one-huge-line.csv": b"x" * 3_000_000,
+        "truncated.parquet": _truncated_parquet(tmp_path),
+        "bad\x07name...csv": b"ref,amount\nR1,1\n",
+        "formulas.csv": b"ref,note\nR1,=SUM(A1:A3)\nR2,=cmd|' /C calc'!A0\n",
+        "latin1.csv": "ref,payee\nR1,Caf\xe9 \xa3\n".encode("cp1252"),
+        "zz-good.csv": BANK_CSV.encode(),
+    }
+    for name, data in corpus.items():
+        _drop(landing, org, "mixed", name, data)
+    requests = _tick(instance, store).run_requests
+    assert len(requests) == len(corpus)
+    for request in requests:  # one run per file, whatever happened to the previous one
+        _run(instance, store, request.partition_key)
+
+    files = {f[0]: f for f in _files(database_url, org)}
+    failed = {n: f[3] for n, f in files.items() if f[1] == "FAILED"}
+    expected_failures = {
+        "empty.csv": "empty",
+        "header-only.csv": "no data rows",
+        "garbage.csv": "is not a text table",
+        "ragged.csv": "data row 2",
+        "quotes.csv": "quote",
+        "dupe-columns.csv": "ref",
+        "one-huge-line.csv": "",
+        "truncated.parquet": "Parquet",
+    }
+    for name, fragment in expected_failures.items():
+        assert name in failed, f"{name} should have failed: {files.get(name)}"
+        assert name in failed[name] and fragment in failed[name], failed[name]
+    processed = {n for n, f in files.items() if f[1] == "PROCESSED"}
+    assert {"formulas.csv", "latin1.csv", "zz-good.csv", "bad\\x07name...csv"} <= processed
+    # the original bytes of every file are kept, failed ones in quarantine
+    home = Path(store.root)
+    for name, f in files.items():
+        assert (home / "store" / "originals" / f[6]).read_bytes() == corpus[
+            name.replace("\\x07", "\x07")
+        ]
+    assert len(list((home / "quarantine" / org / "mixed").iterdir())) == len(expected_failures)
+    assert list((landing / org / "mixed").iterdir()) == []
+    # formulas are text, never evaluated; Latin-1 decoded
+    formulas = pl.read_parquet(home / "store" / "canonical" / f"{files['formulas.csv'][7]}.parquet")
+    assert formulas.get_column("note").to_list() == ["=SUM(A1:A3)", "=cmd|' /C calc'!A0"]
+    latin = pl.read_parquet(home / "store" / "canonical" / f"{files['latin1.csv'][7]}.parquet")
+    assert latin.get_column("payee").to_list() == ["Café £"]
