@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import sqlalchemy as sa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -44,7 +45,7 @@ from pipelines.ingest.validation import (
     validate,
 )
 from resources.database import DatabaseResource
-from resources.file_store import FileStoreResource
+from resources.file_store import FileStore, FileStoreResource
 
 landed_files = DynamicPartitionsDefinition(name="landed_files")
 MAX_RUNS_PER_TICK = 500
@@ -80,14 +81,23 @@ def uploaded_file(
 ) -> landing.LandedFile:
     store = file_store.store()
     item = _find_in_zone(store.landing, context.partition_key)
-    if item is None:
-        raise Failure(
-            description=f"no file for partition {context.partition_key} in {store.landing}: "
-            "it was moved or deleted before landing; drop it into the landing zone again"
+    if item is not None:
+        landed = landing.land_file(
+            database.engine(),
+            store,
+            item,
+            partition_key=context.partition_key,
+            run_id=context.run.run_id,
         )
-    landed = landing.land_file(
-        database.engine(), store, item, partition_key=context.partition_key, run_id=context.run.run_id
-    )
+    else:
+        # a re-run or backfill of a file landed before: process its stored original again
+        earlier = landing.landed_file_for_partition(database.engine(), store, context.partition_key)
+        if earlier is None:
+            raise Failure(
+                description=f"no file for partition {context.partition_key} in {store.landing}: "
+                "it was moved or deleted before landing; drop it into the landing zone again"
+            )
+        landed = earlier
     context.add_output_metadata(
         {
             "uploaded_file_id": landed.uploaded_file_id,
@@ -246,7 +256,11 @@ def canonical_file(
 
 
 def _fail(
-    engine, store, item: landing.LandingPath | None, landed: landing.LandedFile, message: str
+    engine: sa.Engine,
+    store: FileStore,
+    item: landing.LandingPath | None,
+    landed: landing.LandedFile,
+    message: str,
 ) -> None:
     landing.record_failed(engine, landed, message)
     if item is not None:

@@ -101,12 +101,15 @@ def test_landing_a_bank_file_end_to_end(database_url: str, zone) -> None:
 
     [mat] = result.asset_materializations_for_node("canonical_file")
     assert mat.metadata["dagster/row_count"].value == 4
+    # a re-run of the partition (backfill) processes the stored original again: no new rows
+    assert _run(instance, store, request.partition_key).success
+    assert [f[1:3] for f in _files(database_url, org)] == [("PROCESSED", 4)]
     with psycopg.connect(database_url) as conn:
         sync = conn.execute(
             "SELECT status, records_processed FROM sync_logs WHERE uploaded_file_id = %s",
             (file_id,),
         ).fetchall()
-    assert sync == [("SUCCESS", 4)]
+    assert sync == [("SUCCESS", 4), ("SUCCESS", 4)]
 
 
 def test_identical_content_is_not_processed_twice(database_url: str, zone) -> None:

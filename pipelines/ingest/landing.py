@@ -330,3 +330,30 @@ def record_failed(engine: sa.Engine, landed: LandedFile, error: str) -> None:
             {"e": error, "id": landed.uploaded_file_id},
         )
         _sync_log(conn, landed, "FAILED", 0, error)
+
+
+def landed_file_for_partition(
+    engine: sa.Engine, store: FileStore, partition_key: str
+) -> LandedFile | None:
+    """The file an earlier run landed for this partition (for re-runs and backfills)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT id, organization_id, data_source_id, original_filename, stored_filename, "
+                "content_sha256, file_size FROM uploaded_files WHERE partition_key = :k "
+                "ORDER BY id DESC LIMIT 1"
+            ),
+            {"k": partition_key},
+        ).first()
+    if row is None:
+        return None
+    return LandedFile(
+        row.id,
+        row.organization_id,
+        row.data_source_id,
+        row.original_filename,
+        store.original(row.stored_filename),
+        partition_key.rsplit("#", 1)[0],
+        row.content_sha256,
+        row.file_size,
+    )
