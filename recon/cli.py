@@ -14,6 +14,7 @@ import subprocess
 import sys
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 
 from resources import migrations
@@ -21,6 +22,8 @@ from resources.database import check_database, libpq_url, resolve_database_url
 from resources.embedded import stop_embedded_server
 from resources.errors import ReconError
 from resources.settings import PROJECT_ROOT, configured_database_url, recon_home
+
+DEMO_ORGANIZATION = "Demo Organization"
 
 app = typer.Typer(
     help="Smart Reconciliation: reconcile two data sets into a documented PostgreSQL schema.",
@@ -146,23 +149,57 @@ def ui(
 
 @app.command("demo")
 def demo() -> None:
-    """Bring the database up, migrate, and materialize the pipeline's assets through Dagster."""
-    from dagster import materialize
+    """Bring the database up, land sample bank and ledger files, and run them through Dagster."""
+    from dagster import build_sensor_context, materialize
 
+    from pipelines.database import database_schema
     from pipelines.definitions import defs
+    from pipelines.files import canonical_file, landed_files, landing_zone_sensor, uploaded_file
+    from recon.samples import write_samples
     from resources.dagster_instance import dagster_instance
+    from resources.database import engine_for
+    from resources.file_store import FileStoreResource
 
     url = _ready_url()
     instance = dagster_instance(url)
-    assets = list(defs.assets or [])
-    result = materialize(assets, instance=instance, resources=defs.resources)
-    if not result.success:
-        raise ReconError(f"demo run {result.run_id} failed; open `recon ui` to see its logs")
-    typer.echo(f"demo run {result.run_id} succeeded on {libpq_url(url)}")
-    for event in result.get_asset_materialization_events():
-        key = event.asset_key.to_user_string()
-        typer.echo(f"  materialized {key}")
-    typer.echo("next: `recon ui` and open http://127.0.0.1:3000 to see the run and its assets")
+    resources = defs.resources
+    if not materialize([database_schema], instance=instance, resources=resources).success:
+        raise ReconError("the database_schema run failed; open `recon ui` to see its logs")
+    zone = FileStoreResource().store().landing / DEMO_ORGANIZATION
+    write_samples(zone / "bank", zone / "ledger")
+    typer.echo(f"landed sample files in {zone}")
+    # what the landing-zone sensor does on its next tick, evaluated here so the demo is one step
+    tick = landing_zone_sensor(
+        build_sensor_context(instance=instance, resources={"file_store": FileStoreResource()})
+    )
+    keys = [request.partition_key for request in tick.run_requests]
+    new = [k for k in keys if k and not instance.has_dynamic_partition(landed_files.name, k)]
+    instance.add_dynamic_partitions(landed_files.name, new)
+    for key in keys:
+        result = materialize(
+            [uploaded_file, canonical_file],
+            partition_key=key,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+        typer.echo(f"  run {result.run_id} for {key}: {'ok' if result.success else 'FAILED'}")
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT f.id, f.original_filename, f.status, f.row_count, f.invalid_row_count "
+                "FROM uploaded_files f JOIN organizations o ON o.id = f.organization_id "
+                "WHERE o.name = :o ORDER BY f.id"
+            ),
+            {"o": DEMO_ORGANIZATION},
+        ).all()
+    for row in rows:
+        typer.echo(
+            f"  uploaded_files #{row.id} {row.original_filename}: {row.status}, "
+            f"{row.row_count} rows, {row.invalid_row_count} invalid"
+        )
+    typer.echo(f"database: {libpq_url(url)}")
+    typer.echo("next: `recon ui`, open http://127.0.0.1:3000 and look at the ingest assets")
 
 
 def main() -> None:
