@@ -3,18 +3,28 @@
 Stages, in order, one module each beside this one:
 - `database`: the product schema (migrations) as an asset;
 - `files`: the landing-zone sensor, `uploaded_file` (landing) and `canonical_file` (reading,
-  schema detection, pandera validation, typed parquet), partitioned one file per partition.
+  schema detection, pandera validation, typed parquet), partitioned one file per partition;
+- `reconciliation`: `mapped_records` -> `record_links` -> `exceptions` ->
+  `reconciliation_record`, one run per `reconciliations` row.
 """
 
-from dagster import Definitions
+from dagster import Definitions, define_asset_job
 
 from pipelines.database import database_schema
 from pipelines.files import canonical_file, landing_zone_sensor, uploaded_file
+from pipelines.reconciliation import RECONCILIATION_ASSETS
 from resources.database import DatabaseResource
 from resources.file_store import FileStoreResource
 
+reconcile_job = define_asset_job(
+    "reconcile",
+    selection=[a.key for a in RECONCILIATION_ASSETS],
+    description="Reconcile one PENDING reconciliation (config: reconciliation_id).",
+)
+
 defs = Definitions(
-    assets=[database_schema, uploaded_file, canonical_file],
+    assets=[database_schema, uploaded_file, canonical_file, *RECONCILIATION_ASSETS],
+    jobs=[reconcile_job],
     sensors=[landing_zone_sensor],
     resources={"database": DatabaseResource(), "file_store": FileStoreResource()},
 )

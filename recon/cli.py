@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -145,6 +146,68 @@ def ui(
         str(port),
     ]
     raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT))
+
+
+@app.command("run")
+def run(
+    source: Annotated[
+        Path, typer.Option(help="The source file (for example a bank export).", show_default=False)
+    ],
+    target: Annotated[
+        Path, typer.Option(help="The target file (for example the ledger).", show_default=False)
+    ],
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Rule set YAML (field_mappings, matching_rules); see README."),
+    ] = None,
+    org: Annotated[str, typer.Option(help="Organization the files belong to.")] = (
+        "Default Organization"
+    ),
+    name: Annotated[
+        str | None, typer.Option(help="Reconciliation name (default: 'SOURCE vs TARGET').")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Only print the JSON summary.")] = False,
+) -> None:
+    """Reconcile two files through the Dagster assets; the last stdout line is a JSON summary.
+
+    Exit status 0 when the reconciliation COMPLETED, 1 with a one-line reason otherwise.
+    """
+    import json
+    import logging
+
+    from recon.run import RunRequest, run_reconciliation
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    url = _ready_url()
+    migrations.migrate(url)
+    say = (lambda _m: None) if quiet else (lambda m: typer.echo(m, err=True))
+    summary = run_reconciliation(
+        url,
+        RunRequest(source=source, target=target, rules=rules, organization=org, name=name),
+        say=say,
+    )
+    typer.echo(json.dumps(summary, default=str))
+    if summary["status"] != "COMPLETED":
+        typer.echo(
+            f"recon: error: reconciliation {summary['reconciliation_id']} "
+            f"{summary['status']}: {summary.get('error_message') or 'no reason recorded'}",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+@app.command("cancel")
+def cancel(
+    reconciliation_id: Annotated[int, typer.Argument(help="The reconciliation to cancel.")],
+) -> None:
+    """Cancel a PENDING or RUNNING reconciliation (its run stops at the next stage)."""
+    from pipelines.reconcile.records import cancel as cancel_reconciliation
+    from resources.database import engine_for
+
+    if not cancel_reconciliation(engine_for(_ready_url()), reconciliation_id):
+        raise ReconError(f"reconciliation {reconciliation_id} is not pending or running")
+    typer.echo(f"reconciliation {reconciliation_id} cancelled")
 
 
 @app.command("demo")

@@ -35,6 +35,10 @@ class FileStore:
     def row_failures(self, uploaded_file_id: int) -> Path:
         return self.root / "store" / "canonical" / f"{uploaded_file_id}.failures.parquet"
 
+    def reconciliation_dir(self, reconciliation_id: int) -> Path:
+        """Working files of one reconciliation (conformed records, links, exceptions)."""
+        return self.root / "store" / "reconciliations" / str(reconciliation_id)
+
     def archive(self, kind: str, relative: Path, uploaded_file_id: int | None) -> Path:
         """`processed/` or `quarantine/` path for a landing-zone file, never overwriting."""
         prefix = f"{uploaded_file_id}-" if uploaded_file_id is not None else f"{uuid.uuid4().hex}-"

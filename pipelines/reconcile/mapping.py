@@ -1,0 +1,275 @@
+"""Field mapping: bring the source's columns onto the target's vocabulary, typed for matching.
+
+`conform` applies a rule set's field mappings to the source's canonical frame (the target's
+columns keep their own names) and casts every field a matching rule uses to one comparable
+type on both sides, so the exact pre-pass and Splink see conformant tables:
+
+- RANGE fields become Float64, DATE_RANGE fields Date;
+- EXACT fields become Float64 when both sides are numeric, Date when both are temporal, else
+  stripped text; FUZZY fields become text.
+
+Transformations (applied to the source column, as their names say):
+- DIRECT, UPPERCASE, LOWERCASE, TRIM (config `characters`: what to strip, default whitespace);
+- DATE_FORMAT: config `format` is the pattern the source writes dates in, seed style
+  (`dd/MM/yyyy`) or strftime (`%d/%m/%Y`). Text is parsed with it; a column the file stage
+  already typed with a different detected pattern is re-read with this one (the rule wins when
+  the data could not settle day/month order). Optional `output_format` renders text instead.
+- CURRENCY_CONVERSION: multiplies the amount by the rate of its currency into `to` (default:
+  unchanged for rows already in it). Rates from config `rates: {EUR: 1.08}` (or `from` + `rate`
+  for a single-currency file) or a CSV `rates_file` with columns `currency,rate[,date]`. The
+  currency of each row comes from `currency_field` (a source column) or `from`. Conversion date
+  rule: with dated rates and a `date_field`, each row uses the latest rate dated on or before
+  its own date (the rate in force that day); without them, the one rate per currency. A row
+  whose currency has no rate is an error naming the currency, row and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipelines.ingest.profiling import seed_pattern_to_strftime
+from pipelines.reconcile.rules import FieldMapping, RuleSet, RuleSetError
+
+ROW = "_row_number"
+NUMERIC = (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32)
+
+
+class MappingError(RuleSetError):
+    """A mapping that cannot be applied to the data, naming file, row and field."""
+
+
+@dataclass(frozen=True)
+class Conformed:
+    """Both sides in the target vocabulary: `_row_number`, `_valid` and the matching fields."""
+
+    source: pl.DataFrame
+    target: pl.DataFrame
+    field_types: dict[str, str]
+
+
+def _strftime(pattern: str) -> str:
+    return pattern if "%" in pattern else seed_pattern_to_strftime(pattern)
+
+
+def _detected_format(schema: list[dict[str, Any]] | None, column: str) -> str | None:
+    for item in schema or []:
+        if item.get("name") == column and item.get("format"):
+            return str(item["format"])
+    return None
+
+
+def _date_format(
+    frame: pl.DataFrame, mapping: FieldMapping, schema: list[dict[str, Any]] | None, name: str
+) -> pl.Expr:
+    config = mapping.transformation_config or {}
+    pattern = config.get("format") or config.get("input_format")
+    column = pl.col(mapping.source_field)
+    dtype = frame.schema[mapping.source_field]
+    if dtype == pl.String:
+        if not pattern:
+            raise MappingError(
+                f"{name}: DATE_FORMAT onto {mapping.target_field!r} needs transformation_config "
+                "`format` (for example dd/MM/yyyy) because the column is text"
+            )
+        parsed = column.str.strip_chars().str.to_date(_strftime(pattern), strict=False)
+    elif dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        parsed = column if dtype == pl.Date else column.dt.date()
+        detected = _detected_format(schema, mapping.source_field)
+        if pattern and detected and _strftime(detected) != _strftime(pattern):
+            # typed by the file stage with another pattern: read the same text with the rule's
+            written = parsed.dt.strftime(_strftime(detected))
+            parsed = written.str.to_date(_strftime(pattern), strict=False)
+    else:
+        raise MappingError(
+            f"{name}: DATE_FORMAT onto {mapping.target_field!r}: column "
+            f"{mapping.source_field!r} holds {dtype}, not dates"
+        )
+    output = config.get("output_format")
+    return parsed.dt.strftime(_strftime(output)) if output else parsed
+
+
+def _rates_table(config: dict[str, Any], name: str) -> pl.DataFrame:
+    if config.get("rates_file"):
+        path = Path(config["rates_file"])
+        try:
+            table = pl.read_csv(path, try_parse_dates=True)
+        except (FileNotFoundError, pl.exceptions.PolarsError) as err:
+            raise MappingError(f"{name}: cannot read rates_file {path}: {err}") from None
+        missing = {"currency", "rate"} - set(table.columns)
+        if missing:
+            raise MappingError(f"{name}: rates_file {path} lacks column(s) {sorted(missing)}")
+        columns = ["currency", "rate"] + (["date"] if "date" in table.columns else [])
+        table = table.select(columns)
+    elif config.get("rates"):
+        rates = config["rates"]
+        table = pl.DataFrame(
+            {"currency": [str(k) for k in rates], "rate": [float(v) for v in rates.values()]}
+        )
+    else:
+        table = pl.DataFrame({"currency": [str(config["from"])], "rate": [float(config["rate"])]})
+    table = table.with_columns(
+        pl.col("currency").cast(pl.String).str.strip_chars().str.to_uppercase(),
+        pl.col("rate").cast(pl.Float64),
+    )
+    if "date" in table.columns:
+        table = table.with_columns(pl.col("date").cast(pl.Date))
+    return table
+
+
+def _currency_conversion(frame: pl.DataFrame, mapping: FieldMapping, name: str) -> pl.Series:
+    config = mapping.transformation_config or {}
+    rates = _rates_table(config, name)
+    to = str(config.get("to") or "").upper()
+    if config.get("currency_field"):
+        currency = (
+            frame.get_column(config["currency_field"]).cast(pl.String).str.strip_chars()
+        ).str.to_uppercase()
+    elif config.get("from"):
+        currency = pl.repeat(str(config["from"]).upper(), frame.height, eager=True)
+    else:
+        raise MappingError(
+            f"{name}: CURRENCY_CONVERSION onto {mapping.target_field!r} needs `currency_field` "
+            "(the column holding each row's currency) or `from`"
+        )
+    work = pl.DataFrame(
+        {
+            ROW: frame.get_column(ROW),
+            "amount": frame.get_column(mapping.source_field).cast(pl.Float64, strict=False),
+            "currency": currency,
+        }
+    )
+    if "date" in rates.columns and config.get("date_field"):
+        work = work.with_columns(
+            frame.get_column(config["date_field"]).cast(pl.Date, strict=False).alias("date")
+        )
+        joined = work.sort("date").join_asof(
+            rates.sort("date"), on="date", by="currency", strategy="backward"
+        )
+        joined = joined.sort(ROW)
+    else:
+        latest = rates.sort("date").group_by("currency").last() if "date" in rates else rates
+        joined = work.join(latest.select("currency", "rate"), on="currency", how="left")
+        joined = joined.sort(ROW)
+    joined = joined.with_columns(
+        pl.when(pl.col("currency") == to).then(1.0).otherwise(pl.col("rate")).alias("rate")
+    )
+    missing = joined.filter(
+        pl.col("rate").is_null() & pl.col("amount").is_not_null() & pl.col("currency").is_not_null()
+    )
+    if missing.height:
+        first = missing.row(0, named=True)
+        raise MappingError(
+            f"{name}: row {first[ROW]}, field {mapping.source_field!r}: no rate for currency "
+            f"{first['currency']!r} (on {first.get('date') or 'any date'}); "
+            f"{missing.height} row(s) affected; add it to the rates"
+        )
+    return (joined.get_column("amount") * joined.get_column("rate")).alias(mapping.target_field)
+
+
+def apply_mappings(
+    frame: pl.DataFrame,
+    rule_set: RuleSet,
+    *,
+    schema: list[dict[str, Any]] | None = None,
+    name: str = "source",
+) -> pl.DataFrame:
+    """The source frame in the target vocabulary: mapped fields plus unmapped columns as-is."""
+    mapped: list[pl.Expr | pl.Series] = []
+    for mapping in rule_set.field_mappings:
+        if mapping.source_field not in frame.columns:
+            raise MappingError(f"{name}: no column {mapping.source_field!r} to map")
+        column = pl.col(mapping.source_field)
+        kind = mapping.transformation_type
+        config = mapping.transformation_config or {}
+        if kind == "DIRECT":
+            expr: pl.Expr | pl.Series = column
+        elif kind in ("UPPERCASE", "LOWERCASE", "TRIM"):
+            text = column.cast(pl.String)
+            if kind == "UPPERCASE":
+                expr = text.str.to_uppercase()
+            elif kind == "LOWERCASE":
+                expr = text.str.to_lowercase()
+            else:
+                expr = text.str.strip_chars(config.get("characters"))
+        elif kind == "DATE_FORMAT":
+            expr = _date_format(frame, mapping, schema, name)
+        else:
+            expr = _currency_conversion(frame, mapping, name)
+        mapped.append(expr.alias(mapping.target_field))
+    sources = {m.source_field for m in rule_set.field_mappings}
+    targets = {m.target_field for m in rule_set.field_mappings}
+    kept = [c for c in frame.columns if c not in sources and c not in targets]
+    return frame.select(*[pl.col(c) for c in kept], *mapped)
+
+
+def _field_types(rule_set: RuleSet) -> dict[str, str]:
+    """The comparison kind of each matching field: RANGE/DATE_RANGE win over EXACT/FUZZY."""
+    rank = {"RANGE": 0, "DATE_RANGE": 0, "EXACT": 1, "FUZZY": 2}
+    types: dict[str, str] = {}
+    for rule in sorted(rule_set.matching_rules, key=lambda r: rank[r.match_type]):
+        for name in rule.fields:
+            types.setdefault(name, rule.match_type)
+    return types
+
+
+def _is_temporal(dtype: pl.DataType) -> bool:
+    return dtype == pl.Date or isinstance(dtype, pl.Datetime)
+
+
+def _as_date(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.Date:
+        return expr
+    if isinstance(dtype, pl.Datetime):
+        return expr.dt.date()
+    return expr.cast(pl.String).str.strip_chars().str.to_date(strict=False)
+
+
+def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if _is_temporal(dtype):
+        return expr.dt.strftime("%Y-%m-%d") if dtype == pl.Date else expr.cast(pl.String)
+    return expr.cast(pl.String).str.strip_chars()
+
+
+def conform(
+    source: pl.DataFrame,
+    target: pl.DataFrame,
+    rule_set: RuleSet,
+    *,
+    source_schema: list[dict[str, Any]] | None = None,
+    source_name: str = "source",
+    target_name: str = "target",
+) -> Conformed:
+    """Both canonical frames reduced to `_row_number`, `_valid` and typed matching fields."""
+    mapped = apply_mappings(source, rule_set, schema=source_schema, name=source_name)
+    types = _field_types(rule_set)
+    for field, side, frame in (
+        *((f, source_name, mapped) for f in types),
+        *((f, target_name, target) for f in types),
+    ):
+        if field not in frame.columns:
+            raise MappingError(f"{side}: matching field {field!r} is not a column after mapping")
+    source_exprs, target_exprs = [], []
+    for field, kind in types.items():
+        s_type, t_type = mapped.schema[field], target.schema[field]
+        both_numeric = s_type in NUMERIC and t_type in NUMERIC
+        if kind == "RANGE" or (kind == "EXACT" and both_numeric):
+            s_expr = pl.col(field).cast(pl.Float64, strict=False)
+            t_expr = pl.col(field).cast(pl.Float64, strict=False)
+        elif kind == "DATE_RANGE" or (
+            kind == "EXACT" and _is_temporal(s_type) and _is_temporal(t_type)
+        ):
+            s_expr, t_expr = _as_date(pl.col(field), s_type), _as_date(pl.col(field), t_type)
+        else:
+            s_expr, t_expr = _as_text(pl.col(field), s_type), _as_text(pl.col(field), t_type)
+        source_exprs.append(s_expr.alias(field))
+        target_exprs.append(t_expr.alias(field))
+
+    def reduce(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
+        valid = pl.col("_valid") if "_valid" in frame.columns else pl.lit(True)
+        return frame.select(pl.col(ROW).cast(pl.Int64), valid.alias("_valid"), *exprs)
+
+    return Conformed(reduce(mapped, source_exprs), reduce(target, target_exprs), types)

@@ -1,0 +1,394 @@
+"""The `reconciliations` record: its lifecycle, the trained model, and the one final commit.
+
+Lifecycle: PENDING (created with its files and rule-set version) -> RUNNING (progress moves
+as stages finish) -> COMPLETED, FAILED (with `error_message`) or CANCELLED. Matches and
+exceptions are written in ONE transaction together with the final counts, so a failure at
+any point leaves nothing half-written; a re-run replaces them atomically, and exceptions a
+person already resolved or ignored keep their status, resolution, resolver and time
+(recognised by fingerprint, not id).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+
+from resources.database import copy_frame
+from resources.errors import ReconError
+
+SAMPLE_LIMIT = 100
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+class ReconciliationCancelled(ReconError):
+    """A person cancelled the reconciliation; the run stops at the next stage."""
+
+
+@dataclass(frozen=True)
+class ReconciliationPlan:
+    """What a reconciliation reconciles: its files, rule-set version and organization."""
+
+    id: int
+    name: str
+    organization_id: int
+    source_file_id: int
+    target_file_id: int
+    rule_set_id: int
+    status: str
+
+
+def _file_org(conn: sa.Connection, file_id: int) -> tuple[int, str, str | None]:
+    row = conn.execute(
+        sa.text(
+            "SELECT organization_id, status, processing_error FROM uploaded_files WHERE id = :i"
+        ),
+        {"i": file_id},
+    ).first()
+    if row is None:
+        raise ReconError(f"uploaded file {file_id} does not exist")
+    return row.organization_id, row.status, row.processing_error
+
+
+def create_reconciliation(
+    engine: sa.Engine,
+    *,
+    name: str,
+    source_file_id: int,
+    target_file_id: int,
+    rule_set_id: int,
+    description: str | None = None,
+    partition_key: str | None = None,
+) -> int:
+    """A PENDING reconciliation; refuses files or rules of different organizations."""
+    with engine.begin() as conn:
+        source_org, _, _ = _file_org(conn, source_file_id)
+        target_org, _, _ = _file_org(conn, target_file_id)
+        if source_org != target_org:
+            raise ReconError(
+                f"source file {source_file_id} and target file {target_file_id} belong to "
+                "different organizations; a reconciliation never crosses organizations"
+            )
+        rules_org = conn.execute(
+            sa.text("SELECT organization_id FROM rule_sets WHERE id = :r"), {"r": rule_set_id}
+        ).scalar()
+        if rules_org != source_org:
+            raise ReconError(f"rule set {rule_set_id} belongs to another organization")
+        return conn.execute(
+            sa.text(
+                "INSERT INTO reconciliations (name, description, status, source_file_id, "
+                "target_file_id, rule_set_id, organization_id, partition_key, progress) "
+                "VALUES (:n, :d, 'PENDING', :s, :t, :r, :o, :p, 0) RETURNING id"
+            ),
+            {
+                "n": name,
+                "d": description,
+                "s": source_file_id,
+                "t": target_file_id,
+                "r": rule_set_id,
+                "o": source_org,
+                "p": partition_key,
+            },
+        ).scalar_one()
+
+
+def load_plan(engine: sa.Engine, reconciliation_id: int) -> ReconciliationPlan:
+    """The reconciliation's inputs; raises when it is missing, cancelled or its files failed."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT id, name, organization_id, source_file_id, target_file_id, rule_set_id, "
+                "status FROM reconciliations WHERE id = :i"
+            ),
+            {"i": reconciliation_id},
+        ).first()
+        if row is None:
+            raise ReconError(f"reconciliation {reconciliation_id} does not exist")
+        if row.status == "CANCELLED":
+            raise ReconciliationCancelled(f"reconciliation {reconciliation_id} was cancelled")
+        if row.source_file_id is None or row.target_file_id is None or row.rule_set_id is None:
+            raise ReconError(
+                f"reconciliation {reconciliation_id} lost its files or rule set (deleted)"
+            )
+        for side, file_id in (("source", row.source_file_id), ("target", row.target_file_id)):
+            _, status, error = _file_org(conn, file_id)
+            if status != "PROCESSED":
+                raise ReconError(
+                    f"{side} file {file_id} is {status}"
+                    + (f": {error}" if error else "; land and validate it first")
+                )
+    return ReconciliationPlan(
+        row.id,
+        row.name,
+        row.organization_id,
+        row.source_file_id,
+        row.target_file_id,
+        row.rule_set_id,
+        row.status,
+    )
+
+
+def start(engine: sa.Engine, reconciliation_id: int, run_id: str | None) -> None:
+    """PENDING (or a re-run of a finished one) -> RUNNING, progress 0, started now."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE reconciliations SET status = 'RUNNING', progress = 0, started_at = NOW(), "
+                "completed_at = NULL, error_message = NULL, dagster_run_id = :run "
+                "WHERE id = :i AND status <> 'CANCELLED'"
+            ),
+            {"i": reconciliation_id, "run": run_id},
+        )
+
+
+def advance(engine: sa.Engine, reconciliation_id: int, progress: int) -> None:
+    """Move `progress` forward; stop the run if a person cancelled meanwhile."""
+    with engine.begin() as conn:
+        status = conn.execute(
+            sa.text(
+                "UPDATE reconciliations SET progress = GREATEST(progress, :p) WHERE id = :i "
+                "RETURNING status"
+            ),
+            {"i": reconciliation_id, "p": progress},
+        ).scalar()
+    if status == "CANCELLED":
+        raise ReconciliationCancelled(f"reconciliation {reconciliation_id} was cancelled")
+
+
+def cancel(engine: sa.Engine, reconciliation_id: int) -> bool:
+    """Mark a PENDING or RUNNING reconciliation CANCELLED; False when it had already ended."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(
+                "UPDATE reconciliations SET status = 'CANCELLED', completed_at = NOW() "
+                "WHERE id = :i AND status IN ('PENDING', 'RUNNING') RETURNING id"
+            ),
+            {"i": reconciliation_id},
+        ).first()
+    return row is not None
+
+
+def fail(engine: sa.Engine, reconciliation_id: int, message: str) -> None:
+    """Record a failure (unless the reconciliation already ended another way)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE reconciliations SET status = 'FAILED', error_message = :m, "
+                "completed_at = NOW() WHERE id = :i AND status IN ('PENDING', 'RUNNING')"
+            ),
+            {"i": reconciliation_id, "m": message[:4000]},
+        )
+
+
+def load_model(engine: sa.Engine, rule_set_id: int) -> dict[str, Any] | None:
+    """The Splink model trained for this rule-set version, if any."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT model FROM linkage_models WHERE rule_set_id = :r"), {"r": rule_set_id}
+        ).scalar()
+
+
+def save_model(
+    engine: sa.Engine,
+    rule_set_id: int,
+    organization_id: int,
+    model: dict[str, Any],
+    training: dict[str, Any],
+) -> None:
+    """Keep a trained model with its rule-set version (the first one trained wins)."""
+    import splink
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO linkage_models (rule_set_id, organization_id, engine_version, model, "
+                "training) VALUES (:r, :o, :v, CAST(:m AS jsonb), CAST(:t AS jsonb)) "
+                "ON CONFLICT (rule_set_id) DO NOTHING"
+            ),
+            {
+                "r": rule_set_id,
+                "o": organization_id,
+                "v": splink.__version__,
+                "m": json.dumps(model),
+                "t": json.dumps(training, default=str),
+            },
+        )
+
+
+def _json_list(series: pl.Series) -> list[Any]:
+    return [json.loads(v) for v in series.drop_nulls().to_list()]
+
+
+def commit_results(
+    engine: sa.Engine,
+    plan: ReconciliationPlan,
+    *,
+    links: pl.DataFrame,
+    exceptions: pl.DataFrame,
+    totals: tuple[int, int],
+    statistics: dict[str, Any],
+    matched_sample: list[dict[str, Any]],
+    run_id: str | None,
+) -> dict[str, Any]:
+    """Write matches, exceptions and the final record in one transaction; returns the counts."""
+    total_source, total_target = totals
+    matched = links.height
+    by_type = exceptions.group_by("type").len().sort("type")
+    results = {
+        "matchedPairs": matched_sample[:SAMPLE_LIMIT],
+        "unmatchedSource": _json_list(
+            exceptions.filter(pl.col("type") == "MISSING_IN_TARGET")
+            .head(SAMPLE_LIMIT)
+            .get_column("source_data")
+        ),
+        "unmatchedTarget": _json_list(
+            exceptions.filter(pl.col("type") == "MISSING_IN_SOURCE")
+            .head(SAMPLE_LIMIT)
+            .get_column("target_data")
+        ),
+        "sampleLimit": SAMPLE_LIMIT,
+        "totals": {"matchedPairs": matched, "exceptions": exceptions.height},
+    }
+    counts = {
+        "total_source_records": total_source,
+        "total_target_records": total_target,
+        "matched_records": matched,
+        "unmatched_source_records": total_source - matched,
+        "unmatched_target_records": total_target - matched,
+        "exception_count": exceptions.height,
+        "match_rate": round(100.0 * matched / total_source, 2) if total_source else 0.0,
+        "exceptions_by_type": dict(by_type.iter_rows()),
+    }
+    match_rows = links.select(
+        pl.lit(plan.id).alias("reconciliation_id"),
+        pl.lit(plan.organization_id).alias("organization_id"),
+        pl.col("source_row").alias("source_row_number"),
+        pl.col("target_row").alias("target_row_number"),
+        pl.col("score").clip(0.0, 1.0).alias("match_score"),
+        pl.col("kind").alias("match_kind"),
+        pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
+    )
+    exception_rows = exceptions.select(
+        pl.lit(plan.id).alias("reconciliation_id"),
+        "type",
+        "severity",
+        pl.lit("OPEN").alias("status"),
+        "description",
+        "source_data",
+        "target_data",
+        "diff",
+        "confidence",
+        pl.lit(plan.organization_id).alias("organization_id"),
+        "fingerprint",
+        "source_row_number",
+        "target_row_number",
+        pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
+    )
+    with engine.begin() as conn:
+        status = conn.execute(
+            sa.text("SELECT status FROM reconciliations WHERE id = :i FOR UPDATE"), {"i": plan.id}
+        ).scalar()
+        if status == "CANCELLED":
+            raise ReconciliationCancelled(f"reconciliation {plan.id} was cancelled")
+        # human decisions survive a re-run: keep them by fingerprint
+        conn.execute(
+            sa.text(
+                "CREATE TEMP TABLE keep_decisions ON COMMIT DROP AS SELECT fingerprint, status, "
+                "resolution, resolved_by, resolved_at FROM reconciliation_exceptions "
+                "WHERE reconciliation_id = :i AND status <> 'OPEN' AND fingerprint IS NOT NULL"
+            ),
+            {"i": plan.id},
+        )
+        conn.execute(
+            sa.text("DELETE FROM reconciliation_exceptions WHERE reconciliation_id = :i"),
+            {"i": plan.id},
+        )
+        conn.execute(
+            sa.text(
+                "DELETE FROM reconciliation_matches WHERE reconciliation_id = :i "
+                "AND match_kind <> 'MANUAL'"
+            ),
+            {"i": plan.id},
+        )
+        copy_frame(conn, "reconciliation_matches", match_rows)
+        copy_frame(conn, "reconciliation_exceptions", exception_rows)
+        conn.execute(
+            sa.text(
+                "UPDATE reconciliation_exceptions e SET status = k.status, "
+                "resolution = k.resolution, resolved_by = k.resolved_by, "
+                "resolved_at = k.resolved_at FROM keep_decisions k "
+                "WHERE e.reconciliation_id = :i AND e.fingerprint = k.fingerprint"
+            ),
+            {"i": plan.id},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE reconciliations SET status = 'COMPLETED', progress = 100, "
+                "completed_at = NOW(), error_message = NULL, total_source_records = :ts, "
+                "total_target_records = :tt, matched_records = :m, "
+                "unmatched_source_records = :us, unmatched_target_records = :ut, "
+                "exception_count = :e, match_rate = :rate, results = CAST(:results AS jsonb), "
+                "statistics = CAST(:stats AS jsonb) WHERE id = :i"
+            ),
+            {
+                "i": plan.id,
+                "ts": total_source,
+                "tt": total_target,
+                "m": matched,
+                "us": counts["unmatched_source_records"],
+                "ut": counts["unmatched_target_records"],
+                "e": exceptions.height,
+                "rate": counts["match_rate"],
+                "results": json.dumps(results, default=str),
+                "stats": json.dumps(statistics, default=str),
+            },
+        )
+    return counts
+
+
+def summary(engine: sa.Engine, reconciliation_id: int) -> dict[str, Any]:
+    """The `recon run` JSON: counts, status and exceptions by type, from the database."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT id, name, status, total_source_records, total_target_records, "
+                "matched_records, unmatched_source_records, unmatched_target_records, "
+                "exception_count, match_rate, error_message, rule_set_id, source_file_id, "
+                "target_file_id, dagster_run_id, statistics FROM reconciliations WHERE id = :i"
+            ),
+            {"i": reconciliation_id},
+        ).first()
+        if row is None:
+            raise ReconError(f"reconciliation {reconciliation_id} does not exist")
+        by_type = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT type, count(*) FROM reconciliation_exceptions "
+                    "WHERE reconciliation_id = :i GROUP BY type ORDER BY type"
+                ),
+                {"i": reconciliation_id},
+            ).all()
+        )
+    statistics = row.statistics or {}
+    return {
+        "reconciliation_id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "total_source_records": row.total_source_records,
+        "total_target_records": row.total_target_records,
+        "matched_records": row.matched_records,
+        "unmatched_source_records": row.unmatched_source_records,
+        "unmatched_target_records": row.unmatched_target_records,
+        "exception_count": row.exception_count,
+        "match_rate": float(row.match_rate or 0),
+        "exceptions_by_type": by_type,
+        "error_message": row.error_message,
+        "rule_set_id": row.rule_set_id,
+        "source_file_id": row.source_file_id,
+        "target_file_id": row.target_file_id,
+        "dagster_run_id": row.dagster_run_id,
+        "timings": statistics.get("timings", {}),
+    }
