@@ -1,0 +1,1 @@
+"""The reconciliation engine as plain functions: rules, mapping, linkage, exceptions, records."""
