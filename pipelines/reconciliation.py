@@ -172,15 +172,18 @@ def mapped_records(
 def _column_lineage(rule_set: Any, source_name: str, target_name: str) -> MetadataValue:
     from dagster import AssetKey, TableColumnDep, TableColumnLineage
 
-    deps: dict[str, list[TableColumnDep]] = {}
+    columns: dict[str, dict[str, None]] = {}
     for mapping in rule_set.field_mappings:
-        deps.setdefault(mapping.target_field, []).append(
-            TableColumnDep(asset_key=AssetKey("canonical_file"), column_name=mapping.source_field)
-        )
+        columns.setdefault(mapping.target_field, {})[mapping.source_field] = None
     for name in rule_set.matching_fields():
-        deps.setdefault(name, []).append(
-            TableColumnDep(asset_key=AssetKey("canonical_file"), column_name=name)
-        )
+        columns.setdefault(name, {})[name] = None
+    deps = {
+        target: [
+            TableColumnDep(asset_key=AssetKey("canonical_file"), column_name=source)
+            for source in sources
+        ]
+        for target, sources in columns.items()
+    }
     return MetadataValue.column_lineage(TableColumnLineage(deps_by_column=deps))
 
 

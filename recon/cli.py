@@ -8,6 +8,7 @@ printed as one line on stderr with exit status 1, never as a traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import subprocess
@@ -25,6 +26,7 @@ from resources.errors import ReconError
 from resources.settings import PROJECT_ROOT, configured_database_url, recon_home
 
 DEMO_ORGANIZATION = "Demo Organization"
+DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 
 app = typer.Typer(
     help="Smart Reconciliation: reconcile two data sets into a documented PostgreSQL schema.",
@@ -173,7 +175,6 @@ def run(
     Exit status 0 when the reconciliation COMPLETED, 1 with a one-line reason otherwise.
     """
     import json
-    import logging
 
     from recon.run import RunRequest, run_reconciliation
 
@@ -218,11 +219,13 @@ def demo() -> None:
     from pipelines.database import database_schema
     from pipelines.definitions import defs
     from pipelines.files import canonical_file, landed_files, landing_zone_sensor, uploaded_file
+    from pipelines.reconcile.rules import load_rule_set_file
     from recon.samples import write_samples
     from resources.dagster_instance import dagster_instance
     from resources.database import engine_for
     from resources.file_store import FileStoreResource
 
+    logging.getLogger("splink").setLevel(logging.ERROR)
     url = _ready_url()
     instance = dagster_instance(url)
     resources = defs.resources
@@ -261,8 +264,29 @@ def demo() -> None:
             f"  uploaded_files #{row.id} {row.original_filename}: {row.status}, "
             f"{row.row_count} rows, {row.invalid_row_count} invalid"
         )
+    by_name = {row.original_filename: row for row in rows}
+    bank, ledger = by_name.get("bank_export.csv"), by_name.get("ledger.csv")
+    if bank is None or ledger is None or "FAILED" in (bank.status, ledger.status):
+        raise ReconError("the sample files were not processed; open `recon ui` to see why")
+    from recon.run import reconcile_files
+
+    rule_set = load_rule_set_file(DEMO_RULES)
+    summary = reconcile_files(
+        url, instance, bank.id, ledger.id, rule_set, name="demo: bank export vs ledger"
+    )
+    typer.echo(
+        f"reconciliation #{summary['reconciliation_id']} {summary['status']}: "
+        f"{summary['matched_records']} matched, match rate {summary['match_rate']}%, "
+        f"{summary['exception_count']} exceptions {summary['exceptions_by_type']}"
+    )
+    if summary["status"] != "COMPLETED":
+        raise ReconError(f"the demo reconciliation failed: {summary['error_message']}")
+    typer.echo(f"rules used: {DEMO_RULES}")
     typer.echo(f"database: {libpq_url(url)}")
-    typer.echo("next: `recon ui`, open http://127.0.0.1:3000 and look at the ingest assets")
+    typer.echo(
+        "next: `recon ui`, open http://127.0.0.1:3000: assets `canonical_file` (ingest) and "
+        "`reconciliation_record` (reconcile) show what happened; try `recon run --help`"
+    )
 
 
 def main() -> None:

@@ -122,10 +122,6 @@ def run_reconciliation(
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Reconcile two files end to end; returns the summary (status may be FAILED)."""
-    from dagster import materialize
-
-    from pipelines.definitions import defs
-    from pipelines.reconciliation import RECONCILIATION_ASSETS
     from resources.dagster_instance import dagster_instance
 
     if request.rules is not None:
@@ -138,7 +134,6 @@ def run_reconciliation(
         raise ReconError("--rules is required (no rule proposal is available)")
     check_against_columns(rule_set, _columns(request.source), _columns(request.target))
 
-    engine = engine_for(url)
     instance = dagster_instance(url)
     source_ds = _data_source_name(request.source, request.source_data_source, "source")
     target_ds = _data_source_name(request.target, request.target_data_source, "target")
@@ -148,23 +143,51 @@ def run_reconciliation(
     source_id = land_and_process(url, instance, request.source, request.organization, source_ds)
     say(f"landing {request.target.name} as data source {target_ds!r}")
     target_id = land_and_process(url, instance, request.target, request.organization, target_ds)
+    return reconcile_files(
+        url,
+        instance,
+        source_id,
+        target_id,
+        rule_set,
+        name=request.name or f"{request.source.name} vs {request.target.name}",
+        is_ai_generated=ai_generated,
+        say=say,
+    )
+
+
+def reconcile_files(
+    url: str,
+    instance: Any,
+    source_id: int,
+    target_id: int,
+    rule_set: RuleSet,
+    *,
+    name: str,
+    is_ai_generated: bool = False,
+    say: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Store the rule set version, create a PENDING reconciliation and run the reconcile assets."""
+    from dagster import materialize
+
+    from pipelines.definitions import defs
+    from pipelines.reconciliation import RECONCILIATION_ASSETS
+
+    engine = engine_for(url)
     with engine.connect() as conn:
         org_id = conn.execute(
             sa.text("SELECT organization_id FROM uploaded_files WHERE id = :i"), {"i": source_id}
         ).scalar_one()
-    stored = store_rule_set(engine, org_id, rule_set, is_ai_generated=ai_generated)
+    stored = store_rule_set(engine, org_id, rule_set, is_ai_generated=is_ai_generated)
     say(
         f"rule set {rule_set.name!r} version {stored.version} "
         f"({'new' if stored.created else 'unchanged'}, id {stored.id})"
     )
-    name = request.name or f"{request.source.name} vs {request.target.name}"
     rid = records.create_reconciliation(
         engine,
         name=name,
         source_file_id=source_id,
         target_file_id=target_id,
         rule_set_id=stored.id,
-        description=f"recon run --source {request.source.name} --target {request.target.name}",
     )
     say(f"reconciliation {rid}: running")
     result = materialize(

@@ -225,10 +225,23 @@ def _blocking_candidates(
     used = list(dict.fromkeys(f for r in rule_set.matching_rules if r.weight > 0 for f in r.fields))
     exact = [f"{{side}}.{col[f]}" for f in used if types[f] == "EXACT"]
     ranges = [f"{{side}}.{col[f]}" for f in used if types[f] == "RANGE"]
+    # amounts a little apart (within a tolerance below the unit) still share a rounded value
+    tolerances = {
+        f: max((r.tolerance or 0.0) for r in rule_set.matching_rules if f in r.fields)
+        for f in used
+        if types[f] == "RANGE"
+    }
+    rounded = [
+        f"round({{side}}.{col[f]} / {max(1.0, 10 * tolerances[f]):g})"
+        for f in used
+        if types[f] == "RANGE"
+    ]
     dates = [f"{{side}}.{col[f]}" for f in used if types[f] == "DATE_RANGE"]
     prefixes = [f"substr({{side}}.{col[f]}, 1, 4)" for f in used if types[f] == "FUZZY"]
-    singles = [[k] for k in exact + ranges + prefixes]
-    pairs = [list(p) for p in itertools.combinations(exact + ranges + dates + prefixes, 2)]
+    singles = [[k] for k in exact + ranges + rounded + prefixes]
+    pairs = [
+        list(p) for p in itertools.combinations(exact + ranges + rounded + dates + prefixes, 2)
+    ]
     return singles + pairs
 
 
