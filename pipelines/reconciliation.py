@@ -291,8 +291,8 @@ def exceptions_asset(
             conformed,
             linked,
             rule_set,
-            source_records=_canonical(store, plan.source_file_id),
-            target_records=_canonical(store, plan.target_file_id),
+            source_records=pl.scan_parquet(store.canonical(plan.source_file_id)),
+            target_records=pl.scan_parquet(store.canonical(plan.target_file_id)),
             source_failures=_failures(store, plan.source_file_id),
             target_failures=_failures(store, plan.target_file_id),
         )

@@ -34,8 +34,9 @@ from resources.database import engine_for
 from resources.errors import ReconError
 
 DEFAULT_ORGANIZATION = "Default Organization"
-# Dagster's console logger stays at WARNING here: the run's full log is in its event log
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger stays quiet here (errors come as one line): the run's full log,
+# tracebacks included, is in its event log in the UI
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass(frozen=True)

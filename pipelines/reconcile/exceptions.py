@@ -29,16 +29,15 @@ same data is reconciled again, so human resolutions can be carried over.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
-from typing import Any
 
 import polars as pl
 
 from pipelines.reconcile.linkage import LinkResult
 from pipelines.reconcile.mapping import ROW, Conformed
-from pipelines.reconcile.rules import RuleSet, RuleSetError
+from pipelines.reconcile.rules import SEVERITIES, TOLERANCE_EPSILON, RuleSet, SeverityPolicy
 
-SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+__all__ = ["SEVERITIES", "SeverityPolicy", "build_exceptions"]
+
 EXCEPTION_TYPES = (
     "MISSING_IN_TARGET",
     "MISSING_IN_SOURCE",
@@ -58,42 +57,6 @@ EXCEPTION_SCHEMA = {
     "source_row_number": pl.Int64,
     "target_row_number": pl.Int64,
 }
-
-
-@dataclass(frozen=True)
-class SeverityPolicy:
-    """Thresholds for MEDIUM, HIGH and CRITICAL; anything below the first is LOW."""
-
-    amount_absolute: tuple[float, float, float] = (10.0, 100.0, 1000.0)
-    amount_relative: tuple[float, float, float] = (0.01, 0.05, 0.25)
-    date_days: tuple[float, float, float] = (3.0, 10.0, 30.0)
-    missing_default: str = "MEDIUM"
-    duplicate: str = "MEDIUM"
-    validation: str = "HIGH"
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | None) -> SeverityPolicy:
-        """The default policy with a rule set's `severity:` overrides, checked."""
-        config = config or {}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise RuleSetError(f"severity: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        values: dict[str, Any] = {}
-        for key, value in config.items():
-            if key in ("missing_default", "duplicate", "validation"):
-                if str(value).upper() not in SEVERITIES:
-                    raise RuleSetError(f"severity.{key}: {value!r} is not one of {SEVERITIES}")
-                values[key] = str(value).upper()
-            else:
-                bands = tuple(float(v) for v in value)
-                if len(bands) != 3 or list(bands) != sorted(bands) or bands[0] < 0:
-                    raise RuleSetError(
-                        f"severity.{key}: give three increasing thresholds (MEDIUM, HIGH, "
-                        f"CRITICAL), got {value!r}"
-                    )
-                values[key] = bands
-        return cls(**values)
 
 
 def _band(value: pl.Expr, thresholds: tuple[float, float, float]) -> pl.Expr:
@@ -117,6 +80,12 @@ def _records(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _pick(records: pl.DataFrame | pl.LazyFrame, rows: pl.Series) -> pl.DataFrame:
+    """The records with these row numbers (a LazyFrame reads only those from its parquet)."""
+    picked = records.filter(pl.col(ROW).is_in(rows.drop_nulls().implode()))
+    return picked.collect() if isinstance(picked, pl.LazyFrame) else picked
+
+
 def _money(expr: pl.Expr) -> pl.Expr:
     return expr.round(2).cast(pl.String)
 
@@ -135,8 +104,8 @@ def build_exceptions(
     linked: LinkResult,
     rule_set: RuleSet,
     *,
-    source_records: pl.DataFrame,
-    target_records: pl.DataFrame,
+    source_records: pl.DataFrame | pl.LazyFrame,
+    target_records: pl.DataFrame | pl.LazyFrame,
     source_failures: pl.DataFrame,
     target_failures: pl.DataFrame,
 ) -> pl.DataFrame:
@@ -145,8 +114,6 @@ def build_exceptions(
     links = linked.links
     fields_ = list(conformed.field_types)
     amount_fields = [f for f, k in conformed.field_types.items() if k == "RANGE"]
-    s_rec = _records(source_records)
-    t_rec = _records(target_records)
     parts: list[pl.DataFrame] = []
 
     # --- mismatches on matched pairs
@@ -200,7 +167,7 @@ def build_exceptions(
                     pl.col("score").round(3),
                 )
                 delta_out = delta.cast(pl.Float64)
-            beyond = pairs.filter(delta.abs() > (rule.tolerance or 0))
+            beyond = pairs.filter(delta.abs() > (rule.tolerance or 0) + TOLERANCE_EPSILON)
             if beyond.height == 0:
                 continue
             diff = pl.concat_str(
@@ -375,6 +342,9 @@ def build_exceptions(
         if parts
         else pl.DataFrame(schema={c: EXCEPTION_SCHEMA[c] for c in columns})
     )
+    # records as JSON only for the rows that have an exception (not the whole files)
+    s_rec = _records(_pick(source_records, body.get_column("source_row_number")))
+    t_rec = _records(_pick(target_records, body.get_column("target_row_number")))
     body = body.join(
         s_rec.rename({ROW: "source_row_number", "_json": "source_data", "_content": "_s"}),
         on="source_row_number",

@@ -28,7 +28,7 @@ import duckdb
 import polars as pl
 
 from pipelines.reconcile.mapping import ROW, Conformed
-from pipelines.reconcile.rules import MatchingRule, RuleSet
+from pipelines.reconcile.rules import TOLERANCE_EPSILON, MatchingRule, RuleSet
 
 TRAIN_ROWS = 100_000
 U_MAX_PAIRS = 1_000_000
@@ -115,7 +115,7 @@ def _similarity_sql(rule: MatchingRule, col: dict[str, str]) -> tuple[list[str],
                 else f"abs(date_diff('day', s.{c}, t.{c}))"
             )
             tol = rule.tolerance or 0.0
-            conditions.append(f"{diff} <= {tol}")
+            conditions.append(f"{diff} <= {tol + TOLERANCE_EPSILON}")
             sims.append(f"1.0 - 0.5 * {diff} / {tol}" if tol > 0 else "1.0")
     return conditions, sims
 
@@ -204,7 +204,7 @@ def _comparisons(rule_set: RuleSet, types: dict[str, str], col: dict[str, str]) 
             tol = tolerances.get(name, 0.0)
             levels = [cll.NullLevel(c), cll.ExactMatchLevel(c)]
             if tol > 0:
-                levels.append(cll.AbsoluteDifferenceLevel(c, tol))
+                levels.append(cll.AbsoluteDifferenceLevel(c, tol + TOLERANCE_EPSILON))
             levels += [cll.AbsoluteDifferenceLevel(c, max(tol * 100, 1.0)), cll.ElseLevel()]
             out.append(cl.CustomComparison(levels, output_column_name=c))
         else:

@@ -92,6 +92,15 @@ def _date_format(
     return parsed.dt.strftime(_strftime(output)) if output else parsed
 
 
+def _to_date(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Dates from a Date, Datetime or ISO text column (unparseable text becomes null)."""
+    if dtype == pl.Date:
+        return expr
+    if isinstance(dtype, pl.Datetime):
+        return expr.dt.date()
+    return expr.cast(pl.String).str.strip_chars().str.to_date(strict=False)
+
+
 def _rates_table(config: dict[str, Any], name: str) -> pl.DataFrame:
     if config.get("rates_file"):
         path = Path(config["rates_file"])
@@ -116,7 +125,9 @@ def _rates_table(config: dict[str, Any], name: str) -> pl.DataFrame:
         pl.col("rate").cast(pl.Float64),
     )
     if "date" in table.columns:
-        table = table.with_columns(pl.col("date").cast(pl.Date))
+        table = table.with_columns(_to_date(pl.col("date"), table.schema["date"]))
+        if table.get_column("date").null_count():
+            raise MappingError(f"{name}: rates_file has dates that are not yyyy-MM-dd")
     return table
 
 
@@ -144,7 +155,9 @@ def _currency_conversion(frame: pl.DataFrame, mapping: FieldMapping, name: str) 
     )
     if "date" in rates.columns and config.get("date_field"):
         work = work.with_columns(
-            frame.get_column(config["date_field"]).cast(pl.Date, strict=False).alias("date")
+            frame.select(_to_date(pl.col(config["date_field"]), frame.schema[config["date_field"]]))
+            .to_series()
+            .alias("date")
         )
         joined = work.sort("date").join_asof(
             rates.sort("date"), on="date", by="currency", strategy="backward"
@@ -220,14 +233,6 @@ def _is_temporal(dtype: pl.DataType) -> bool:
     return dtype == pl.Date or isinstance(dtype, pl.Datetime)
 
 
-def _as_date(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.Date:
-        return expr
-    if isinstance(dtype, pl.Datetime):
-        return expr.dt.date()
-    return expr.cast(pl.String).str.strip_chars().str.to_date(strict=False)
-
-
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if _is_temporal(dtype):
         return expr.dt.strftime("%Y-%m-%d") if dtype == pl.Date else expr.cast(pl.String)
@@ -262,7 +267,7 @@ def conform(
         elif kind == "DATE_RANGE" or (
             kind == "EXACT" and _is_temporal(s_type) and _is_temporal(t_type)
         ):
-            s_expr, t_expr = _as_date(pl.col(field), s_type), _as_date(pl.col(field), t_type)
+            s_expr, t_expr = _to_date(pl.col(field), s_type), _to_date(pl.col(field), t_type)
         else:
             s_expr, t_expr = _as_text(pl.col(field), s_type), _as_text(pl.col(field), t_type)
         source_exprs.append(s_expr.alias(field))

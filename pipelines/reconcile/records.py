@@ -222,6 +222,34 @@ def _json_list(series: pl.Series) -> list[Any]:
     return [json.loads(v) for v in series.drop_nulls().to_list()]
 
 
+def _respect_manual_matches(
+    engine: sa.Engine, reconciliation_id: int, links: pl.DataFrame, exceptions: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """A person's MANUAL matches win: the engine's links and MISSING_* for those rows go."""
+    with engine.connect() as conn:
+        manual = conn.execute(
+            sa.text(
+                "SELECT source_row_number, target_row_number FROM reconciliation_matches "
+                "WHERE reconciliation_id = :i AND match_kind = 'MANUAL'"
+            ),
+            {"i": reconciliation_id},
+        ).all()
+    if not manual:
+        return links, exceptions, 0
+    sources = pl.Series([m[0] for m in manual], dtype=pl.Int64).implode()
+    targets = pl.Series([m[1] for m in manual], dtype=pl.Int64).implode()
+    links = links.filter(
+        ~pl.col("source_row").is_in(sources) & ~pl.col("target_row").is_in(targets)
+    )
+    exceptions = exceptions.filter(
+        ~(
+            (pl.col("type") == "MISSING_IN_TARGET") & pl.col("source_row_number").is_in(sources)
+            | (pl.col("type") == "MISSING_IN_SOURCE") & pl.col("target_row_number").is_in(targets)
+        )
+    )
+    return links, exceptions, len(manual)
+
+
 def commit_results(
     engine: sa.Engine,
     plan: ReconciliationPlan,
@@ -235,7 +263,8 @@ def commit_results(
 ) -> dict[str, Any]:
     """Write matches, exceptions and the final record in one transaction; returns the counts."""
     total_source, total_target = totals
-    matched = links.height
+    links, exceptions, manual = _respect_manual_matches(engine, plan.id, links, exceptions)
+    matched = links.height + manual
     by_type = exceptions.group_by("type").len().sort("type")
     results = {
         "matchedPairs": matched_sample[:SAMPLE_LIMIT],

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,9 @@ TRANSFORMATIONS = (
 )
 MATCH_TYPES = ("EXACT", "FUZZY", "RANGE", "DATE_RANGE")
 DEFAULT_MATCH_THRESHOLD = 0.8
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+# a difference equal to the tolerance is agreement, whatever floating point makes of 100.01-100
+TOLERANCE_EPSILON = 1e-9
 _TOP_LEVEL = {
     "name",
     "description",
@@ -66,6 +69,45 @@ _TOP_LEVEL = {
 
 class RuleSetError(ReconError):
     """A rule set that cannot be used, with what to change."""
+
+
+@dataclass(frozen=True)
+class SeverityPolicy:
+    """Thresholds for MEDIUM, HIGH and CRITICAL; anything below the first is LOW."""
+
+    amount_absolute: tuple[float, float, float] = (10.0, 100.0, 1000.0)
+    amount_relative: tuple[float, float, float] = (0.01, 0.05, 0.25)
+    date_days: tuple[float, float, float] = (3.0, 10.0, 30.0)
+    missing_default: str = "MEDIUM"
+    duplicate: str = "MEDIUM"
+    validation: str = "HIGH"
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> SeverityPolicy:
+        """The default policy with a rule set's `severity:` overrides, checked."""
+        config = config or {}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise RuleSetError(f"severity: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        values: dict[str, Any] = {}
+        for key, value in config.items():
+            if key in ("missing_default", "duplicate", "validation"):
+                if str(value).upper() not in SEVERITIES:
+                    raise RuleSetError(f"severity.{key}: {value!r} is not one of {SEVERITIES}")
+                values[key] = str(value).upper()
+            else:
+                try:
+                    bands = tuple(float(v) for v in value)
+                except (TypeError, ValueError):
+                    bands = ()
+                if len(bands) != 3 or list(bands) != sorted(bands) or bands[0] < 0:
+                    raise RuleSetError(
+                        f"severity.{key}: give three increasing thresholds (MEDIUM, HIGH, "
+                        f"CRITICAL), got {value!r}"
+                    )
+                values[key] = bands
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -249,6 +291,7 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
     severity = data.get("severity") or {}
     if not isinstance(severity, dict):
         raise RuleSetError(f"{origin}: severity must be a mapping")
+    SeverityPolicy.from_config(severity)  # refuse a bad policy before any work
     return RuleSet(
         name=name.strip(),
         description=data.get("description"),
