@@ -160,7 +160,10 @@ def run(
     ],
     rules: Annotated[
         Path | None,
-        typer.Option(help="Rule set YAML (field_mappings, matching_rules); see README."),
+        typer.Option(
+            help="Rule set YAML (field_mappings, matching_rules); see README. Omit it to have "
+            "one proposed from the data (stored with is_ai_generated, printed on stderr)."
+        ),
     ] = None,
     org: Annotated[str, typer.Option(help="Organization the files belong to.")] = (
         "Default Organization"
@@ -176,6 +179,7 @@ def run(
     """
     import json
 
+    from pipelines.reconcile.proposal import propose_rule_set
     from recon.run import RunRequest, run_reconciliation
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
@@ -186,6 +190,7 @@ def run(
     summary = run_reconciliation(
         url,
         RunRequest(source=source, target=target, rules=rules, organization=org, name=name),
+        propose_rules=propose_rule_set,
         say=say,
     )
     typer.echo(json.dumps(summary, default=str))

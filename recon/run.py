@@ -129,8 +129,10 @@ def run_reconciliation(
         rule_set = load_rule_set_file(request.rules)
         ai_generated = False
     elif propose_rules is not None:
+        say("no rules file: proposing a rule set from the two files")
         rule_set = propose_rules(request.source, request.target)
         ai_generated = True
+        say("proposed rule set (save it as YAML to edit and reuse it):\n" + rule_set.to_yaml())
     else:
         raise ReconError("--rules is required (no rule proposal is available)")
     check_against_columns(rule_set, _columns(request.source), _columns(request.target))

@@ -278,7 +278,8 @@ def _linker(source: pl.DataFrame, target: pl.DataFrame, settings: dict[str, Any]
     db_api = DuckDBAPI(connection=con)
     a = db_api.register(source.to_arrow(), dataset_display_name="recon_source")
     b = db_api.register(target.to_arrow(), dataset_display_name="recon_target")
-    return Linker([a, b], settings)
+    # Splink prints to stdout at INFO; its facts are kept in the linkage stats instead
+    return Linker([a, b], settings, log_level=logging.ERROR)
 
 
 def train_model(
