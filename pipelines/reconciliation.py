@@ -133,12 +133,13 @@ def mapped_records(
         records.start(engine, rid, context.run.run_id)
         rule_set = load_stored_rule_set(engine, plan.rule_set_id)
         source_name, source_schema, _ = _file_facts(engine, plan.source_file_id)
-        target_name, _, _ = _file_facts(engine, plan.target_file_id)
+        target_name, target_schema, _ = _file_facts(engine, plan.target_file_id)
         conformed = conform(
             _canonical(store, plan.source_file_id),
             _canonical(store, plan.target_file_id),
             rule_set,
             source_schema=source_schema,
+            target_schema=target_schema,
             source_name=source_name,
             target_name=target_name,
         )

@@ -233,10 +233,26 @@ def _is_temporal(dtype: pl.DataType) -> bool:
     return dtype == pl.Date or isinstance(dtype, pl.Datetime)
 
 
-def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def _as_text(expr: pl.Expr, dtype: pl.DataType, written: str | None = None) -> pl.Expr:
+    """Text for comparison; a date is written as its file wrote it when that is known."""
     if _is_temporal(dtype):
+        if written:
+            return expr.dt.strftime(_strftime(written))
         return expr.dt.strftime("%Y-%m-%d") if dtype == pl.Date else expr.cast(pl.String)
     return expr.cast(pl.String).str.strip_chars()
+
+
+def _source_format(
+    rule_set: RuleSet, schema: list[dict[str, Any]] | None, target_field: str
+) -> str | None:
+    """The pattern the source wrote the column behind `target_field` in, if it held dates."""
+    for mapping in rule_set.field_mappings:
+        if mapping.target_field == target_field:
+            config = mapping.transformation_config or {}
+            if mapping.transformation_type == "DATE_FORMAT":
+                return config.get("output_format") or config.get("format")
+            return _detected_format(schema, mapping.source_field)
+    return _detected_format(schema, target_field)
 
 
 def conform(
@@ -245,6 +261,7 @@ def conform(
     rule_set: RuleSet,
     *,
     source_schema: list[dict[str, Any]] | None = None,
+    target_schema: list[dict[str, Any]] | None = None,
     source_name: str = "source",
     target_name: str = "target",
 ) -> Conformed:
@@ -269,7 +286,12 @@ def conform(
         ):
             s_expr, t_expr = _to_date(pl.col(field), s_type), _to_date(pl.col(field), t_type)
         else:
-            s_expr, t_expr = _as_text(pl.col(field), s_type), _as_text(pl.col(field), t_type)
+            # one side typed as dates, the other kept as text (it had values that are not
+            # dates): compare the text each file wrote
+            s_written = _source_format(rule_set, source_schema, field)
+            t_written = _detected_format(target_schema, field)
+            s_expr = _as_text(pl.col(field), s_type, s_written)
+            t_expr = _as_text(pl.col(field), t_type, t_written)
         source_exprs.append(s_expr.alias(field))
         target_exprs.append(t_expr.alias(field))
 
