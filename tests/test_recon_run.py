@@ -548,3 +548,59 @@ def test_a_bad_rules_file_writes_nothing(
     assert lines[0].startswith("recon: error: ") and expected in lines[0]
     assert "Traceback" not in err and out.strip() == ""
     assert _table_counts(database_url) == before
+
+
+def test_deleting_a_reconciliation_deletes_its_matches(database_url: str, case: Case) -> None:
+    engine = engine_for(database_url)
+    summary = run_reconciliation(
+        database_url,
+        RunRequest(source=case.bank, target=case.ledger, rules=case.rules, organization=case.org),
+    )
+    rid = summary["reconciliation_id"]
+    assert (
+        _one(
+            database_url,
+            "SELECT count(*) FROM reconciliation_matches WHERE reconciliation_id = %s",
+            rid,
+        )[0]
+        == summary["matched_records"]
+        > 0
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM reconciliations WHERE id = :i"), {"i": rid})
+    assert (
+        _one(
+            database_url,
+            "SELECT count(*) FROM reconciliation_matches WHERE reconciliation_id = %s",
+            rid,
+        )[0]
+        == 0
+    )
+
+
+def test_recon_run_without_rules_proposes_and_stores_an_ai_rule_set(
+    database_url: str, case: Case
+) -> None:
+    code, out, err = run_recon(
+        "run", "--source", str(case.bank), "--target", str(case.ledger), "--org", case.org
+    )
+    assert code == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "COMPLETED"
+    assert "proposed rule set" in err and "matching_rules" in err
+    ai, name = _one(
+        database_url,
+        "SELECT is_ai_generated, name FROM rule_sets WHERE id = %s",
+        summary["rule_set_id"],
+    )
+    assert ai is True and name.startswith("ai:")
+    pairs = set(
+        _all(
+            database_url,
+            "SELECT source_row_number, target_row_number FROM reconciliation_matches "
+            "WHERE reconciliation_id = %s",
+            summary["reconciliation_id"],
+        )
+    )
+    truth = case.truth()
+    assert len(pairs & truth) >= 0.98 * len(truth) and len(pairs - truth) <= 1

@@ -686,3 +686,19 @@ def test_a_bad_severity_policy_is_refused() -> None:
 def test_severity_bands_that_are_not_three_numbers_are_a_rule_set_error(bands: Any) -> None:
     with pytest.raises(RuleSetError, match="severity.amount_absolute"):
         SeverityPolicy.from_config({"amount_absolute": bands})
+
+
+def test_a_date_column_meets_a_text_column_as_the_files_wrote_them() -> None:
+    # the source file typed its compact dates; the target kept them as text (some were not
+    # dates at all): EXACT compares what each file wrote, not ISO text against compact text
+    source = frame(dob=[date(1956, 4, 9), date(1990, 2, 7)])
+    target = frame(dob=["19560409", "19900270"])
+    conformed = conform(
+        source,
+        target,
+        rules([{"name": "dob", "match_type": "EXACT", "fields": ["dob"]}]),
+        source_schema=[{"name": "dob", "dataType": "DATE", "format": "yyyyMMdd"}],
+        target_schema=[{"name": "dob", "dataType": "STRING"}],
+    )
+    assert conformed.source.get_column("dob").to_list() == ["19560409", "19900207"]
+    assert conformed.target.get_column("dob").to_list() == ["19560409", "19900270"]
