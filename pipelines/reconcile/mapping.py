@@ -159,8 +159,13 @@ def _currency_conversion(frame: pl.DataFrame, mapping: FieldMapping, name: str) 
             .to_series()
             .alias("date")
         )
+        # both sides sorted on the date just above (polars cannot check it with `by`)
         joined = work.sort("date").join_asof(
-            rates.sort("date"), on="date", by="currency", strategy="backward"
+            rates.sort("date"),
+            on="date",
+            by="currency",
+            strategy="backward",
+            check_sortedness=False,
         )
         joined = joined.sort(ROW)
     else:
