@@ -191,7 +191,7 @@ def noise_recall(truth_pairs: Path, predicted: set[tuple[int, int]]) -> dict[str
 
 def run_recon(source: Path, target: Path, rules: Path, name: str, org: str | None) -> dict:
     """Run `recon run`; returns its JSON summary plus ``_wall_seconds``."""
-    cmd = [str(recon_bin()), "run", "--source", str(source), "--target", str(target)]
+    cmd = [str(recon_bin()), "run", "--no-embed", "--source", str(source), "--target", str(target)]
     cmd += ["--rules", str(rules), "--name", name]
     if org:
         cmd += ["--org", org]

@@ -164,7 +164,7 @@ def bench_rows(rows: int, baseline: bool, keep: bool) -> dict:
             f"{time.perf_counter() - t:.1f}s ({work})"
         )
         name = f"bench-speed-{rows}-{time.strftime('%Y%m%d-%H%M%S')}"
-        cmd = [str(recon_bin()), "run", "--source", str(made.source), "--target"]
+        cmd = [str(recon_bin()), "run", "--no-embed", "--source", str(made.source), "--target"]
         cmd += [str(made.target), "--rules", str(RULES), "--name", name]
         recon = measured(cmd, work, "recon")
         report["recon"] = recon

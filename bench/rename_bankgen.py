@@ -92,7 +92,7 @@ def recon_run_proposes() -> bool:
 
 def recon_run(source: Path, target: Path, name: str) -> dict | None:
     """`recon run` without --rules; None when it cannot propose rules (not wired yet)."""
-    cmd = [str(Path(sys.executable).parent / "recon"), "run", "--quiet"]
+    cmd = [str(Path(sys.executable).parent / "recon"), "run", "--quiet", "--no-embed"]
     cmd += ["--source", str(source), "--target", str(target), "--name", name]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:

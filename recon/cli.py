@@ -172,6 +172,13 @@ def run(
         str | None, typer.Option(help="Reconciliation name (default: 'SOURCE vs TARGET').")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Only print the JSON summary.")] = False,
+    embed: Annotated[
+        bool,
+        typer.Option(
+            help="Afterwards, embed the exceptions for `recon search` and suggested resolutions "
+            "(a Dagster run of its own; ~140 exceptions/s on 2 cores, cached by text)."
+        ),
+    ] = True,
 ) -> None:
     """Reconcile two files through the Dagster assets; the last stdout line is a JSON summary.
 
@@ -193,6 +200,18 @@ def run(
         propose_rules=propose_rule_set,
         say=say,
     )
+    if embed and summary["status"] == "COMPLETED" and summary["exception_count"]:
+        from recon.run import embed_exceptions
+        from resources.dagster_instance import dagster_instance
+
+        say(f"embedding {summary['exception_count']} exceptions for search and suggestions")
+        ok, run_id = embed_exceptions(dagster_instance(url), summary["reconciliation_id"])
+        if not ok:
+            typer.echo(
+                f"recon: warning: embedding failed (Dagster run {run_id}); the reconciliation "
+                "is complete; re-run it from `recon ui` (job embed_exceptions)",
+                err=True,
+            )
     typer.echo(json.dumps(summary, default=str))
     if summary["status"] != "COMPLETED":
         typer.echo(
@@ -201,6 +220,75 @@ def run(
             err=True,
         )
         raise typer.Exit(1)
+
+
+@app.command("search")
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    org: Annotated[str, typer.Option(help="Organization to search (never any other).")] = (
+        "Default Organization"
+    ),
+    limit: Annotated[int, typer.Option(help="How many exceptions to show.", min=1)] = 10,
+    reconciliation: Annotated[
+        int | None, typer.Option(help="Only this reconciliation's exceptions.")
+    ] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Only this type, e.g. AMOUNT_MISMATCH.")
+    ] = None,
+    severity: Annotated[str | None, typer.Option(help="Only this severity, e.g. HIGH.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only OPEN, RESOLVED or IGNORED.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Semantic search over exceptions (vector + full-text, hybrid ranking), one organization."""
+    import json
+
+    from pipelines.embed.search import search_organization
+
+    url = _ready_url()
+    migrations.migrate(url)
+    hits = search_organization(
+        url,
+        text,
+        organization=org,
+        limit=limit,
+        reconciliation_id=reconciliation,
+        type=type_.upper() if type_ else None,
+        severity=severity.upper() if severity else None,
+        status=status.upper() if status else None,
+    )
+    for hit in hits:
+        if as_json:
+            typer.echo(json.dumps(hit, default=str))
+            continue
+        typer.echo(
+            f"#{hit['exception_id']} (reconciliation {hit['reconciliation_id']}) {hit['type']} "
+            f"{hit['severity']} {hit['status']}  score {hit['score']:.4f} [{hit['method']}]"
+        )
+        typer.echo(f"    {hit['description']}")
+        suggestion = (hit.get("suggestion") or {}).get("resolution")
+        if suggestion:
+            typer.echo(f"    suggested resolution: {suggestion}")
+    if not hits and not as_json:
+        typer.echo("no matching exceptions (were they embedded? `recon run` embeds by default)")
+
+
+@app.command("ask")
+def ask(
+    reconciliation_id: Annotated[int, typer.Argument(help="The reconciliation to ask about.")],
+    question: Annotated[str, typer.Argument(help="Your question, in plain words.")],
+) -> None:
+    """Ask about a reconciliation; the answer cites its exceptions (kept in chat_sessions)."""
+    from pipelines.embed.chat import ask as answer_question
+    from resources.database import engine_for
+    from resources.embedder import SentenceTransformerEmbedder
+
+    url = _ready_url()
+    migrations.migrate(url)
+    answer = answer_question(
+        engine_for(url), SentenceTransformerEmbedder(), reconciliation_id, question
+    )
+    typer.echo(answer.text)
+    typer.echo(f"(chat session {answer.session_id})")
 
 
 @app.command("cancel")
@@ -286,6 +374,15 @@ def demo() -> None:
     )
     if summary["status"] != "COMPLETED":
         raise ReconError(f"the demo reconciliation failed: {summary['error_message']}")
+    from recon.run import embed_exceptions
+
+    embedded, run_id = embed_exceptions(instance, summary["reconciliation_id"])
+    typer.echo(
+        "exceptions embedded for search: try `recon search 'amount differs' --org "
+        f"'{DEMO_ORGANIZATION}'` and `recon ask {summary['reconciliation_id']} 'what is missing?'`"
+        if embedded
+        else f"embedding the exceptions failed (Dagster run {run_id}); see `recon ui`"
+    )
     typer.echo(f"rules used: {DEMO_RULES}")
     typer.echo(f"database: {libpq_url(url)}")
     typer.echo(

