@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from pipelines.embed.search import search_exceptions, search_organization
+from pipelines.embed.search import needs_words, search_exceptions, search_organization
 from pipelines.embed.store import embed_reconciliation, text_sha256
 from pipelines.embed.suggest import suggest_resolutions
 from pipelines.embed.texts import exception_text
@@ -638,3 +638,13 @@ def test_the_asset_embeds_a_real_reconciliation(
     assert not run().success
     status = _scalar(engine, "SELECT status FROM reconciliations WHERE id = :r", r=rid)
     assert status == "COMPLETED"
+
+
+def test_the_full_text_search_runs_only_when_words_can_add_something() -> None:
+    close = [(1, 0.2), (2, 0.3)]  # cosine distances: similarity 0.8 and 0.7
+    assert not needs_words("payments to the wrong supplier", close, limit=2)
+    assert needs_words("payment INV-1042117", close, limit=2)  # a reference
+    assert needs_words('"wrong supplier"', close, limit=2)  # a phrase
+    assert needs_words("payments to the wrong supplier", close, limit=5)  # short list
+    assert needs_words("payments to the wrong supplier", [(1, 0.7)], limit=1)  # nothing close
+    assert needs_words("anything", [], limit=1)

@@ -21,6 +21,7 @@ fallback for what the vector search misses: references, names, exact words.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ from resources.embedder import Embedder, SentenceTransformerEmbedder
 from resources.errors import ReconError
 
 RRF_K = 60
+WEAK_SIMILARITY = 0.5
+IDENTIFIER = re.compile(r"\w*\d\w*")
 TEXT_MATCH_CAP = 2000
 MAX_QUERY_TERMS = 16
 COUNT_CAP = 50_000
@@ -248,6 +251,21 @@ def _text_candidates(
     return found[:k]
 
 
+def needs_words(text: str, vector_hits: list[tuple[int, float]], limit: int) -> bool:
+    """Whether the full-text search must run beside the vectors (it costs more than they do).
+
+    It runs when the query holds something vectors are poor at matching exactly (a token with
+    a digit: a reference, an id, an amount, or a quoted phrase), and as the fallback when the
+    vector search came back short or with nothing close (best cosine similarity below
+    WEAK_SIMILARITY). A plain-words question is answered by the vectors alone.
+    """
+    if IDENTIFIER.search(text) or '"' in text:
+        return True
+    if len(vector_hits) < limit or not vector_hits:
+        return True
+    return 1.0 - vector_hits[0][1] < WEAK_SIMILARITY
+
+
 def search_exceptions(
     engine: sa.Engine,
     embedder: Embedder,
@@ -260,7 +278,8 @@ def search_exceptions(
     severity: str | None = None,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The organization's exceptions best matching `text`, best first (hybrid ranking).
+    """The organization's exceptions best matching `text`, best first (hybrid ranking;
+    the full-text search joins the vectors when `needs_words` says so).
 
     Each hit: exception_id, reconciliation_id, type, severity, status, description, score
     (reciprocal rank fusion), method (`vector`, `text` or `vector+text`), similarity (cosine,
@@ -279,7 +298,11 @@ def search_exceptions(
     with engine.begin() as conn:
         tune_hnsw(conn, k)
         vector_hits = _vector_candidates(conn, query, where, params, k)
-        text_hits = _text_candidates(conn, text, where, params, k)
+        text_hits = (
+            _text_candidates(conn, text, where, params, k)
+            if needs_words(text, vector_hits, limit)
+            else []
+        )
         fused: dict[int, dict[str, Any]] = {}
         for rank, (doc, distance) in enumerate(vector_hits, start=1):
             hit = fused.setdefault(doc, {"score": 0.0, "methods": []})
