@@ -27,6 +27,8 @@ from resources.settings import PROJECT_ROOT, configured_database_url, recon_home
 
 DEMO_ORGANIZATION = "Demo Organization"
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
+# `recon run` embeds at most this many exceptions itself (~50 texts/s: under two minutes)
+EMBED_NOW_LIMIT = 5_000
 
 app = typer.Typer(
     help="Smart Reconciliation: reconcile two data sets into a documented PostgreSQL schema.",
@@ -176,7 +178,8 @@ def run(
         bool,
         typer.Option(
             help="Afterwards, embed the exceptions for `recon search` and suggested resolutions "
-            "(a Dagster run of its own; ~140 exceptions/s on 2 cores, cached by text)."
+            "(a Dagster run of its own; ~50 exception texts/s on 2 cores, cached by text). "
+            f"Above {EMBED_NOW_LIMIT:,} exceptions it is left to `recon embed ID`."
         ),
     ] = True,
 ) -> None:
@@ -200,18 +203,16 @@ def run(
         propose_rules=propose_rule_set,
         say=say,
     )
-    if embed and summary["status"] == "COMPLETED" and summary["exception_count"]:
-        from recon.run import embed_exceptions
-        from resources.dagster_instance import dagster_instance
-
-        say(f"embedding {summary['exception_count']} exceptions for search and suggestions")
-        ok, run_id = embed_exceptions(dagster_instance(url), summary["reconciliation_id"])
-        if not ok:
-            typer.echo(
-                f"recon: warning: embedding failed (Dagster run {run_id}); the reconciliation "
-                "is complete; re-run it from `recon ui` (job embed_exceptions)",
-                err=True,
-            )
+    count = summary["exception_count"] or 0
+    if embed and summary["status"] == "COMPLETED" and count > EMBED_NOW_LIMIT:
+        say(
+            f"{count:,} exceptions: not embedded now (about {count // 50 // 60 + 1} min on this "
+            f"machine); run `recon embed {summary['reconciliation_id']}` when you want them "
+            "searchable"
+        )
+    elif embed and summary["status"] == "COMPLETED" and count:
+        say(f"embedding {count} exceptions for search and suggestions")
+        _embed(url, summary["reconciliation_id"])
     typer.echo(json.dumps(summary, default=str))
     if summary["status"] != "COMPLETED":
         typer.echo(
@@ -220,6 +221,34 @@ def run(
             err=True,
         )
         raise typer.Exit(1)
+
+
+def _embed(url: str, reconciliation_id: int) -> bool:
+    from recon.run import embed_exceptions
+    from resources.dagster_instance import dagster_instance
+
+    ok, run_id = embed_exceptions(dagster_instance(url), reconciliation_id)
+    if not ok:
+        typer.echo(
+            f"recon: warning: embedding failed (Dagster run {run_id}); the reconciliation "
+            "is complete; see the run in `recon ui` and try again with `recon embed "
+            f"{reconciliation_id}`",
+            err=True,
+        )
+    return ok
+
+
+@app.command("embed")
+def embed_command(
+    reconciliation_id: Annotated[int, typer.Argument(help="A COMPLETED reconciliation.")],
+) -> None:
+    """Embed a reconciliation's exceptions for search and suggested resolutions (cached)."""
+    url = _ready_url()
+    migrations.migrate(url)
+    typer.echo(f"embedding the exceptions of reconciliation {reconciliation_id}", err=True)
+    if not _embed(url, reconciliation_id):
+        raise typer.Exit(1)
+    typer.echo(f"reconciliation {reconciliation_id}: exceptions embedded")
 
 
 @app.command("search")

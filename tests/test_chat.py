@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -113,3 +114,23 @@ def test_recon_search_cli_is_restricted_to_the_organization(
     assert orgs == {reconciled["org"]}
     code, _, err = run_recon("search", "amount", "--org", "no such organization here")
     assert code == 1 and "no organization named" in err
+
+
+def test_recon_embed_makes_an_unembedded_reconciliation_searchable(
+    database_url: str, tmp_path: Path
+) -> None:
+    case = write_case(tmp_path, f"embed-{uuid.uuid4().hex[:8]}")
+    code, out, err = run_recon(
+        "run", "--no-embed", "--source", str(case.bank), "--target", str(case.ledger),
+        "--rules", str(case.rules), "--org", case.org,
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+    rid = json.loads(out.strip().splitlines()[-1])["reconciliation_id"]
+    query = ("search", "amount differs", "--org", case.org, "--json")
+    code, out, _ = run_recon(*query)
+    assert code == 0 and out.strip() == ""  # nothing embedded yet
+    code, out, err = run_recon("embed", str(rid))
+    assert code == 0, err[-2000:]
+    code, out, _ = run_recon(*query)
+    hits = [json.loads(line) for line in out.strip().splitlines()]
+    assert hits and {h["reconciliation_id"] for h in hits} == {rid}
