@@ -31,6 +31,7 @@ from dagster import (
 )
 
 from pipelines.files import canonical_file
+from pipelines.ingest.validation import FAILURE_SCHEMA
 from pipelines.reconcile import records
 from pipelines.reconcile.exceptions import EXCEPTION_TYPES, SEVERITIES, build_exceptions
 from pipelines.reconcile.linkage import LinkResult, link
@@ -78,30 +79,7 @@ def _canonical(store: FileStore, file_id: int) -> pl.DataFrame:
 
 def _failures(store: FileStore, file_id: int) -> pl.DataFrame:
     path = store.row_failures(file_id)
-    if path.exists():
-        return pl.read_parquet(path)
-    return pl.DataFrame(
-        schema={
-            "file": pl.String,
-            "row_number": pl.Int64,
-            "column": pl.String,
-            "check": pl.String,
-            "value": pl.String,
-        }
-    )
-
-
-def _file_facts(engine: sa.Engine, file_id: int) -> tuple[str, list[dict[str, Any]], int]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.text(
-                "SELECT original_filename, detected_schema, row_count FROM uploaded_files "
-                "WHERE id = :i"
-            ),
-            {"i": file_id},
-        ).first()
-    assert row is not None
-    return row.original_filename, row.detected_schema or [], row.row_count or 0
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=FAILURE_SCHEMA)
 
 
 def _load_conformed(work: ReconciliationWork, field_types: dict[str, str]) -> Conformed:
@@ -132,14 +110,13 @@ def mapped_records(
         plan = records.load_plan(engine, rid)
         records.start(engine, rid, context.run.run_id)
         rule_set = load_stored_rule_set(engine, plan.rule_set_id)
-        source_name, source_schema, _ = _file_facts(engine, plan.source_file_id)
-        target_name, target_schema, _ = _file_facts(engine, plan.target_file_id)
+        source_name, target_name = plan.source.original_filename, plan.target.original_filename
         conformed = conform(
             _canonical(store, plan.source_file_id),
             _canonical(store, plan.target_file_id),
             rule_set,
-            source_schema=source_schema,
-            target_schema=target_schema,
+            source_schema=plan.source.detected_schema,
+            target_schema=plan.target.detected_schema,
             source_name=source_name,
             target_name=target_name,
         )
@@ -349,8 +326,7 @@ def reconciliation_record(
         plan = records.load_plan(engine, rid)
         links = pl.read_parquet(exceptions.path("links.parquet"))
         found = pl.read_parquet(exceptions.path("exceptions.parquet"))
-        _, _, total_source = _file_facts(engine, plan.source_file_id)
-        _, _, total_target = _file_facts(engine, plan.target_file_id)
+        total_source, total_target = plan.source.row_count, plan.target.row_count
         timings = dict(exceptions.timings)
         linkage = exceptions.stats.get("linkage", {})
         exact = int(linkage.get("exact_matches", 0))
@@ -370,11 +346,8 @@ def reconciliation_record(
             "linkage": linkage,
             "modelTrainedNow": exceptions.stats.get("model_trained_now", False),
         }
+        statistics["timings"] = timings  # commit_results adds its own time and the total
         sample = _matched_sample(exceptions, links)
-        commit_started = time.perf_counter()
-        timings["commit"] = 0.0
-        statistics["timings"] = timings
-        statistics["processingTimeMs"] = int(1000 * sum(timings.values()))
         counts = records.commit_results(
             engine,
             plan,
@@ -385,14 +358,6 @@ def reconciliation_record(
             matched_sample=sample,
             run_id=context.run.run_id,
         )
-        commit_seconds = round(time.perf_counter() - commit_started, 3)
-        timings["commit"] = commit_seconds
-        statistics["processingTimeMs"] = int(1000 * sum(timings.values()))
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text("UPDATE reconciliations SET statistics = CAST(:s AS jsonb) WHERE id = :i"),
-                {"s": json.dumps({**statistics, "timings": timings}, default=str), "i": rid},
-            )
     elapsed = round(time.perf_counter() - started, 3)
     return MaterializeResult(
         metadata={
@@ -402,7 +367,7 @@ def reconciliation_record(
             "matched_records": counts["matched_records"],
             "exception_count": counts["exception_count"],
             "exceptions_by_type": MetadataValue.json(counts["exceptions_by_type"]),
-            "stage_seconds": MetadataValue.json(timings),
+            "stage_seconds": MetadataValue.json(counts["timings"]),
             "seconds": elapsed,
         }
     )
@@ -413,14 +378,19 @@ def _matched_sample(work: ReconciliationWork, links: pl.DataFrame) -> list[dict[
     head = links.head(records.SAMPLE_LIMIT)
     if head.height == 0:
         return []
-    source = pl.read_parquet(work.path("source.parquet")).drop("_valid")
-    target = pl.read_parquet(work.path("target.parquet")).drop("_valid")
-    s_rows = {
-        r[ROW]: r for r in source.filter(pl.col(ROW).is_in(head["source_row"].implode())).to_dicts()
-    }
-    t_rows = {
-        r[ROW]: r for r in target.filter(pl.col(ROW).is_in(head["target_row"].implode())).to_dicts()
-    }
+
+    def rows(name: str, wanted: pl.Series) -> dict[int, dict[str, Any]]:
+        # only the sampled rows are read from the parquet, not the whole side
+        picked = (
+            pl.scan_parquet(work.path(name))
+            .drop("_valid")
+            .filter(pl.col(ROW).is_in(wanted.implode()))
+            .collect()
+        )
+        return {r[ROW]: r for r in picked.to_dicts()}
+
+    s_rows = rows("source.parquet", head["source_row"])
+    t_rows = rows("target.parquet", head["target_row"])
     return [
         {
             "sourceRow": s_rows.get(s),

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pipelines.embed.search import search_exceptions
+from pipelines.reconcile.records import summary
 from resources.embedder import Embedder
 from resources.errors import ReconError
 
@@ -32,21 +33,6 @@ class Answer:
     session_id: int
     text: str
     citations: list[dict[str, Any]]
-
-
-def _reconciliation(conn: sa.Connection, reconciliation_id: int) -> Any:
-    row = conn.execute(
-        sa.text(
-            "SELECT id, name, status, organization_id, total_source_records, "
-            "total_target_records, matched_records, unmatched_source_records, "
-            "unmatched_target_records, exception_count, match_rate, error_message "
-            "FROM reconciliations WHERE id = :i"
-        ),
-        {"i": reconciliation_id},
-    ).first()
-    if row is None:
-        raise ReconError(f"reconciliation {reconciliation_id} does not exist")
-    return row
 
 
 def _session(conn: sa.Connection, reconciliation_id: int, organization_id: int) -> int:
@@ -87,18 +73,21 @@ def _breakdown(conn: sa.Connection, reconciliation_id: int) -> list[tuple[str, s
 
 
 def compose_answer(
-    reconciliation: Any, breakdown: list[tuple[str, str, int]], hits: list[dict[str, Any]]
+    reconciliation: dict[str, Any],
+    breakdown: list[tuple[str, str, int]],
+    hits: list[dict[str, Any]],
 ) -> str:
     """The plain-language answer: the reconciliation's figures, then the cited exceptions."""
     r = reconciliation
     lines = [
-        f'Reconciliation {r.id} ("{r.name}") is {r.status}: {r.matched_records or 0} of '
-        f"{r.total_source_records or 0} source records matched ({float(r.match_rate or 0):.2f}%"
-        f"), {r.unmatched_source_records or 0} source and {r.unmatched_target_records or 0} "
-        f"target records unmatched, {r.exception_count or 0} exceptions."
+        f'Reconciliation {r["reconciliation_id"]} ("{r["name"]}") is {r["status"]}: '
+        f"{r['matched_records'] or 0} of {r['total_source_records'] or 0} source records "
+        f"matched ({float(r['match_rate'] or 0):.2f}%), {r['unmatched_source_records'] or 0} "
+        f"source and {r['unmatched_target_records'] or 0} target records unmatched, "
+        f"{r['exception_count'] or 0} exceptions."
     ]
-    if r.error_message:
-        lines.append(f"It failed with: {r.error_message}")
+    if r["error_message"]:
+        lines.append(f"It failed with: {r['error_message']}")
     if breakdown:
         parts = [f"{n} {kind} ({severity})" for kind, severity, n in breakdown[:6]]
         lines.append("Exceptions by type and severity: " + ", ".join(parts) + ".")
@@ -122,14 +111,14 @@ def ask(engine: sa.Engine, embedder: Embedder, reconciliation_id: int, question:
     question = " ".join(question.split())
     if not question:
         raise ReconError("the question is empty")
+    reconciliation = summary(engine, reconciliation_id)
     with engine.connect() as conn:
-        reconciliation = _reconciliation(conn, reconciliation_id)
         breakdown = _breakdown(conn, reconciliation_id)
     hits = search_exceptions(
         engine,
         embedder,
         question,
-        organization_id=reconciliation.organization_id,
+        organization_id=reconciliation["organization_id"],
         reconciliation_id=reconciliation_id,
         limit=CITED,
     )
@@ -144,7 +133,7 @@ def ask(engine: sa.Engine, embedder: Embedder, reconciliation_id: int, question:
         for h in hits
     ]
     with engine.begin() as conn:
-        session_id = _session(conn, reconciliation_id, reconciliation.organization_id)
+        session_id = _session(conn, reconciliation_id, reconciliation["organization_id"])
         conn.execute(
             sa.text(
                 "INSERT INTO chat_messages (session_id, role, content, metadata) "

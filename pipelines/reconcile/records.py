@@ -11,6 +11,7 @@ person already resolved or ignored keep their status, resolution, resolver and t
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,28 +30,59 @@ class ReconciliationCancelled(ReconError):
 
 
 @dataclass(frozen=True)
+class FileFacts:
+    """What the engine needs of an `uploaded_files` row."""
+
+    id: int
+    organization_id: int
+    status: str
+    processing_error: str | None
+    original_filename: str
+    detected_schema: list[dict[str, Any]]
+    row_count: int
+
+
+@dataclass(frozen=True)
 class ReconciliationPlan:
     """What a reconciliation reconciles: its files, rule-set version and organization."""
 
     id: int
     name: str
     organization_id: int
-    source_file_id: int
-    target_file_id: int
+    source: FileFacts
+    target: FileFacts
     rule_set_id: int
     status: str
 
+    @property
+    def source_file_id(self) -> int:
+        return self.source.id
 
-def _file_org(conn: sa.Connection, file_id: int) -> tuple[int, str, str | None]:
+    @property
+    def target_file_id(self) -> int:
+        return self.target.id
+
+
+def file_facts(conn: sa.Connection, file_id: int) -> FileFacts:
+    """One uploaded file's organization, status, name, detected schema and row count."""
     row = conn.execute(
         sa.text(
-            "SELECT organization_id, status, processing_error FROM uploaded_files WHERE id = :i"
+            "SELECT id, organization_id, status, processing_error, original_filename, "
+            "detected_schema, row_count FROM uploaded_files WHERE id = :i"
         ),
         {"i": file_id},
     ).first()
     if row is None:
         raise ReconError(f"uploaded file {file_id} does not exist")
-    return row.organization_id, row.status, row.processing_error
+    return FileFacts(
+        row.id,
+        row.organization_id,
+        row.status,
+        row.processing_error,
+        row.original_filename,
+        row.detected_schema or [],
+        row.row_count or 0,
+    )
 
 
 def create_reconciliation(
@@ -65,8 +97,8 @@ def create_reconciliation(
 ) -> int:
     """A PENDING reconciliation; refuses files or rules of different organizations."""
     with engine.begin() as conn:
-        source_org, _, _ = _file_org(conn, source_file_id)
-        target_org, _, _ = _file_org(conn, target_file_id)
+        source_org = file_facts(conn, source_file_id).organization_id
+        target_org = file_facts(conn, target_file_id).organization_id
         if source_org != target_org:
             raise ReconError(
                 f"source file {source_file_id} and target file {target_file_id} belong to "
@@ -113,21 +145,20 @@ def load_plan(engine: sa.Engine, reconciliation_id: int) -> ReconciliationPlan:
             raise ReconError(
                 f"reconciliation {reconciliation_id} lost its files or rule set (deleted)"
             )
-        for side, file_id in (("source", row.source_file_id), ("target", row.target_file_id)):
-            _, status, error = _file_org(conn, file_id)
-            if status != "PROCESSED":
-                raise ReconError(
-                    f"{side} file {file_id} is {status}"
-                    + (f": {error}" if error else "; land and validate it first")
+        source = file_facts(conn, row.source_file_id)
+        target = file_facts(conn, row.target_file_id)
+    for side, facts in (("source", source), ("target", target)):
+        if facts.status != "PROCESSED":
+            raise ReconError(
+                f"{side} file {facts.id} is {facts.status}"
+                + (
+                    f": {facts.processing_error}"
+                    if facts.processing_error
+                    else "; land and validate it first"
                 )
+            )
     return ReconciliationPlan(
-        row.id,
-        row.name,
-        row.organization_id,
-        row.source_file_id,
-        row.target_file_id,
-        row.rule_set_id,
-        row.status,
+        row.id, row.name, row.organization_id, source, target, row.rule_set_id, row.status
     )
 
 
@@ -261,7 +292,12 @@ def commit_results(
     matched_sample: list[dict[str, Any]],
     run_id: str | None,
 ) -> dict[str, Any]:
-    """Write matches, exceptions and the final record in one transaction; returns the counts."""
+    """Write matches, exceptions and the final record in one transaction; returns the counts.
+
+    `statistics["timings"]` (seconds per earlier stage) gains `commit`, this write's own time,
+    and `processingTimeMs` becomes their sum; the counts carry the timings back.
+    """
+    started = time.perf_counter()
     total_source, total_target = totals
     links, exceptions, manual = _respect_manual_matches(engine, plan.id, links, exceptions)
     matched = links.height + manual
@@ -353,6 +389,16 @@ def commit_results(
             ),
             {"i": plan.id},
         )
+        timings = {
+            **statistics.get("timings", {}),
+            "commit": round(time.perf_counter() - started, 3),
+        }
+        statistics = {
+            **statistics,
+            "timings": timings,
+            "processingTimeMs": int(1000 * sum(timings.values())),
+        }
+        counts["timings"] = timings
         conn.execute(
             sa.text(
                 "UPDATE reconciliations SET status = 'COMPLETED', progress = 100, "
@@ -383,7 +429,8 @@ def summary(engine: sa.Engine, reconciliation_id: int) -> dict[str, Any]:
     with engine.connect() as conn:
         row = conn.execute(
             sa.text(
-                "SELECT id, name, status, total_source_records, total_target_records, "
+                "SELECT id, name, status, organization_id, total_source_records, "
+                "total_target_records, "
                 "matched_records, unmatched_source_records, unmatched_target_records, "
                 "exception_count, match_rate, error_message, rule_set_id, source_file_id, "
                 "target_file_id, dagster_run_id, statistics FROM reconciliations WHERE id = :i"
@@ -406,6 +453,7 @@ def summary(engine: sa.Engine, reconciliation_id: int) -> dict[str, Any]:
         "reconciliation_id": row.id,
         "name": row.name,
         "status": row.status,
+        "organization_id": row.organization_id,
         "total_source_records": row.total_source_records,
         "total_target_records": row.total_target_records,
         "matched_records": row.matched_records,
