@@ -1,7 +1,8 @@
 """Stage 3, AI: the exceptions of a completed reconciliation embedded, with suggested resolutions.
 
 `exception_embeddings` runs after `reconciliation_record` (config `reconciliation_id`, the same
-as `mapped_records`): it embeds every exception and the reconciliation's summary with the
+as `mapped_records`), and `feed/exception_embeddings` after `feed/reconciliation_record` in the
+same feed partition: it embeds every exception and the reconciliation's summary with the
 packaged all-MiniLM-L6-v2 (cached by text hash; `pipelines.embed.store`), then stores on
 each OPEN exception the resolution of its closest resolved precedents
 (`pipelines.embed.suggest`). The reconciliation is already COMPLETED when this runs, and this
@@ -13,11 +14,25 @@ as it was committed.
 import time
 
 import sqlalchemy as sa
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from pipelines.embed.store import embed_reconciliation
 from pipelines.embed.suggest import suggest_resolutions, suggestions_of
-from pipelines.reconciliation import ReconciliationConfig, reconciliation_record
+from pipelines.partitions import feed_partitions
+from pipelines.reconcile.feeds import reconciliation_for_partition
+from pipelines.reconciliation import (
+    FEED_PREFIX,
+    ReconciliationConfig,
+    feed_reconciliation_record,
+    reconciliation_record,
+)
 from resources.database import DatabaseResource
 from resources.embedder import EmbedderResource
 from resources.errors import ReconError
@@ -30,23 +45,19 @@ def _status(engine: sa.Engine, reconciliation_id: int) -> str | None:
         ).scalar()
 
 
-@asset(
-    group_name="ai",
-    kinds={"sentence_transformers", "pgvector"},
-    deps=[reconciliation_record],
-    description=(
-        "Exceptions and the reconciliation summary embedded (all-MiniLM-L6-v2, cached by text "
-        "hash) into document_embeddings, and suggested resolutions from resolved precedents."
-    ),
+DESCRIPTION = (
+    "Exceptions and the reconciliation summary embedded (all-MiniLM-L6-v2, cached by text "
+    "hash) into document_embeddings, and suggested resolutions from resolved precedents."
 )
-def exception_embeddings(
+
+
+def embed_and_suggest(
     context: AssetExecutionContext,
-    config: ReconciliationConfig,
+    rid: int,
     database: DatabaseResource,
     embedder: EmbedderResource,
 ) -> MaterializeResult:
     engine = database.engine()
-    rid = config.reconciliation_id
     started = time.perf_counter()
     try:
         status = _status(engine, rid)
@@ -96,4 +107,38 @@ def exception_embeddings(
     )
 
 
-AI_ASSETS = [exception_embeddings]
+@asset(
+    group_name="ai",
+    kinds={"sentence_transformers", "pgvector"},
+    deps=[reconciliation_record],
+    description=DESCRIPTION,
+)
+def exception_embeddings(
+    context: AssetExecutionContext,
+    config: ReconciliationConfig,
+    database: DatabaseResource,
+    embedder: EmbedderResource,
+) -> MaterializeResult:
+    return embed_and_suggest(context, config.reconciliation_id, database, embedder)
+
+
+@asset(
+    name="exception_embeddings",
+    key_prefix=[FEED_PREFIX],
+    group_name="feed_reconcile",
+    partitions_def=feed_partitions,
+    kinds={"sentence_transformers", "pgvector"},
+    deps=[feed_reconciliation_record],
+    description="One feed's business date: " + DESCRIPTION,
+)
+def feed_exception_embeddings(
+    context: AssetExecutionContext,
+    database: DatabaseResource,
+    embedder: EmbedderResource,
+) -> MaterializeResult:
+    rid = reconciliation_for_partition(database.engine(), context.partition_key)
+    return embed_and_suggest(context, rid, database, embedder)
+
+
+AI_ASSETS: list[AssetsDefinition] = [exception_embeddings]
+FEED_EMBEDDING_KEY = AssetKey([FEED_PREFIX, "exception_embeddings"])

@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +26,6 @@ from resources.embedded import stop_embedded_server
 from resources.errors import ReconError
 from resources.settings import PROJECT_ROOT, configured_database_url, recon_home
 
-DEMO_ORGANIZATION = "Demo Organization"
-DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 # `recon run` embeds at most this many exceptions itself (~50 texts/s: under two minutes)
 EMBED_NOW_LIMIT = 5_000
 
@@ -333,90 +332,180 @@ def cancel(
     typer.echo(f"reconciliation {reconciliation_id} cancelled")
 
 
-@app.command("demo")
-def demo() -> None:
-    """Bring the database up, land sample bank and ledger files, and run them through Dagster."""
-    from dagster import build_sensor_context, materialize
+feeds_app = typer.Typer(
+    help="Reconciliation feeds: which data source reconciles against which, per business date.",
+    no_args_is_help=True,
+)
+app.add_typer(feeds_app, name="feeds")
 
-    from pipelines.database import database_schema
-    from pipelines.definitions import defs
-    from pipelines.files import canonical_file, landed_files, landing_zone_sensor, uploaded_file
-    from pipelines.reconcile.rules import load_rule_set_file
-    from recon.samples import write_samples
+
+def _date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ReconError(f"{option} {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+@feeds_app.command("load")
+def feeds_load(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Feeds YAML (default: RECON_FEEDS_FILE or RECON_HOME/feeds.yaml)."),
+    ] = None,
+) -> None:
+    """Validate a feeds file and load it (rule sets stored, feeds added as partitions).
+
+    The pairing sensor also reloads the default feeds file by itself when it changes.
+    """
+    from recon.backfill import load_feeds
     from resources.dagster_instance import dagster_instance
+    from resources.database import engine_for
+    from resources.settings import feeds_file
+
+    url = _ready_url()
+    migrations.migrate(url)
+    target = path or feeds_file()
+    outcome = load_feeds(engine_for(url), dagster_instance(url), target)
+    typer.echo(f"feeds loaded from {target}:")
+    for what, names in outcome.items():
+        if names:
+            typer.echo(f"  {what}: {', '.join(names)}")
+
+
+@feeds_app.command("list")
+def feeds_list(
+    days: Annotated[int, typer.Option(help="How many recent business dates to show.")] = 7,
+) -> None:
+    """Each active feed and the state of its latest business dates."""
+    from pipelines.reconcile import feeds as feed_store
+    from resources.database import engine_for
+
+    engine = engine_for(_ready_url())
+    active = feed_store.active_feeds(engine)
+    if not active:
+        typer.echo("no active feeds: write a feeds file and run `recon feeds load FILE`")
+    with engine.connect() as conn:
+        for feed in active:
+            typer.echo(
+                f"{feed.name}: rule set #{feed.rule_set_id}, dates {feed.business_date.source}"
+            )
+            rows = conn.execute(
+                sa.text(
+                    "SELECT business_date, status, match_rate, exception_count, error_message "
+                    "FROM reconciliations WHERE feed_id = :f ORDER BY business_date DESC LIMIT :n"
+                ),
+                {"f": feed.id, "n": days},
+            ).all()
+            for row in rows:
+                detail = (
+                    f"match rate {row.match_rate}%, {row.exception_count} exceptions"
+                    if row.status == "COMPLETED"
+                    else (row.error_message or "")
+                )
+                typer.echo(f"  {row.business_date} {row.status:<9} {detail}")
+
+
+@app.command("backfill")
+def backfill(
+    start: Annotated[str, typer.Option("--from", help="First business date (YYYY-MM-DD).")],
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last business date (default: --from).")
+    ] = None,
+    feed: Annotated[
+        list[str] | None,
+        typer.Option(help="Feed name (repeatable; default: every active feed)."),
+    ] = None,
+    submit: Annotated[
+        bool,
+        typer.Option(
+            help="Queue a Dagster asset backfill for the daemon of `recon ui` (shown under "
+            "Overview > Backfills) instead of running here."
+        ),
+    ] = False,
+) -> None:
+    """Re-run feed reconciliations for a range of business dates (idempotent).
+
+    Each (date, feed) partition's matches and exceptions are replaced atomically; exceptions a
+    person resolved or ignored keep their decision. A failing date is reported and the others
+    carry on; the exit status is 1 when any date failed.
+    """
+    from recon.backfill import partition_keys, run_in_process
+    from recon.backfill import submit as submit_backfill
+    from resources.dagster_instance import dagster_instance
+    from resources.database import engine_for
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    url = _ready_url()
+    migrations.migrate(url)
+    instance = dagster_instance(url)
+    first = _date(start, "--from")
+    last = _date(end, "--to") if end else first
+    keys = partition_keys(engine_for(url), instance, feed or [], first, last)
+    if submit:
+        backfill_id = submit_backfill(instance, keys, title=f"recon backfill {first}..{last}")
+        typer.echo(
+            f"backfill {backfill_id} queued: {len(keys)} partitions; the daemon of `recon ui` "
+            f"runs it (http://127.0.0.1:3000/runs/b/{backfill_id})"
+        )
+        return
+    typer.echo(f"backfilling {len(keys)} partitions in this process", err=True)
+    outcomes = run_in_process(url, instance, keys, say=lambda m: typer.echo(m, err=True))
+    failed = [o for o in outcomes if not o.success]
+    typer.echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} partitions reconciled")
+    for outcome in failed:
+        typer.echo(f"FAILED {outcome.partition_key}: {outcome.error} (run {outcome.run_id})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("lineage")
+def lineage(
+    exception_id: Annotated[int, typer.Argument(help="A reconciliation_exceptions.id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The chain as one JSON object.")] = False,
+) -> None:
+    """From one exception to its rows, their files, the rule-set version and the Dagster run."""
+    import json
+
+    from pipelines.reconcile.lineage import exception_lineage, format_lineage
     from resources.database import engine_for
     from resources.file_store import FileStoreResource
 
-    logging.getLogger("splink").setLevel(logging.ERROR)
     url = _ready_url()
-    instance = dagster_instance(url)
-    resources = defs.resources
-    if not materialize([database_schema], instance=instance, resources=resources).success:
-        raise ReconError("the database_schema run failed; open `recon ui` to see its logs")
-    zone = FileStoreResource().store().landing / DEMO_ORGANIZATION
-    write_samples(zone / "bank", zone / "ledger")
-    typer.echo(f"landed sample files in {zone}")
-    # what the landing-zone sensor does on its next tick, evaluated here so the demo is one step
-    tick = landing_zone_sensor(
-        build_sensor_context(instance=instance, resources={"file_store": FileStoreResource()})
-    )
-    keys = [request.partition_key for request in tick.run_requests]
-    new = [k for k in keys if k and not instance.has_dynamic_partition(landed_files.name, k)]
-    instance.add_dynamic_partitions(landed_files.name, new)
-    for key in keys:
-        result = materialize(
-            [uploaded_file, canonical_file],
-            partition_key=key,
-            instance=instance,
-            resources=resources,
-            raise_on_error=False,
-        )
-        typer.echo(f"  run {result.run_id} for {key}: {'ok' if result.success else 'FAILED'}")
-    with engine_for(url).connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT f.id, f.original_filename, f.status, f.row_count, f.invalid_row_count "
-                "FROM uploaded_files f JOIN organizations o ON o.id = f.organization_id "
-                "WHERE o.name = :o ORDER BY f.id"
-            ),
-            {"o": DEMO_ORGANIZATION},
-        ).all()
-    for row in rows:
-        typer.echo(
-            f"  uploaded_files #{row.id} {row.original_filename}: {row.status}, "
-            f"{row.row_count} rows, {row.invalid_row_count} invalid"
-        )
-    by_name = {row.original_filename: row for row in rows}
-    bank, ledger = by_name.get("bank_export.csv"), by_name.get("ledger.csv")
-    if bank is None or ledger is None or "FAILED" in (bank.status, ledger.status):
-        raise ReconError("the sample files were not processed; open `recon ui` to see why")
-    from recon.run import reconcile_files
+    chain = exception_lineage(engine_for(url), FileStoreResource().store(), exception_id)
+    typer.echo(json.dumps(chain, default=str) if as_json else format_lineage(chain))
 
-    rule_set = load_rule_set_file(DEMO_RULES)
-    summary = reconcile_files(
-        url, instance, bank.id, ledger.id, rule_set, name="demo: bank export vs ledger"
-    )
-    typer.echo(
-        f"reconciliation #{summary['reconciliation_id']} {summary['status']}: "
-        f"{summary['matched_records']} matched, match rate {summary['match_rate']}%, "
-        f"{summary['exception_count']} exceptions {summary['exceptions_by_type']}"
-    )
-    if summary["status"] != "COMPLETED":
-        raise ReconError(f"the demo reconciliation failed: {summary['error_message']}")
-    from recon.run import embed_exceptions
 
-    embedded, run_id = embed_exceptions(instance, summary["reconciliation_id"])
-    typer.echo(
-        "exceptions embedded for search: try `recon search 'amount differs' --org "
-        f"'{DEMO_ORGANIZATION}'` and `recon ask {summary['reconciliation_id']} 'what is missing?'`"
-        if embedded
-        else f"embedding the exceptions failed (Dagster run {run_id}); see `recon ui`"
-    )
-    typer.echo(f"rules used: {DEMO_RULES}")
+@app.command("demo")
+def demo(
+    days: Annotated[int, typer.Option(help="Days of feed files to land.", min=1, max=31)] = 7,
+) -> None:
+    """Run the product end to end on sample data, and say where to look in the UI.
+
+    Lands and reconciles a bank export against a ledger (ad hoc, like `recon run`), then a
+    week of files for two daily feeds (the sensors, the date x feed partitions), and queues a
+    backfill for the daemon of `recon ui`.
+    """
+    from recon.demo import DEMO_ORGANIZATION, DEMO_RULES, run_demo
+
+    url = _ready_url()
+    shown = run_demo(url, typer.echo, days=days)
+    rid = shown["reconciliation_id"]
+    first, last = shown["week"]
+    typer.echo(f"rules used: {DEMO_RULES}; feeds: {shown['feeds_file']}")
     typer.echo(f"database: {libpq_url(url)}")
     typer.echo(
-        "next: `recon ui`, open http://127.0.0.1:3000: assets `canonical_file` (ingest) and "
-        "`reconciliation_record` (reconcile) show what happened; try `recon run --help`"
+        f"""
+next: `recon ui`, then open http://127.0.0.1:3000
+  - Assets > groups ingest, reconcile, feed_reconcile, ai, maintenance: the graph from landed
+    file to embeddings; `canonical_file` shows each file's schema, preview and validation check
+  - feed/reconciliation_record: the partitions ({first} .. {last} x 2 feeds), each with match
+    rate, exceptions by type and severity, stage times, and checks against the feed's history
+  - feed/record_links: the score distribution and a link to Splink's match-weights chart
+  - Overview > Backfills: {shown["backfill_id"]} (queued; the daemon runs it, idempotently)
+  - Automation: landing_zone_sensor, feed_pairing_sensor, daily_reconciliation
+then: `recon search 'amount differs' --org '{DEMO_ORGANIZATION}'`, `recon ask {rid} 'what is
+missing?'`, `recon feeds list`, `recon lineage <exception id>`, `recon backfill --help`"""
     )
 
 

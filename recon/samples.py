@@ -1,4 +1,4 @@
-"""Sample data for `recon demo`: a small bank export and the ledger it should reconcile against.
+"""Sample data for `recon demo`: a bank export against a ledger, and a week of two daily feeds.
 
 Deterministic (seeded). The bank side looks like a real export (`dd/MM/yyyy` dates, money as
 `$1,234.56` with parenthesised negatives, a Y/N flag); the ledger is clean ISO dates and plain
@@ -9,6 +9,7 @@ amounts off by more than a cent (AMOUNT_MISMATCH) and a few dates a week late (D
 from __future__ import annotations
 
 import random
+from datetime import date, timedelta
 from pathlib import Path
 
 
@@ -33,3 +34,57 @@ def write_samples(folder_bank: Path, folder_ledger: Path, rows: int = 200, seed:
     folder_ledger.mkdir(parents=True, exist_ok=True)
     (folder_bank / "bank_export.csv").write_text("\n".join(bank) + "\n", encoding="utf-8")
     (folder_ledger / "ledger.csv").write_text("\n".join(ledger) + "\n", encoding="utf-8")
+
+
+def write_feed_day(
+    organization_zone: Path,
+    day: date,
+    rows: int = 40,
+    which: tuple[str, ...] = ("bank", "ledger", "invoices", "payments"),
+) -> list[Path]:
+    """One business date of the demo's two feeds: bank + ledger, invoices + payments.
+
+    Files go to `<zone>/bank/bank_<yyyy-MM-dd>.csv`, `ledger/ledger_<yyyy-MM-dd>.csv`,
+    `invoices/invoices_<yyyyMMdd>.csv` and `payments/payments_<yyyyMMdd>.csv`. Each day has a
+    few amount and date mismatches and rows missing on either side; a seed per date keeps the
+    files identical across runs (so landing them again is recognised as a duplicate).
+    """
+    rng = random.Random(day.toordinal())
+    bank = ["transaction_id,booking_date,amount,description,is_fee"]
+    ledger = ["entry_ref,posting_date,value,memo"]
+    invoices = ["invoice_no,customer,total,issued_on"]
+    payments = ["payment_ref,paid_invoice,payer,paid_amount,paid_on"]
+    customers = ["Acme Ltd", "Globex", "Initech", "Umbrella Corp", "Stark Industries", "Wayne Ent"]
+    for i in range(1, rows + 1):
+        ref = f"{day:%y%m%d}{i:03}"
+        cents = rng.randint(-200_000, 900_000)
+        money = f"${abs(cents) / 100:,.2f}"
+        shown = f'"({money[1:]})"' if cents < 0 else f'"{money}"'
+        if rng.random() > 0.05:  # ~5% of ledger entries never reach the bank export
+            bank.append(f"T{ref},{day:%d/%m/%Y},{shown},Payment {i},{'YN'[i % 2]}")
+        if rng.random() > 0.05:  # ~5% of bank transactions are not booked
+            off = 2500 if rng.random() < 0.05 else 0  # ~5% booked 25.00 off
+            posted = day + timedelta(days=7) if rng.random() < 0.04 else day
+            ledger.append(f"T{ref},{posted.isoformat()},{(cents + off) / 100:.2f},Entry {i}")
+        total = rng.randint(5_000, 500_000)
+        customer = rng.choice(customers)
+        invoices.append(f"inv-{ref},{customer},{total / 100:.2f},{day.isoformat()}")
+        if rng.random() > 0.1:  # ~10% of invoices are not paid yet
+            paid = total - (1000 if rng.random() < 0.05 else 0)
+            payer = customer.upper()
+            paid_on = day + timedelta(days=rng.randint(0, 10))
+            payments.append(f"P{ref},INV-{ref},{payer},{paid / 100:.2f},{paid_on.isoformat()}")
+    written = []
+    for folder, stem, stamp, lines in (
+        ("bank", "bank", day.isoformat(), bank),
+        ("ledger", "ledger", day.isoformat(), ledger),
+        ("invoices", "invoices", f"{day:%Y%m%d}", invoices),
+        ("payments", "payments", f"{day:%Y%m%d}", payments),
+    ):
+        if folder not in which:
+            continue
+        path = organization_zone / folder / f"{stem}_{stamp}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        written.append(path)
+    return written

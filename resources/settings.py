@@ -31,3 +31,9 @@ def configured_database_url() -> str | None:
     """`RECON_DATABASE_URL` when set and not blank, else None (use the embedded server)."""
     url = os.environ.get("RECON_DATABASE_URL", "").strip()
     return url or None
+
+
+def feeds_file() -> Path:
+    """The feeds file the pairing sensor loads: `RECON_FEEDS_FILE` or `RECON_HOME/feeds.yaml`."""
+    configured = os.environ.get("RECON_FEEDS_FILE", "").strip()
+    return Path(configured).expanduser().resolve() if configured else recon_home() / "feeds.yaml"

@@ -192,6 +192,7 @@ def write_documents(
     model_name: str,
     documents: Sequence[Document],
     vectors: dict[str, np.ndarray],
+    run_id: str | None = None,
 ) -> int:
     """Upsert the documents (COPY into a temp table, then one INSERT .. ON CONFLICT); count.
 
@@ -217,17 +218,20 @@ def write_documents(
                 copy.write_row(
                     (doc.document_type, doc.document_id, doc.content, vectors[doc.sha256])
                 )
-        params = {"o": organization_id, "m": model_name, "r": reconciliation_id}
+        params = {"o": organization_id, "m": model_name, "r": reconciliation_id, "run": run_id}
+        # lineage: the run that embedded, and the reconciliation's partition (feed runs)
         cursor.execute(
             "INSERT INTO document_embeddings (document_id, document_type, content, embedding, "
-            "organization_id, model_name, reconciliation_id) "
-            "SELECT t.document_id, t.document_type, t.content, t.embedding, %(o)s, %(m)s, %(r)s "
+            "organization_id, model_name, reconciliation_id, dagster_run_id, partition_key) "
+            "SELECT t.document_id, t.document_type, t.content, t.embedding, %(o)s, %(m)s, %(r)s, "
+            "%(run)s, (SELECT partition_key FROM reconciliations WHERE id = %(r)s) "
             "FROM embed_docs_in t WHERE t.document_type = 'RECONCILIATION' OR EXISTS ("
             "  SELECT 1 FROM reconciliation_exceptions e WHERE e.id = t.document_id"
             "  AND e.reconciliation_id = %(r)s) "
             "ON CONFLICT (organization_id, document_type, document_id, model_name) DO UPDATE SET "
             "content = EXCLUDED.content, embedding = EXCLUDED.embedding, "
-            "reconciliation_id = EXCLUDED.reconciliation_id, created_at = NOW() "
+            "reconciliation_id = EXCLUDED.reconciliation_id, created_at = NOW(), "
+            "dagster_run_id = EXCLUDED.dagster_run_id, partition_key = EXCLUDED.partition_key "
             "WHERE document_embeddings.content IS DISTINCT FROM EXCLUDED.content "
             "OR document_embeddings.reconciliation_id IS DISTINCT FROM EXCLUDED.reconciliation_id",
             params,
@@ -327,6 +331,7 @@ def embed_reconciliation(
             model_name=model,
             documents=documents,
             vectors=vectors,
+            run_id=run_id,
         )
     return {
         "reconciliation_id": reconciliation_id,

@@ -371,6 +371,22 @@ def _predict(
     )
 
 
+def _valid_records(conformed: Conformed) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str]]:
+    """Both sides' valid records with SQL-safe column names (and the name map)."""
+    col = _safe_names(list(conformed.field_types))
+    rename = {name: col[name] for name in conformed.field_types}
+    source = conformed.source.filter(pl.col("_valid")).drop("_valid").rename(rename)
+    target = conformed.target.filter(pl.col("_valid")).drop("_valid").rename(rename)
+    return source, target, col
+
+
+def match_weights_html(conformed: Conformed, model: dict[str, Any]) -> str:
+    """Splink's match-weights chart of a trained model, as a standalone (offline) HTML page."""
+    source, target, _ = _valid_records(conformed)
+    linker = _linker(source.head(2), target.head(2), dict(model))
+    return linker.visualisations.match_weights_chart().to_html(inline=True)
+
+
 def link(
     conformed: Conformed,
     rule_set: RuleSet,
@@ -390,10 +406,7 @@ def link(
         clock = now
 
     types = conformed.field_types
-    col = _safe_names(list(types))
-    rename = {name: col[name] for name in types}
-    source = conformed.source.filter(pl.col("_valid")).drop("_valid").rename(rename)
-    target = conformed.target.filter(pl.col("_valid")).drop("_valid").rename(rename)
+    source, target, col = _valid_records(conformed)
     budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (source.height + target.height))
     con = duckdb.connect()
     con.execute("SET threads TO 2")

@@ -53,6 +53,8 @@ class ReconciliationPlan:
     target: FileFacts
     rule_set_id: int
     status: str
+    partition_key: str | None = None
+    feed_id: int | None = None
 
     @property
     def source_file_id(self) -> int:
@@ -133,7 +135,7 @@ def load_plan(engine: sa.Engine, reconciliation_id: int) -> ReconciliationPlan:
         row = conn.execute(
             sa.text(
                 "SELECT id, name, organization_id, source_file_id, target_file_id, rule_set_id, "
-                "status FROM reconciliations WHERE id = :i"
+                "status, partition_key, feed_id FROM reconciliations WHERE id = :i"
             ),
             {"i": reconciliation_id},
         ).first()
@@ -158,7 +160,15 @@ def load_plan(engine: sa.Engine, reconciliation_id: int) -> ReconciliationPlan:
                 )
             )
     return ReconciliationPlan(
-        row.id, row.name, row.organization_id, source, target, row.rule_set_id, row.status
+        row.id,
+        row.name,
+        row.organization_id,
+        source,
+        target,
+        row.rule_set_id,
+        row.status,
+        row.partition_key,
+        row.feed_id,
     )
 
 
@@ -335,6 +345,7 @@ def commit_results(
         pl.col("score").clip(0.0, 1.0).alias("match_score"),
         pl.col("kind").alias("match_kind"),
         pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
+        pl.lit(plan.partition_key, dtype=pl.String).alias("partition_key"),
     )
     exception_rows = exceptions.select(
         pl.lit(plan.id).alias("reconciliation_id"),
@@ -351,8 +362,14 @@ def commit_results(
         "source_row_number",
         "target_row_number",
         pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
+        pl.lit(plan.partition_key, dtype=pl.String).alias("partition_key"),
     )
     with engine.begin() as conn:
+        # one writer per reconciliation: a second run's commit waits for this one to finish
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+            {"k": f"reconciliation:{plan.id}"},
+        )
         status = conn.execute(
             sa.text("SELECT status FROM reconciliations WHERE id = :i FOR UPDATE"), {"i": plan.id}
         ).scalar()

@@ -1,0 +1,276 @@
+"""Automation of feed reconciliations: the pairing sensor, the daily schedule and upkeep.
+
+- `feed_pairing_sensor` (every 30 s): loads the feeds file when it changed (new feed names
+  become partitions of the `feed` dimension), then asks for one run of the `reconcile_feed`
+  job per feed business date whose two sides have landed and passed validation and that is
+  not yet COMPLETED with those files. The run key names the files (`<date>|<feed>|<source
+  file id>|<target file id>`), so a date runs once per pair of files and a late corrected file
+  (a newer file id) runs it again.
+- `daily_reconciliation` (cron `RECON_SCHEDULE_CRON`, default 06:00 in
+  `RECON_SCHEDULE_TIMEZONE`, default UTC): reconciles whatever is due (ready but not COMPLETED
+  with its newest files: missed while the sensor was off, or failed and worth another try)
+  and runs `database_upkeep`.
+- `database_upkeep`: VACUUM ANALYZE on the busy tables and expired embedding-cache cleanup.
+"""
+
+import hashlib
+import json
+import os
+import time
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    asset,
+    define_asset_job,
+    schedule,
+    sensor,
+)
+
+from pipelines.embeddings import feed_exception_embeddings
+from pipelines.partitions import business_dates, feed_names
+from pipelines.reconcile import feeds
+from pipelines.reconciliation import FEED_RECONCILIATION_ASSETS
+from resources.database import DatabaseResource
+from resources.file_store import FileStoreResource
+from resources.settings import feeds_file
+
+FEED_TAG = "recon/feed"
+DATE_TAG = "recon/business_date"
+SCHEDULE_CRON = os.environ.get("RECON_SCHEDULE_CRON", "0 6 * * *")
+SCHEDULE_TIMEZONE = os.environ.get("RECON_SCHEDULE_TIMEZONE", "UTC")
+BUSY_TABLES = (
+    "reconciliation_matches",
+    "reconciliation_exceptions",
+    "reconciliations",
+    "document_embeddings",
+    "embedding_cache",
+    "uploaded_files",
+    "pipeline_run_logs",
+    "sync_logs",
+    "chat_messages",
+)
+# cache entries without an explicit expiry go when unused this long
+CACHE_IDLE_DAYS = int(os.environ.get("RECON_CACHE_IDLE_DAYS", "90"))
+
+FEED_SELECTION = [
+    *(key for a in FEED_RECONCILIATION_ASSETS for key in a.keys),
+    feed_exception_embeddings.key,
+]
+reconcile_feed_job = define_asset_job(
+    "reconcile_feed",
+    selection=AssetSelection.assets(*FEED_SELECTION),
+    description="Reconcile one feed's business date (partition <date>|<feed>) and embed it.",
+    tags={"recon/kind": "feed"},
+)
+
+
+def partition_exists(day: date) -> bool:
+    """Whether the business date is inside the daily partitions (start date to today)."""
+    try:
+        return business_dates.has_partition_key(day.isoformat())
+    except Exception:  # noqa: BLE001 - malformed or out-of-range keys are simply absent
+        return False
+
+
+def _run_request(ready: feeds.ReadyPartition, reason: str, run_key_suffix: str) -> RunRequest:
+    return RunRequest(
+        run_key=ready.run_key + run_key_suffix,
+        asset_selection=FEED_SELECTION,
+        partition_key=ready.partition_key,
+        tags={
+            FEED_TAG: ready.feed,
+            DATE_TAG: ready.business_date.isoformat(),
+            "recon/trigger": reason,
+            "recon/source_file_id": str(ready.source_file_id),
+            "recon/target_file_id": str(ready.target_file_id),
+        },
+    )
+
+
+def load_feeds_if_changed(engine: sa.Engine, cursor: dict[str, Any], log: Any) -> list[str]:
+    """Load the feeds file into the database when its content changed; the feeds loaded."""
+    path = feeds_file()
+    if not path.is_file():
+        return []
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if cursor.get("feeds_sha256") == digest:
+        return []
+    specs = feeds.load_feeds_file(path)
+    outcome = feeds.store_feeds(engine, specs, path)
+    log.info("feeds file %s loaded: %s", path, json.dumps(outcome))
+    cursor["feeds_sha256"] = digest
+    return [s.name for s in specs]
+
+
+def due_requests(
+    engine: sa.Engine,
+    store: Any,
+    *,
+    only_unreconciled: bool,
+    reason: str,
+    log: Any,
+    run_key_suffix: str = "",
+) -> list[RunRequest]:
+    """Run requests for every ready feed business date (optionally only unreconciled ones)."""
+    requests = []
+    for feed in feeds.active_feeds(engine):
+        for ready in feeds.ready_partitions(engine, store, feed):
+            if only_unreconciled and ready.reconciled:
+                continue
+            if not partition_exists(ready.business_date):
+                log.warning(
+                    "feed %s: business date %s is outside the partitions (from %s to today); "
+                    "set RECON_FEED_START_DATE to include it",
+                    feed.name,
+                    ready.business_date,
+                    business_dates.start.date(),
+                )
+                continue
+            requests.append(_run_request(ready, reason, run_key_suffix))
+    return requests
+
+
+@sensor(
+    job=reconcile_feed_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Starts a feed's reconciliation for a business date once both sides have landed and "
+        "passed validation; a late corrected file starts it again. Loads the feeds file "
+        "(RECON_FEEDS_FILE, default RECON_HOME/feeds.yaml) when it changes."
+    ),
+)
+def feed_pairing_sensor(
+    context: SensorEvaluationContext, database: DatabaseResource, file_store: FileStoreResource
+) -> SensorResult:
+    engine = database.engine()
+    cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
+    try:
+        loaded = load_feeds_if_changed(engine, cursor, context.log)
+    except feeds.FeedError as err:
+        # a broken feeds file stops nothing already declared: report it and keep pairing
+        context.log.error("feeds file not loaded: %s", err)
+        loaded = []
+    names = sorted(set(loaded) | {f.name for f in feeds.active_feeds(engine)})
+    new_names = [n for n in names if not context.instance.has_dynamic_partition(feed_names.name, n)]
+    # run keys name the files: a date whose files already ran (even if it FAILED) is not
+    # asked again by the sensor; the daily schedule retries what is still due
+    requests = due_requests(
+        engine, file_store.store(), only_unreconciled=True, reason="pairing", log=context.log
+    )
+    return SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[feed_names.build_add_request(new_names)] if new_names else [],
+        cursor=json.dumps(cursor, sort_keys=True),
+    )
+
+
+def run_upkeep(engine: sa.Engine) -> dict[str, Any]:
+    """Expired cache entries deleted, then VACUUM ANALYZE on each busy table (timed)."""
+    with engine.begin() as conn:
+        expired = conn.execute(
+            sa.text(
+                "DELETE FROM embedding_cache WHERE expires_at < NOW() OR (expires_at IS NULL "
+                "AND last_used_at < NOW() - make_interval(days => :d))"
+            ),
+            {"d": CACHE_IDLE_DAYS},
+        ).rowcount
+    tables: list[dict[str, Any]] = []
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in BUSY_TABLES:
+            started = time.perf_counter()
+            conn.execute(sa.text(f"VACUUM (ANALYZE) {table}"))
+            stats = conn.execute(
+                sa.text(
+                    "SELECT n_live_tup, n_dead_tup, pg_total_relation_size(relid) AS bytes "
+                    "FROM pg_stat_user_tables WHERE relname = :t"
+                ),
+                {"t": table},
+            ).first()
+            tables.append(
+                {
+                    "table": table,
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "live_rows": int(stats.n_live_tup) if stats else 0,
+                    "megabytes": round((stats.bytes if stats else 0) / 2**20, 2),
+                }
+            )
+    return {"expired_cache_entries": max(expired, 0), "tables": tables}
+
+
+@asset(
+    group_name="maintenance",
+    kinds={"postgres"},
+    description=(
+        "Database upkeep: expired embedding-cache entries deleted (expires_at passed, or unused "
+        f"for RECON_CACHE_IDLE_DAYS={CACHE_IDLE_DAYS} days), VACUUM ANALYZE on the busy tables."
+    ),
+)
+def database_upkeep(
+    context: AssetExecutionContext, database: DatabaseResource
+) -> MaterializeResult:
+    done = run_upkeep(database.engine())
+    context.log.info("upkeep: %s expired cache entries deleted", done["expired_cache_entries"])
+    schema = TableSchema(
+        columns=[
+            TableColumn("table", "string"),
+            TableColumn("seconds", "float"),
+            TableColumn("live_rows", "int"),
+            TableColumn("megabytes", "float"),
+        ]
+    )
+    return MaterializeResult(
+        metadata={
+            "expired_cache_entries": done["expired_cache_entries"],
+            "tables": MetadataValue.table([TableRecord(t) for t in done["tables"]], schema=schema),
+            "seconds": round(sum(t["seconds"] for t in done["tables"]), 3),
+        }
+    )
+
+
+upkeep_job = define_asset_job(
+    "upkeep", selection=[database_upkeep], description="VACUUM ANALYZE and cache cleanup."
+)
+
+
+@schedule(
+    target=AssetSelection.assets(*FEED_SELECTION, database_upkeep),
+    name="daily_reconciliation",
+    cron_schedule=SCHEDULE_CRON,
+    execution_timezone=SCHEDULE_TIMEZONE,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description=(
+        "Daily (RECON_SCHEDULE_CRON, default 06:00 UTC): reconciles every feed business date "
+        "that is ready but not reconciled with its newest files, and runs database_upkeep."
+    ),
+)
+def daily_reconciliation(
+    context: ScheduleEvaluationContext, database: DatabaseResource, file_store: FileStoreResource
+) -> list[RunRequest]:
+    stamp = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else ""
+    # a tick asks once per due partition; a later tick may ask again if it is still due
+    requests = due_requests(
+        database.engine(),
+        file_store.store(),
+        only_unreconciled=True,
+        reason="schedule",
+        log=context.log,
+        run_key_suffix=f"|{stamp}",
+    )
+    upkeep = RunRequest(run_key=f"upkeep|{stamp}", asset_selection=[database_upkeep.key])
+    return [*requests, upkeep]

@@ -1,0 +1,639 @@
+"""Reconciliation feeds: a data engineer's file of which source reconciles against which, daily.
+
+A feed names an organization, a source and a target data source (the landing-zone folders
+`<landing>/<organization>/<data source>/`), a rules file, and how a file maps to a business
+date: from its name (a regular expression plus a `strptime` format) or from its data (the most
+common date of a column). One business date of one feed is one Dagster partition
+(`<date>|<feed>`) and one `reconciliations` row (unique on feed and date), so re-running the
+partition replaces that reconciliation's results in place.
+
+The file (YAML):
+
+    feeds:
+      - name: bank-vs-ledger            # lowercase letters, digits, - _ . (a partition key)
+        organization: Acme Ltd
+        source: bank                    # data source (landing folder) of the source side
+        target: ledger
+        rules: rules/bank_ledger.yaml   # relative to this file
+        business_date:                  # default: from the file name, ISO or yyyyMMdd date
+          from: filename
+          pattern: '(?P<date>\\d{4}-\\d{2}-\\d{2})'
+          format: '%Y-%m-%d'
+        checks:                         # asset checks against the feed's recent history
+          history: 7                    # completed days compared with
+          match_rate_drop: 10.0         # warn when the match rate falls this many points
+          exception_growth: 2.0         # warn when exceptions exceed this x the usual count
+
+`store_feeds` loads it into `reconciliation_feeds` (rule sets stored as versions, data sources
+created on first sight, feeds missing from the file deactivated). `ready_partitions` says which
+business dates have both sides landed and validated, with the newest file of each side (a
+late corrected file is newer, so it re-runs the date); `prepare_partition` finds or creates
+the partition's reconciliation for a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+import yaml
+
+from pipelines.ingest import landing
+from pipelines.reconcile.rules import RuleSetError, load_rule_set_file, store_rule_set
+from resources.errors import ReconError
+from resources.file_store import FileStore
+
+FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+DEFAULT_DATE_PATTERN = r"(?P<date>\d{4}-?\d{2}-?\d{2})"
+DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d")
+DEFAULT_CHECKS = {"history": 7, "match_rate_drop": 10.0, "exception_growth": 2.0}
+
+
+class FeedError(ReconError):
+    """A feeds file or feed partition problem a person can act on (one line)."""
+
+
+@dataclass(frozen=True)
+class BusinessDateRule:
+    """How a feed's files map to a business date."""
+
+    source: str = "filename"  # "filename" or "column"
+    pattern: str = DEFAULT_DATE_PATTERN
+    formats: tuple[str, ...] = DEFAULT_DATE_FORMATS
+    source_column: str | None = None
+    target_column: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        if self.source == "column":
+            return {
+                "from": "column",
+                "source_column": self.source_column,
+                "target_column": self.target_column,
+            }
+        return {"from": "filename", "pattern": self.pattern, "formats": list(self.formats)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BusinessDateRule:
+        if data.get("from") == "column":
+            return cls(
+                "column", source_column=data["source_column"], target_column=data["target_column"]
+            )
+        return cls(
+            "filename",
+            data.get("pattern", DEFAULT_DATE_PATTERN),
+            tuple(data.get("formats") or DEFAULT_DATE_FORMATS),
+        )
+
+    def from_filename(self, filename: str) -> date | None:
+        """The date the file name carries, or None when it carries none."""
+        match = re.search(self.pattern, filename)
+        if match is None:
+            return None
+        if "date" in match.groupdict():
+            text = match.group("date")
+        else:
+            text = match.group(1) if match.re.groups else match.group(0)
+        for fmt in self.formats:
+            try:
+                return datetime.strptime(text, fmt).date()
+            except ValueError:
+                continue
+        return None
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """One feed as declared in the feeds file (validated)."""
+
+    name: str
+    organization: str
+    source: str
+    target: str
+    rules: Path
+    business_date: BusinessDateRule
+    checks: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CHECKS))
+    description: str | None = None
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "organization": self.organization,
+            "source": self.source,
+            "target": self.target,
+            "rules": str(self.rules),
+            "business_date": self.business_date.as_json(),
+            "checks": self.checks,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A feed as stored in `reconciliation_feeds`."""
+
+    id: int
+    name: str
+    organization_id: int
+    source_data_source_id: int
+    target_data_source_id: int
+    rule_set_id: int | None
+    business_date: BusinessDateRule
+    checks: dict[str, float]
+    is_active: bool
+
+
+@dataclass(frozen=True)
+class ReadyPartition:
+    """A business date of a feed with both sides landed and validated."""
+
+    feed: str
+    business_date: date
+    source_file_id: int
+    target_file_id: int
+    # a COMPLETED reconciliation of exactly these files exists (a changed rule set does not
+    # re-run history by itself: backfill the dates you want re-run)
+    reconciled: bool
+
+    @property
+    def partition_key(self) -> str:
+        return f"{self.business_date.isoformat()}|{self.feed}"
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.partition_key}|{self.source_file_id}|{self.target_file_id}"
+
+
+def _date_rule(raw: Any, where: str) -> BusinessDateRule:
+    if raw is None:
+        return BusinessDateRule()
+    if not isinstance(raw, dict):
+        raise FeedError(f"{where}: business_date must be a mapping (from: filename | column)")
+    kind = raw.get("from", "filename")
+    if kind == "filename":
+        pattern = str(raw.get("pattern", DEFAULT_DATE_PATTERN))
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise FeedError(
+                f"{where}: business_date.pattern is not a regular expression: {err}"
+            ) from None
+        formats = raw.get("format", raw.get("formats", DEFAULT_DATE_FORMATS))
+        formats = (formats,) if isinstance(formats, str) else tuple(str(f) for f in formats)
+        return BusinessDateRule("filename", pattern, formats)
+    if kind == "column":
+        both = raw.get("column")
+        source, target = raw.get("source_column", both), raw.get("target_column", both)
+        if not source or not target:
+            raise FeedError(
+                f"{where}: business_date from column needs `column` (both sides) or "
+                "`source_column` and `target_column`"
+            )
+        return BusinessDateRule("column", source_column=str(source), target_column=str(target))
+    raise FeedError(f"{where}: business_date.from must be filename or column, not {kind!r}")
+
+
+def _checks(raw: Any, where: str) -> dict[str, float]:
+    checks = dict(DEFAULT_CHECKS)
+    if raw is None:
+        return checks
+    if not isinstance(raw, dict) or set(raw) - set(DEFAULT_CHECKS):
+        raise FeedError(f"{where}: checks may set only {', '.join(DEFAULT_CHECKS)}")
+    for key, value in raw.items():
+        if not isinstance(value, int | float) or value <= 0:
+            raise FeedError(f"{where}: checks.{key} must be a positive number, not {value!r}")
+        checks[key] = float(value)
+    checks["history"] = int(checks["history"])
+    return checks
+
+
+def parse_feeds(data: Any, origin: str, base: Path) -> list[FeedSpec]:
+    """Validate a feeds document; every problem is one `FeedError` naming the feed and field."""
+    if not isinstance(data, dict) or not isinstance(data.get("feeds"), list):
+        raise FeedError(f"{origin}: expected a mapping with a `feeds:` list")
+    specs: list[FeedSpec] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data["feeds"], start=1):
+        where = f"{origin}: feed #{index}"
+        if not isinstance(raw, dict):
+            raise FeedError(f"{where}: expected a mapping")
+        name = str(raw.get("name", ""))
+        if not FEED_NAME.match(name):
+            raise FeedError(
+                f"{where}: name {name!r} must be lowercase letters, digits, '-', '_' or '.' "
+                "(it is a Dagster partition key)"
+            )
+        where = f"{origin}: feed {name!r}"
+        if name in seen:
+            raise FeedError(f"{where}: declared twice")
+        seen.add(name)
+        unknown = set(raw) - {
+            "name",
+            "organization",
+            "source",
+            "target",
+            "rules",
+            "business_date",
+            "checks",
+            "description",
+        }
+        if unknown:
+            raise FeedError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        for key in ("organization", "source", "target", "rules"):
+            if not raw.get(key):
+                raise FeedError(f"{where}: `{key}` is required")
+        if raw["source"] == raw["target"]:
+            raise FeedError(f"{where}: source and target must be different data sources")
+        rules = Path(str(raw["rules"]))
+        rules = rules if rules.is_absolute() else base / rules
+        if not rules.is_file():
+            raise FeedError(f"{where}: rules file {rules} does not exist")
+        specs.append(
+            FeedSpec(
+                name=name,
+                organization=str(raw["organization"]),
+                source=landing.safe_display_name(str(raw["source"])),
+                target=landing.safe_display_name(str(raw["target"])),
+                rules=rules.resolve(),
+                business_date=_date_rule(raw.get("business_date"), where),
+                checks=_checks(raw.get("checks"), where),
+                description=raw.get("description"),
+            )
+        )
+    return specs
+
+
+def load_feeds_file(path: Path) -> list[FeedSpec]:
+    """Read and validate a feeds YAML file (and each feed's rules file)."""
+    if not path.is_file():
+        raise FeedError(f"{path}: no such feeds file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise FeedError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    specs = parse_feeds(data, str(path), path.parent)
+    for spec in specs:
+        try:
+            load_rule_set_file(spec.rules)
+        except RuleSetError as err:
+            raise FeedError(f"{path}: feed {spec.name!r}: {err}") from None
+    return specs
+
+
+def _digest(definition: dict[str, Any], rules_text: str) -> str:
+    payload = json.dumps(definition, sort_keys=True) + "\n" + rules_text
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def store_feeds(engine: sa.Engine, specs: list[FeedSpec], origin: Path) -> dict[str, list[str]]:
+    """Load a feeds file's feeds; returns the names added, changed, unchanged, deactivated.
+
+    Feeds loaded earlier from the same file (`origin`) and missing from it now are
+    deactivated; feeds of other files are left alone.
+    """
+    outcome: dict[str, list[str]] = {"added": [], "changed": [], "unchanged": [], "deactivated": []}
+    for spec in specs:
+        rule_set = load_rule_set_file(spec.rules)
+        with engine.begin() as conn:
+            org_id = landing._ensure_organization(conn, spec.organization)
+            source_id = landing._ensure_data_source(conn, org_id, spec.source)
+            target_id = landing._ensure_data_source(conn, org_id, spec.target)
+        stored = store_rule_set(engine, org_id, rule_set)
+        definition = {**spec.definition(), "file": str(origin.resolve())}
+        digest = _digest(definition, spec.rules.read_text(encoding="utf-8"))
+        with engine.begin() as conn:
+            existing = conn.execute(
+                sa.text(
+                    "SELECT id, organization_id, definition_sha256, is_active "
+                    "FROM reconciliation_feeds WHERE name = :n FOR UPDATE"
+                ),
+                {"n": spec.name},
+            ).first()
+            if existing is not None and existing.organization_id != org_id:
+                raise FeedError(
+                    f"feed {spec.name!r} already belongs to another organization; feed names "
+                    "are unique across organizations"
+                )
+            values = {
+                "n": spec.name,
+                "d": spec.description,
+                "o": org_id,
+                "s": source_id,
+                "t": target_id,
+                "r": stored.id,
+                "b": json.dumps(spec.business_date.as_json()),
+                "c": json.dumps(spec.checks),
+                "def": json.dumps(definition),
+                "h": digest,
+            }
+            if existing is None:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO reconciliation_feeds (name, description, organization_id, "
+                        "source_data_source_id, target_data_source_id, rule_set_id, "
+                        "business_date, checks, definition, definition_sha256) VALUES (:n, :d, "
+                        ":o, :s, :t, :r, CAST(:b AS jsonb), CAST(:c AS jsonb), "
+                        "CAST(:def AS jsonb), :h)"
+                    ),
+                    values,
+                )
+                outcome["added"].append(spec.name)
+                continue
+            if existing.definition_sha256 == digest and existing.is_active:
+                outcome["unchanged"].append(spec.name)
+                continue
+            conn.execute(
+                sa.text(
+                    "UPDATE reconciliation_feeds SET description = :d, source_data_source_id = :s, "
+                    "target_data_source_id = :t, rule_set_id = :r, business_date = "
+                    "CAST(:b AS jsonb), checks = CAST(:c AS jsonb), definition = "
+                    "CAST(:def AS jsonb), definition_sha256 = :h, is_active = TRUE WHERE name = :n"
+                ),
+                values,
+            )
+            outcome["changed"].append(spec.name)
+    with engine.begin() as conn:
+        gone = conn.execute(
+            sa.text(
+                "UPDATE reconciliation_feeds SET is_active = FALSE WHERE is_active "
+                "AND definition->>'file' = :file AND NOT (name = ANY(:names)) RETURNING name"
+            ),
+            {"names": [s.name for s in specs], "file": str(origin.resolve())},
+        ).scalars()
+        outcome["deactivated"] = sorted(gone)
+    return outcome
+
+
+def _feed(row: Any) -> Feed:
+    return Feed(
+        row.id,
+        row.name,
+        row.organization_id,
+        row.source_data_source_id,
+        row.target_data_source_id,
+        row.rule_set_id,
+        BusinessDateRule.from_json(row.business_date),
+        {**DEFAULT_CHECKS, **(row.checks or {})},
+        row.is_active,
+    )
+
+
+FEED_COLUMNS = (
+    "id, name, organization_id, source_data_source_id, target_data_source_id, rule_set_id, "
+    "business_date, checks, is_active"
+)
+
+
+def active_feeds(engine: sa.Engine) -> list[Feed]:
+    """Every active feed, by name."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT {FEED_COLUMNS} FROM reconciliation_feeds WHERE is_active ORDER BY name"
+            )
+        ).all()
+    return [_feed(r) for r in rows]
+
+
+def feed_named(engine: sa.Engine, name: str) -> Feed:
+    """The stored feed of that name (active or not); a clear error when there is none."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(f"SELECT {FEED_COLUMNS} FROM reconciliation_feeds WHERE name = :n"), {"n": name}
+        ).first()
+    if row is None:
+        raise FeedError(f"no feed named {name!r}; declare it in the feeds file and load it")
+    return _feed(row)
+
+
+def _date_from_data(store: FileStore, file_id: int, column: str) -> date | None:
+    path = store.canonical(file_id)
+    if not path.is_file():
+        return None
+    names = pl.read_parquet_schema(path)
+    if column not in names:
+        return None
+    frame = pl.read_parquet(path, columns=[column, *(["_valid"] if "_valid" in names else [])])
+    if "_valid" in frame.columns:
+        frame = frame.filter(pl.col("_valid"))
+    values = frame.get_column(column)
+    if values.dtype == pl.Datetime:
+        values = values.dt.date()
+    elif values.dtype != pl.Date:
+        values = values.cast(pl.String).str.to_date(strict=False)
+    counts = Counter(v for v in values.to_list() if v is not None)
+    if not counts:
+        return None
+    return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+
+def resolve_business_dates(engine: sa.Engine, store: FileStore, feed: Feed) -> None:
+    """Give each of the feed's PROCESSED files without a business date its date (once)."""
+    rule = feed.business_date
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT id, original_filename, data_source_id FROM uploaded_files "
+                "WHERE data_source_id IN (:s, :t) AND status = 'PROCESSED' "
+                "AND business_date IS NULL"
+            ),
+            {"s": feed.source_data_source_id, "t": feed.target_data_source_id},
+        ).all()
+    found: list[dict[str, Any]] = []
+    for row in rows:
+        if rule.source == "column":
+            column = (
+                rule.source_column
+                if row.data_source_id == feed.source_data_source_id
+                else rule.target_column
+            )
+            when = _date_from_data(store, row.id, str(column))
+        else:
+            when = rule.from_filename(row.original_filename)
+        if when is not None:
+            found.append({"i": row.id, "d": when})
+    if found:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE uploaded_files SET business_date = :d WHERE id = :i"), found
+            )
+
+
+def ready_partitions(engine: sa.Engine, store: FileStore, feed: Feed) -> list[ReadyPartition]:
+    """Business dates of the feed with both sides PROCESSED: the newest file of each side."""
+    resolve_business_dates(engine, store, feed)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                """
+                WITH newest AS (
+                    SELECT business_date,
+                           MAX(id) FILTER (WHERE data_source_id = :s) AS source_file_id,
+                           MAX(id) FILTER (WHERE data_source_id = :t) AS target_file_id
+                    FROM uploaded_files
+                    WHERE data_source_id IN (:s, :t) AND status = 'PROCESSED'
+                      AND business_date IS NOT NULL
+                    GROUP BY business_date
+                )
+                SELECT n.business_date, n.source_file_id, n.target_file_id,
+                       COALESCE(r.status = 'COMPLETED' AND r.source_file_id = n.source_file_id
+                                AND r.target_file_id = n.target_file_id, FALSE) AS reconciled
+                FROM newest n
+                LEFT JOIN reconciliations r
+                  ON r.feed_id = :f AND r.business_date = n.business_date
+                WHERE n.source_file_id IS NOT NULL AND n.target_file_id IS NOT NULL
+                ORDER BY n.business_date
+                """
+            ),
+            {
+                "s": feed.source_data_source_id,
+                "t": feed.target_data_source_id,
+                "f": feed.id,
+            },
+        ).all()
+    return [
+        ReadyPartition(
+            feed.name, r.business_date, r.source_file_id, r.target_file_id, bool(r.reconciled)
+        )
+        for r in rows
+    ]
+
+
+def split_partition_key(partition_key: str) -> tuple[date, str]:
+    """`2024-06-03|bank-vs-ledger` -> (date, feed name)."""
+    day, _, feed = partition_key.partition("|")
+    try:
+        return date.fromisoformat(day), feed
+    except ValueError:
+        raise FeedError(f"{partition_key!r} is not a <date>|<feed> partition key") from None
+
+
+def _side_problem(conn: sa.Connection, data_source_id: int, day: date, side: str) -> str:
+    """Why a side has no PROCESSED file for the date: what did land, and how it failed."""
+    name = conn.execute(
+        sa.text("SELECT name FROM data_sources WHERE id = :i"), {"i": data_source_id}
+    ).scalar()
+    failed = conn.execute(
+        sa.text(
+            "SELECT original_filename, status, processing_error FROM uploaded_files "
+            "WHERE data_source_id = :s AND status <> 'PROCESSED' ORDER BY id DESC LIMIT 20"
+        ),
+        {"s": data_source_id},
+    ).all()
+    rule_hint = ""
+    for row in failed:
+        if (
+            day.isoformat() in row.original_filename
+            or day.strftime("%Y%m%d") in row.original_filename
+        ):
+            rule_hint = f"; {row.original_filename} is {row.status}: {row.processing_error or ''}"
+            break
+    return f"no validated {side} file of data source {name!r} for {day.isoformat()}{rule_hint}"
+
+
+def prepare_partition(
+    engine: sa.Engine, store: FileStore, partition_key: str, run_id: str | None
+) -> int:
+    """The partition's reconciliation, created or pointed at the newest files; its id.
+
+    Raises `FeedError` (which fails the partition's run with that message) when the feed is
+    unknown or inactive, or a side has no validated file for the date.
+    """
+    day, name = split_partition_key(partition_key)
+    feed = feed_named(engine, name)
+    if not feed.is_active:
+        raise FeedError(f"feed {name!r} is not active (it left the feeds file); load it again")
+    if feed.rule_set_id is None:
+        raise FeedError(f"feed {name!r} lost its rule set (deleted); load the feeds file again")
+    resolve_business_dates(engine, store, feed)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"feed:{feed.id}:{day}"}
+        )
+        newest = {}
+        for side, source_id in (
+            ("source", feed.source_data_source_id),
+            ("target", feed.target_data_source_id),
+        ):
+            newest[side] = conn.execute(
+                sa.text(
+                    "SELECT MAX(id) FROM uploaded_files WHERE data_source_id = :s "
+                    "AND status = 'PROCESSED' AND business_date = :d"
+                ),
+                {"s": source_id, "d": day},
+            ).scalar()
+            if newest[side] is None:
+                raise FeedError(
+                    f"feed {name!r}, {day.isoformat()}: "
+                    + _side_problem(conn, source_id, day, side)
+                )
+        values = {
+            "f": feed.id,
+            "d": day,
+            "s": newest["source"],
+            "t": newest["target"],
+            "r": feed.rule_set_id,
+            "o": feed.organization_id,
+            "p": partition_key,
+            "n": f"{name} {day.isoformat()}",
+            "run": run_id,
+        }
+        rid = conn.execute(
+            sa.text(
+                "UPDATE reconciliations SET source_file_id = :s, target_file_id = :t, "
+                "rule_set_id = :r, partition_key = :p, status = 'PENDING', progress = 0, "
+                "error_message = NULL, dagster_run_id = :run "
+                "WHERE feed_id = :f AND business_date = :d RETURNING id"
+            ),
+            values,
+        ).scalar()
+        if rid is None:
+            rid = conn.execute(
+                sa.text(
+                    "INSERT INTO reconciliations (name, description, status, source_file_id, "
+                    "target_file_id, rule_set_id, organization_id, partition_key, progress, "
+                    "feed_id, business_date, dagster_run_id) VALUES (:n, 'feed reconciliation', "
+                    "'PENDING', :s, :t, :r, :o, :p, 0, :f, :d, :run) RETURNING id"
+                ),
+                values,
+            ).scalar_one()
+    return int(rid)
+
+
+def reconciliation_for_partition(engine: sa.Engine, partition_key: str) -> int:
+    """The reconciliation a partition wrote (for the stages after it); a clear error if none."""
+    day, name = split_partition_key(partition_key)
+    with engine.connect() as conn:
+        rid = conn.execute(
+            sa.text(
+                "SELECT r.id FROM reconciliations r JOIN reconciliation_feeds f "
+                "ON f.id = r.feed_id WHERE f.name = :n AND r.business_date = :d"
+            ),
+            {"n": name, "d": day},
+        ).scalar()
+    if rid is None:
+        raise FeedError(f"partition {partition_key} has no reconciliation yet; reconcile it first")
+    return int(rid)
+
+
+def recent_history(
+    engine: sa.Engine, feed_id: int, business_date: date, limit: int
+) -> list[tuple[float, int]]:
+    """(match rate, exception count) of the feed's latest COMPLETED other business dates."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT match_rate, exception_count FROM reconciliations WHERE feed_id = :f "
+                "AND status = 'COMPLETED' AND business_date < :d "
+                "ORDER BY business_date DESC LIMIT :n"
+            ),
+            {"f": feed_id, "d": business_date, "n": limit},
+        ).all()
+    return [(float(r.match_rate or 0), int(r.exception_count or 0)) for r in rows]
