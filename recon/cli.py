@@ -137,7 +137,16 @@ def ui(
     url = _ready_url()
     migrations.migrate(url)
     prepare_dagster_environment(url)
-    typer.echo(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it; the database keeps running)")
+    base = f"http://{host}:{port}"
+    typer.echo(f"Dagster UI on {base} (Ctrl-C stops it; the database keeps running)")
+    typer.echo(
+        f"""where to click:
+  {base}/asset-groups       the graph: ingest -> reconcile / feed_reconcile -> ai, maintenance
+  {base}/assets/feed/reconciliation_record   feed partitions (date x feed), metadata, checks
+  {base}/overview/backfills  backfills (select dates in an asset's partitions to start one)
+  {base}/automation          landing_zone_sensor, feed_pairing_sensor, daily_reconciliation
+nothing there yet? `recon demo` lands sample files and a week of two feeds"""
+    )
     command = [
         os.path.join(os.path.dirname(sys.executable), "dagster"),
         "dev",

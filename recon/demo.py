@@ -56,7 +56,7 @@ def process_landing_zone(instance: Any, say: Callable[[str], None]) -> list[str]
             resources=defs.resources,
             raise_on_error=False,
             run_config=QUIET,
-            tags={"recon/command": "demo", "dagster/sensor_name": "landing_zone_sensor"},
+            tags={"recon/command": "demo", "recon/trigger": "landing_zone_sensor (in process)"},
         )
         say(f"  landed {key}: {'ok' if result.success else 'FAILED'}")
     return keys
@@ -83,7 +83,7 @@ def pair_feeds(url: str, instance: Any, say: Callable[[str], None]) -> list[Any]
     keys = [r.partition_key for r in tick.run_requests if r.partition_key]
     say(f"pairing sensor: {len(keys)} feed business dates have both sides validated")
     return run_in_process(
-        url, instance, keys, say=say, tags={"dagster/sensor_name": "feed_pairing_sensor"}
+        url, instance, keys, say=say, tags={"recon/trigger": "feed_pairing_sensor (in process)"}
     )
 
 

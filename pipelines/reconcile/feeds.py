@@ -158,8 +158,8 @@ class ReadyPartition:
     business_date: date
     source_file_id: int
     target_file_id: int
-    # a COMPLETED reconciliation of exactly these files exists (a changed rule set does not
-    # re-run history by itself: backfill the dates you want re-run)
+    # a reconciliation of exactly these files is COMPLETED, or PENDING/RUNNING in some run (a
+    # changed rule set does not re-run history by itself: backfill the dates to re-run)
     reconciled: bool
 
     @property
@@ -483,7 +483,8 @@ def ready_partitions(engine: sa.Engine, store: FileStore, feed: Feed) -> list[Re
                     GROUP BY business_date
                 )
                 SELECT n.business_date, n.source_file_id, n.target_file_id,
-                       COALESCE(r.status = 'COMPLETED' AND r.source_file_id = n.source_file_id
+                       COALESCE(r.status IN ('COMPLETED', 'PENDING', 'RUNNING')
+                                AND r.source_file_id = n.source_file_id
                                 AND r.target_file_id = n.target_file_id, FALSE) AS reconciled
                 FROM newest n
                 LEFT JOIN reconciliations r
