@@ -374,3 +374,24 @@ def test_feeds_files_are_checked_before_anything_is_stored(tmp_path: Path) -> No
     assert rule.from_filename("bank_latest.csv") is None
     custom = feeds.BusinessDateRule("filename", r"(\d{2}\.\d{2}\.\d{4})", ("%d.%m.%Y",))
     assert custom.from_filename("export 04.03.2025.csv") == date(2025, 3, 4)
+
+
+def test_a_business_date_can_come_from_a_date_column(tmp_path: Path) -> None:
+    import polars as pl
+
+    from resources.file_store import FileStore
+
+    store = FileStore(tmp_path)
+    store.canonical(7).parent.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "_row_number": [1, 2, 3, 4],
+            "booked": [date(2025, 3, 4), date(2025, 3, 4), date(2025, 3, 3), date(2025, 3, 9)],
+            "_valid": [True, True, True, False],
+        }
+    ).write_parquet(store.canonical(7))
+    # the most common date among valid rows; an invalid row does not count
+    assert feeds._date_from_data(store, 7, "booked") == date(2025, 3, 4)
+    assert feeds._date_from_data(store, 7, "missing") is None
+    pl.DataFrame({"_row_number": [1], "booked": ["2025-03-05"]}).write_parquet(store.canonical(8))
+    assert feeds._date_from_data(store, 8, "booked") == date(2025, 3, 5)
