@@ -1,11 +1,13 @@
 # Set-up and entry points. `make test` and `make demo` create .venv when missing, install
-# torch 2.13.0 (CPU build) first, then the project pinned by constraints.txt.
+# torch 2.13.0 (CPU build) first, then the project pinned by constraints.txt. `make test` also
+# installs Chromium (Debian package, for tests/test_browser.py) when it is missing.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install test lint demo ui bench clean-state
+.PHONY: install chromium test lint demo ui bench clean-state
 
 install: $(STAMP)
 
@@ -19,7 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+chromium:
+	test -x /usr/bin/chromium || ($(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: lint chromium
 	$(BIN)/pytest
 
 demo: $(STAMP)
