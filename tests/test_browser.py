@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from browser import CHROMIUM, Chromium
-from helpers import run_recon
+from helpers import run_recon, stop_process_group
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -174,30 +173,6 @@ class DagsterUI:
     groups: list[str]
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """Ctrl-C to the whole process group, then SIGKILL to whatever is left of it."""
-    try:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(30)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    # code servers and run workers can outlive `dagster dev`; wait for them, then kill them
-    deadline = time.monotonic() + 15
-    try:
-        while time.monotonic() < deadline:
-            os.killpg(proc.pid, 0)
-            time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 @pytest.fixture(scope="module")
 def dagster_ui(
     demo_state: DemoState, tmp_path_factory: pytest.TempPathFactory
@@ -244,7 +219,7 @@ def dagster_ui(
         assert not wrong, f"assets in other groups than STAGES says: {wrong}"
         yield DagsterUI(port, sorted(set(groups.values()) | STAGES.keys()))
     finally:
-        _stop_group(proc)
+        stop_process_group(proc)
 
 
 def _graph_url(ui: DagsterUI) -> str:

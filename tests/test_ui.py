@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+from helpers import stop_process_group
 
 
 def _free_port() -> int:
@@ -60,9 +60,4 @@ def test_recon_ui_serves_the_code_location_and_runs_the_daemon(database_url: str
         assert "database_schema" in assets
         assert heartbeats > 0, "the daemon wrote no heartbeat to PostgreSQL"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process_group(proc)
