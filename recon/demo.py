@@ -35,11 +35,10 @@ BACKFILL_DAYS = 3
 
 def process_landing_zone(instance: Any, say: Callable[[str], None]) -> list[str]:
     """One landing-sensor tick evaluated here, and a run per new file; their partition keys."""
-    from dagster import build_sensor_context, materialize
+    from dagster import build_sensor_context
 
-    from pipelines.definitions import defs
-    from pipelines.files import canonical_file, landed_files, landing_zone_sensor, uploaded_file
-    from recon.run import QUIET
+    from pipelines.files import landed_files, landing_zone_sensor
+    from recon.run import process_file_partition
     from resources.file_store import FileStoreResource
 
     tick = landing_zone_sensor(
@@ -49,14 +48,10 @@ def process_landing_zone(instance: Any, say: Callable[[str], None]) -> list[str]
     new = [k for k in keys if not instance.has_dynamic_partition(landed_files.name, k)]
     instance.add_dynamic_partitions(landed_files.name, new)
     for key in keys:
-        result = materialize(
-            [uploaded_file, canonical_file],
-            partition_key=key,
-            instance=instance,
-            resources=defs.resources,
-            raise_on_error=False,
-            run_config=QUIET,
-            tags={"recon/command": "demo", "recon/trigger": "landing_zone_sensor (in process)"},
+        result = process_file_partition(
+            instance,
+            key,
+            {"recon/command": "demo", "recon/trigger": "landing_zone_sensor (in process)"},
         )
         say(f"  landed {key}: {'ok' if result.success else 'FAILED'}")
     return keys

@@ -67,12 +67,27 @@ def _data_source_name(path: Path, given: str | None, side: str) -> str:
     return landing.safe_display_name(name).replace("\\", "_")
 
 
-def land_and_process(url: str, instance: Any, path: Path, organization: str, source: str) -> int:
-    """Land one file through the landing zone and its partition's assets; its file id."""
+def process_file_partition(instance: Any, key: str, tags: dict[str, str]) -> Any:
+    """One `landed_files` partition's `uploaded_file` + `canonical_file` run, in process."""
     from dagster import materialize
 
     from pipelines.definitions import defs
-    from pipelines.files import canonical_file, landed_files, uploaded_file
+    from pipelines.files import canonical_file, uploaded_file
+
+    return materialize(
+        [uploaded_file, canonical_file],
+        partition_key=key,
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=False,
+        run_config=QUIET,
+        tags=tags,
+    )
+
+
+def land_and_process(url: str, instance: Any, path: Path, organization: str, source: str) -> int:
+    """Land one file through the landing zone and its partition's assets; its file id."""
+    from pipelines.files import landed_files
     from resources.file_store import FileStoreResource
 
     zone = FileStoreResource().store().landing
@@ -87,15 +102,7 @@ def land_and_process(url: str, instance: Any, path: Path, organization: str, sou
         raise ReconError(f"{dropped}: not a landing-zone path")
     key = landing.partition_key_for(item.relative, landing.sha256_of(dropped))
     instance.add_dynamic_partitions(landed_files.name, [key])
-    result = materialize(
-        [uploaded_file, canonical_file],
-        partition_key=key,
-        instance=instance,
-        resources=defs.resources,
-        raise_on_error=False,
-        run_config=QUIET,
-        tags={"recon/command": "run"},
-    )
+    result = process_file_partition(instance, key, {"recon/command": "run"})
     landed = None
     try:
         landed = result.output_for_node("uploaded_file")

@@ -13,10 +13,8 @@ installs it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +29,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from browser import CHROMIUM, Chromium
-from helpers import run_recon, stop_process_group
+from helpers import free_port, graphql, run_recon, stop_process_group
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -81,22 +79,6 @@ TABLE_JS = """Array.from(document.querySelectorAll('tr'))
   .map(tr => Array.from(tr.cells).map(td => td.innerText.trim()))"""
 # the "Join the Dagster community" dialog would cover the screenshots
 NO_COMMUNITY_DIALOG_JS = "localStorage.setItem('communityNux', '\"1\"')"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 def _screenshot_paths(tmp_path: Path, name: str) -> list[Path]:
@@ -178,7 +160,7 @@ def dagster_ui(
     demo_state: DemoState, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DagsterUI]:
     """`recon ui` on a free loopback port, once GraphQL lists every asset of STAGES."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("ui") / "recon-ui.log"
     recon = Path(sys.executable).with_name("recon")
     with log.open("wb") as sink:
@@ -203,7 +185,7 @@ def dagster_ui(
             )
             time.sleep(2)
             try:
-                data = _graphql(port, "{ assetNodes { assetKey { path } groupName } }")
+                data = graphql(port, "{ assetNodes { assetKey { path } groupName } }")
                 groups = {
                     "/".join(n["assetKey"]["path"]): n["groupName"]
                     for n in data["data"]["assetNodes"]

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psycopg
-from helpers import stop_process_group
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
+from helpers import free_port, graphql, stop_process_group
 
 
 def test_recon_ui_serves_the_code_location_and_runs_the_daemon(database_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     recon = Path(sys.executable).with_name("recon")
     proc = subprocess.Popen(
         [str(recon), "ui", "--port", str(port)],
@@ -49,7 +30,7 @@ def test_recon_ui_serves_the_code_location_and_runs_the_daemon(database_url: str
             time.sleep(2)
             assert proc.poll() is None, "recon ui exited early"
             try:
-                data = _graphql(port, "{ assetNodes { assetKey { path } } }")
+                data = graphql(port, "{ assetNodes { assetKey { path } } }")
                 assets = ["/".join(n["assetKey"]["path"]) for n in data["data"]["assetNodes"]]
             except (OSError, KeyError, TypeError):
                 continue
