@@ -87,7 +87,7 @@ def process_file_partition(instance: Any, key: str, tags: dict[str, str]) -> Any
 
 def land_and_process(url: str, instance: Any, path: Path, organization: str, source: str) -> int:
     """Land one file through the landing zone and its partition's assets; its file id."""
-    from pipelines.files import landed_files
+    from pipelines.files import LANDING_PATH_TAG, landed_files
     from resources.file_store import FileStoreResource
 
     zone = FileStoreResource().store().landing
@@ -100,9 +100,12 @@ def land_and_process(url: str, instance: Any, path: Path, organization: str, sou
     item = landing.parse_landing_path(zone, dropped)
     if item is None:
         raise ReconError(f"{dropped}: not a landing-zone path")
-    key = landing.partition_key_for(item.relative, landing.sha256_of(dropped))
+    # hashed once: the run trusts this fingerprint while the file's size and mtime match
+    found = landing.fingerprint(dropped)
+    key = landing.partition_key_for(item.relative, found.sha256)
     instance.add_dynamic_partitions(landed_files.name, [key])
-    result = process_file_partition(instance, key, {"recon/command": "run"})
+    tags = {"recon/command": "run", LANDING_PATH_TAG: str(item.relative), **found.tags()}
+    result = process_file_partition(instance, key, tags)
     landed = None
     try:
         landed = result.output_for_node("uploaded_file")

@@ -6,7 +6,9 @@ test's own; each test uses its own organization so counts never mix.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 from pipelines.files import canonical_file, landed_files, landing_zone_sensor, uploaded_file
+from pipelines.ingest import landing
 from resources.database import DatabaseResource
 from resources.file_store import FileStoreResource
 
@@ -51,7 +54,12 @@ def _tick(instance: DagsterInstance, store: FileStoreResource, cursor: str | Non
     return landing_zone_sensor(context)
 
 
-def _run(instance: DagsterInstance, store: FileStoreResource, key: str):
+def _run(
+    instance: DagsterInstance,
+    store: FileStoreResource,
+    key: str,
+    tags: dict[str, str] | None = None,
+):
     if not instance.has_dynamic_partition(landed_files.name, key):
         instance.add_dynamic_partitions(landed_files.name, [key])
     return materialize(
@@ -60,6 +68,7 @@ def _run(instance: DagsterInstance, store: FileStoreResource, key: str):
         instance=instance,
         resources={"database": DatabaseResource(), "file_store": store},
         raise_on_error=False,
+        tags=tags,
     )
 
 
@@ -117,10 +126,10 @@ def test_identical_content_is_not_processed_twice(database_url: str, zone) -> No
     instance = DagsterInstance.ephemeral()
     _drop(landing, org, "bank", "a.csv", BANK_CSV)
     [first] = _tick(instance, store).run_requests
-    assert _run(instance, store, first.partition_key).success
+    assert _run(instance, store, first.partition_key, first.tags).success
     _drop(landing, org, "bank", "a-copy.csv", BANK_CSV)
     [second] = _tick(instance, store).run_requests
-    assert _run(instance, store, second.partition_key).success
+    assert _run(instance, store, second.partition_key, second.tags).success
     files = _files(database_url, org)
     assert len(files) == 1
     with psycopg.connect(database_url) as conn:
@@ -190,6 +199,103 @@ def test_a_tick_with_a_hundred_files_and_a_restarted_sensor(database_url: str, z
     files = _files(database_url, org)
     assert len(files) == 100 and {f[1] for f in files} == {"PROCESSED"}
     assert json.loads(_tick(instance, store).cursor) == {}
+
+
+def _sha_and_stored(database_url: str, org: str) -> list[tuple[str, str]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT f.content_sha256, f.stored_filename FROM uploaded_files f "
+            "JOIN organizations o ON o.id = f.organization_id WHERE o.name = %s ORDER BY f.id",
+            (org,),
+        ).fetchall()
+
+
+def _count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    hashed: list[Path] = []
+    real = landing.sha256_of
+
+    def counting(path: Path) -> str:
+        hashed.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(landing, "sha256_of", counting)
+    return hashed
+
+
+def test_the_run_trusts_the_sensors_hash_only_for_the_unchanged_file(
+    database_url: str, zone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sensor's hash reaches the run in tags; landing hashes again only a changed file."""
+    landing_zone, org, store = zone
+    instance = DagsterInstance.ephemeral()
+    path = _drop(landing_zone, org, "bank", "statement.csv", BANK_CSV)
+    hashed = _count_hashing(monkeypatch)
+    [request] = _tick(instance, store).run_requests
+    assert hashed == [path]  # the sensor hashed it once, for the partition key
+    sha = hashlib.sha256(BANK_CSV.encode()).hexdigest()
+    assert request.tags[landing.SHA256_TAG] == sha
+    assert request.tags[landing.SIZE_TAG] == str(len(BANK_CSV))
+    assert request.tags[landing.MTIME_NS_TAG] == str(path.stat().st_mtime_ns)
+    assert request.partition_key.endswith("#" + sha[:12])
+    assert _run(instance, store, request.partition_key, request.tags).success
+    assert hashed == [path]  # ...and the run did not hash it again
+    assert _sha_and_stored(database_url, org)[0][0] == sha
+
+    # a file rewritten after the tick (same size, other bytes, new mtime) is hashed again
+    changed = BANK_CSV.replace("TX0001", "TX9999")
+    other = _drop(landing_zone, org, "bank", "other.csv", BANK_CSV.replace("TX0002", "TX8888"))
+    [request] = [r for r in _tick(instance, store).run_requests if "other.csv" in r.run_key]
+    hashed.clear()
+    other.write_text(changed)
+    stat = other.stat()
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert _run(instance, store, request.partition_key, request.tags).success
+    assert hashed == [other]
+    [_, (recorded, stored)] = _sha_and_stored(database_url, org)
+    assert recorded == hashlib.sha256(changed.encode()).hexdigest() != request.tags["recon/sha256"]
+    assert (Path(store.root) / "store" / "originals" / stored).read_text() == changed
+
+
+def test_a_fingerprint_for_another_file_or_key_is_not_trusted(
+    database_url: str, zone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing_zone, org, store = zone
+    instance = DagsterInstance.ephemeral()
+    _drop(landing_zone, org, "bank", "a.csv", BANK_CSV)
+    _drop(landing_zone, org, "bank", "b.csv", BANK_CSV.replace("TX0003", "TX7777"))
+    requests = {
+        r.tags["recon/landing_path"].split("/")[-1]: r for r in _tick(instance, store).run_requests
+    }
+    hashed = _count_hashing(monkeypatch)
+    # b's fingerprint on a's run (same size and, say, mtime): the path tag gives it away
+    tags = {
+        **requests["b.csv"].tags,
+        "recon/landing_path": requests["a.csv"].tags["recon/landing_path"],
+    }
+    tags[landing.MTIME_NS_TAG] = requests["a.csv"].tags[landing.MTIME_NS_TAG]
+    assert _run(instance, store, requests["a.csv"].partition_key, tags).success
+    assert len(hashed) == 1
+    [(recorded, _)] = _sha_and_stored(database_url, org)
+    assert recorded == hashlib.sha256(BANK_CSV.encode()).hexdigest()
+    # a malformed fingerprint is ignored too
+    bad = {**requests["b.csv"].tags, landing.SHA256_TAG: "not-a-hash"}
+    assert _run(instance, store, requests["b.csv"].partition_key, bad).success
+    assert len(hashed) == 2
+
+
+def test_a_cursor_from_before_full_hashes_still_works(database_url: str, zone) -> None:
+    """Cursors used to map files to partition keys; such a cursor only costs a re-hash."""
+    landing_zone, org, store = zone
+    instance = DagsterInstance.ephemeral()
+    _drop(landing_zone, org, "bank", "a.csv", BANK_CSV)
+    first = _tick(instance, store)
+    old_cursor = json.dumps(
+        {marker: first.run_requests[0].partition_key for marker in json.loads(first.cursor)}
+    )
+    again = _tick(instance, store, old_cursor)
+    assert [r.run_key for r in again.run_requests] == [first.run_requests[0].run_key]
+    assert again.run_requests[0].tags == first.run_requests[0].tags
+    assert json.loads(again.cursor) == json.loads(first.cursor)
 
 
 def _truncated_parquet(tmp: Path) -> bytes:

@@ -6,6 +6,12 @@ A landing zone is `<root>/<organization>/<data source>/<file>`. Landing a file h
 `sync_logs`. Identical content already landed for the organization is recognised by its hash
 and not processed again. The landing-zone copy is moved out (to `processed/` or `quarantine/`)
 only after the database rows saying what happened are committed; nothing is ever deleted.
+
+The sensor hashes each waiting file to name its partition, and hands the run that hash with the
+file's size and modification time (a `Fingerprint`, carried in run tags). Landing trusts that
+hash only while the file's size and mtime_ns are still those, and hashes the file again
+otherwise, so a large file is read for hashing once, not twice, and a file replaced or edited
+in between is never recorded under the hash of its earlier content.
 """
 
 from __future__ import annotations
@@ -26,7 +32,12 @@ import sqlalchemy as sa
 from resources.file_store import FileStore
 
 SYNC_SYSTEM = "landing-zone"
-HASH_CHUNK = 8 * 1024 * 1024
+HASH_CHUNK = 1 << 20
+SHA256_TAG = "recon/sha256"
+SIZE_TAG = "recon/size"
+MTIME_NS_TAG = "recon/mtime_ns"
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+"""A full SHA-256 as `sha256_of` writes it (lowercase hex)."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +111,64 @@ def scan_landing_zone(zone: Path) -> list[LandingPath]:
 
 
 def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
+    """SHA-256 of a file, read in chunks into one reused buffer.
+
+    Reading into the same buffer spares allocating (and faulting in) a new bytes object per
+    chunk, and hashlib releases the GIL while it digests each chunk. (A memory map is hardly
+    faster and would kill the process with SIGBUS if the file were truncated meanwhile.)
+    """
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
+    buffer = bytearray(HASH_CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            digest.update(view[:size])
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A file's SHA-256 with the size and mtime_ns it had when it was hashed."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+
+    def tags(self) -> dict[str, str]:
+        """Run tags carrying the fingerprint from the sensor to the run."""
+        return {
+            SHA256_TAG: self.sha256,
+            SIZE_TAG: str(self.size),
+            MTIME_NS_TAG: str(self.mtime_ns),
+        }
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Fingerprint | None:
+        """The fingerprint in run tags; None when absent or malformed (then the file is hashed)."""
+        sha = tags.get(SHA256_TAG, "")
+        try:
+            size, mtime_ns = int(tags[SIZE_TAG]), int(tags[MTIME_NS_TAG])
+        except (KeyError, ValueError):
+            return None
+        return cls(sha, size, mtime_ns) if SHA256_RE.fullmatch(sha) else None
+
+    def matches(self, stat: os.stat_result) -> bool:
+        """Whether a file with this stat is, as far as size and mtime tell, the one hashed."""
+        return stat.st_size == self.size and stat.st_mtime_ns == self.mtime_ns
+
+
+def fingerprint(
+    path: Path, stat: os.stat_result | None = None, known_sha256: str | None = None
+) -> Fingerprint:
+    """A file's fingerprint: `known_sha256` if given, else its hash, with its size and mtime_ns.
+
+    `stat` (taken now when None) must be from before hashing: a write while hashing then
+    changes the mtime, the fingerprint no longer matches the file, and whoever trusts it
+    hashes again.
+    """
+    stat = stat if stat is not None else path.stat()
+    sha = known_sha256 if known_sha256 is not None else sha256_of(path)
+    return Fingerprint(sha, stat.st_size, stat.st_mtime_ns)
 
 
 def _ensure_organization(conn: sa.Connection, name: str) -> int:
@@ -173,14 +236,23 @@ def land_file(
     *,
     partition_key: str | None = None,
     run_id: str | None = None,
+    known: Fingerprint | None = None,
 ) -> LandedFile:
     """Record a landing-zone file and link it into the file store (status PROCESSING).
 
     Identical content already PROCESSED for the organization is not landed again: the
     result names the earlier file in `duplicate_of`, and the zone copy moves to `processed/`.
+    `known` is the sensor's fingerprint of the file: its hash is used, and the file not read,
+    only while the file's size and mtime_ns are still the fingerprint's; otherwise the file is
+    hashed here.
     """
-    sha = sha256_of(item.path)
-    size = item.path.stat().st_size
+    stat = item.path.stat()
+    if known is not None and known.matches(stat):
+        sha = known.sha256
+    else:
+        sha = sha256_of(item.path)
+        stat = item.path.stat()
+    size = stat.st_size
     suffix = "".join(item.path.suffixes[-1:]).lower()[:10]
     with engine.begin() as conn:
         org_id = _ensure_organization(conn, item.organization)
