@@ -213,6 +213,7 @@ def link_records(
     context: AssetExecutionContext,
     work_in: ReconciliationWork,
     database: DatabaseResource,
+    store: FileStore,
 ) -> Output[ReconciliationWork]:
     engine = database.engine()
     rid = work_in.reconciliation_id
@@ -237,8 +238,11 @@ def link_records(
         result.best_source.write_parquet(work_in.path("best_source.parquet"))
         result.best_target.write_parquet(work_in.path("best_target.parquet"))
         if result.model is not None:
-            chart = work_in.path("match_weights.html")
-            chart.write_text(match_weights_html(conformed, result.model), encoding="utf-8")
+            # one chart per model (rule-set version), drawn when first needed
+            chart = store.match_weights_chart(plan.rule_set_id)
+            if result.trained or not chart.exists():
+                chart.parent.mkdir(parents=True, exist_ok=True)
+                chart.write_text(match_weights_html(conformed, result.model), encoding="utf-8")
         records.advance(engine, rid, 70)
     elapsed = round(time.perf_counter() - started, 3)
     stats = {k: v for k, v in result.stats.items() if k != "blocking_pair_counts"}
@@ -545,9 +549,12 @@ def build_reconcile_assets(*, partitioned: bool) -> list[AssetsDefinition]:
         **shared,
     )
     def record_links(
-        context: AssetExecutionContext, work_in: ReconciliationWork, database: DatabaseResource
+        context: AssetExecutionContext,
+        work_in: ReconciliationWork,
+        database: DatabaseResource,
+        file_store: FileStoreResource,
     ) -> Output[ReconciliationWork]:
-        return link_records(context, work_in, database)
+        return link_records(context, work_in, database, file_store.store())
 
     @asset(
         name="exceptions",

@@ -39,6 +39,10 @@ class FileStore:
         """Working files of one reconciliation (conformed records, links, exceptions)."""
         return self.root / "store" / "reconciliations" / str(reconciliation_id)
 
+    def match_weights_chart(self, rule_set_id: int) -> Path:
+        """Splink's match-weights chart (offline HTML) of the model of one rule-set version."""
+        return self.root / "store" / "models" / f"rule_set_{rule_set_id}_match_weights.html"
+
     def archive(self, kind: str, relative: Path, uploaded_file_id: int | None) -> Path:
         """`processed/` or `quarantine/` path for a landing-zone file, never overwriting."""
         prefix = f"{uploaded_file_id}-" if uploaded_file_id is not None else f"{uuid.uuid4().hex}-"

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from dagster import (
+    AssetKey,
     DagsterInstance,
     build_schedule_context,
     build_sensor_context,
@@ -247,6 +248,10 @@ def test_lineage_goes_from_an_exception_to_its_row_file_rules_and_run(world: Wor
     assert chain["rule_set"]["id"] == rec["rule_set_id"]
     assert chain["reconciliation"]["partition_key"] == world.key(D1)
     assert chain["exception"]["dagster_run_id"] == outcome.run_id
+    # record_links links Splink's match-weights chart of the model (offline HTML)
+    links = world.instance.get_latest_materialization_event(AssetKey(["feed", "record_links"]))
+    chart = Path(links.asset_materialization.metadata["match_weights_chart"].value)
+    assert chart.is_file() and "match weight" in chart.read_text().lower()
     text = format_lineage(chain)
     assert f"row {exc['source_row_number']} of #{rec['source_file_id']}" in text
     assert outcome.run_id in text
