@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/embed_bench.py [--texts 2000] [--count 100000] [--queries 100]
     .venv/bin/python bench/embed_bench.py --count 1000000 --texts 0      # search at 1M rows
+    .venv/bin/python bench/embed_bench.py --texts 0 --database embed_bench_xxxxxxxx  # kept one
 
 Runs in a scratch database (``embed_bench_<hex>``) created on the configured server
 (``RECON_DATABASE_URL``, else the embedded one under ``RECON_HOME``), migrated, and dropped at
@@ -18,17 +19,26 @@ the end (``--keep`` keeps it for a look), so the product database is never touch
    An ONNX Runtime pass runs only when ``onnxruntime`` (and ``optimum``) are installed.
 2. Search latency: ``--count`` exceptions with embeddings for one organization plus
    ``--other-count`` (default a quarter) for another; vectors are real model embeddings of
-   ``--pool`` exception texts, each blended with another and noised (a continuum between
-   real texts; near-copies in tight clusters would make HNSW islands), the HNSW index
-   (m 16, ef_construction 64, as migration 0001) is rebuilt after the COPY. Then ``--queries``
-   searches (natural language, references, type/severity filters) through
-   ``search_exceptions``: p50/p95 end to end (with the query's embedding) and SQL only
-   (query vectors computed beforehand); the vector search's recall@10 against exact search on
-   20 unfiltered queries; a check that no hit ever belongs to the other organization; and
-   ``suggest_resolutions`` for up to 20k open exceptions against the planted resolved ones.
+   ``--pool`` exception texts, each blended with another and noised (a continuum between real
+   texts; near-copies in tight clusters would make HNSW islands), the HNSW indexes (the float
+   one of migration 0001, m 16, ef_construction 64, and the half-precision one search walks,
+   migration 0007, ef_construction 128) are rebuilt after the COPY (``--workers`` parallel
+   maintenance workers, default 1). Then ``--queries`` searches (natural language, references
+   and amounts, type/severity/status filters) through ``search_exceptions``: p50/p95/p99 end to
+   end (with the query's embedding), the model's encode alone, and the search with the query
+   vector given, overall and per class (words or reference/amount, filtered or not; vector only
+   or with the full-text search), against the target p95 < 20 ms; the baseline in the same run:
+   the bare vector statement alone through each HNSW index (halfvec, float); the vector search's
+   recall@10 against exact search on 20 unfiltered queries; a check that no hit ever belongs to
+   the other organization; and ``suggest_resolutions`` for up to 20k open exceptions against the
+   planted resolved ones. The load average is printed beside the timings (two shared cores:
+   other work on the machine shows in them).
    At 1M rows (``--count 1000000 --texts 0``; 250k more for the other organization) the
-   HNSW build dominates: the bench gives it ``maintenance_work_mem`` of ~2.5 kB a row (3 GB
-   here, so the graph fits in memory) - expect tens of minutes on two cores, ~8 GB of disk.
+   HNSW builds dominate: the bench gives them ``maintenance_work_mem`` of ~2.5 kB a row (3 GB
+   here, so the graph fits in memory) - expect tens of minutes on two cores, ~10 GB of disk.
+   ``--keep`` keeps the scratch database; ``--database NAME`` searches a kept one again
+   without planting anything (``--prewarm`` loads the search's index into shared buffers
+   first).
 
 The last stdout line is a JSON summary.
 """
@@ -38,7 +48,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -360,8 +372,24 @@ def plant_embeddings(
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
+    if not ordered:
+        return {}
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50_ms": round(pick(0.50), 1), "p95_ms": round(pick(0.95), 1)}
+    return {
+        "n": len(ordered),
+        "p50_ms": round(pick(0.50), 1),
+        "p95_ms": round(pick(0.95), 1),
+        "p99_ms": round(pick(0.99), 1),
+    }
+
+
+def _line(name: str, figures: dict[str, float]) -> str:
+    if not figures:
+        return f"    {name:34s} (none)"
+    return (
+        f"    {name:34s} n {figures['n']:4d}  p50 {figures['p50_ms']:6.1f}  "
+        f"p95 {figures['p95_ms']:6.1f}  p99 {figures['p99_ms']:6.1f} ms"
+    )
 
 
 class Precomputed:
@@ -377,27 +405,60 @@ class Precomputed:
 
 
 def _vector_hits(
-    engine: sa.Engine, query: np.ndarray, org: int, exact: bool
+    engine: sa.Engine, query: np.ndarray, org: int, exact: bool, k: int = 10
 ) -> list[tuple[int, float]]:
+    """The search's vector candidates (exact: the same statement with index scans off)."""
     with engine.begin() as conn:
         if exact:
             conn.execute(sa.text("SET LOCAL enable_indexscan = off"))
-        else:
-            search_module.tune_hnsw(conn, 40)
-        params = {"org": org, "doc": "EXCEPTION", "model": MODEL_NAME}
-        return search_module._vector_candidates(conn, query, "", params, 10)
+        filters = search_module.Filters(
+            params={"org": org, "doc": "EXCEPTION", "model": MODEL_NAME}
+        )
+        rows = search_module._vector_candidates(conn, query, filters, k)
+        return [(row.document_id, float(row.distance)) for row in rows]
 
 
-def search_latency(
+BARE_VECTOR = (
+    "SELECT d.document_id FROM document_embeddings d WHERE d.organization_id = :org"
+    " AND d.document_type = 'EXCEPTION' AND d.model_name = :model"
+    " ORDER BY {distance} LIMIT 40"
+)
+FLOAT_DISTANCE = "d.embedding <=> CAST(:q AS vector)"
+
+
+def bare_vector_query(
+    engine: sa.Engine, vectors: list[np.ndarray], org: int, distance: str
+) -> tuple[dict[str, float], str]:
+    """The baseline: the vector query alone (no filters, no text, no rows), its SQL timed on
+    the server side of a warm connection, and the index its plan uses."""
+    statement = sa.text(BARE_VECTOR.format(distance=distance))
+    params = {"org": org, "model": MODEL_NAME}
+    timings = []
+    with engine.begin() as conn:
+        search_module.tune_hnsw(conn, search_module.MIN_CANDIDATES)
+        literal = search_module.vector_literal(vectors[0])
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(sa.text("EXPLAIN " + statement.text), {**params, "q": literal})
+        )
+        for vector in vectors + vectors:
+            literal = search_module.vector_literal(vector)
+            started = time.perf_counter()
+            conn.execute(statement, {**params, "q": literal}).all()
+            timings.append(1000 * (time.perf_counter() - started))
+    index = re.search(r"using (\w+)", plan)
+    return _percentiles(timings[len(vectors) :]), index.group(1) if index else "none"
+
+
+def plant_search_data(
     engine: sa.Engine,
     embedder: SentenceTransformerEmbedder,
     count: int,
     other: int,
-    queries: int,
     pool_size: int,
-) -> dict:
-    """Plant `count` + `other` embedded exceptions, then time `queries` searches."""
-    rng = random.Random(5)
+    workers: int,
+) -> dict[str, Any]:
+    """Plant `count` + `other` embedded exceptions, then build the HNSW indexes."""
     pool_org, pool_rid = create_reconciliation(engine, f"bench-pool-{uuid.uuid4().hex[:6]}")
     plant_exceptions(engine, pool_org, pool_rid, pool_size, seed=3)
     _, pool_docs = load_documents(engine, pool_rid)
@@ -408,28 +469,100 @@ def search_latency(
     plant_exceptions(engine, org, rid, count, seed=21)
     plant_exceptions(engine, other_org, other_rid, other, seed=22)
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP INDEX IF EXISTS idx_embeddings_vector"))
+        indexes = {
+            name: definition
+            for name, definition in conn.execute(
+                sa.text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
+                    "'document_embeddings' AND indexdef LIKE '%USING hnsw%'"
+                )
+            )
+        }
+        for name in indexes:
+            conn.execute(sa.text(f"DROP INDEX {name}"))
     planted = plant_embeddings(engine, embedder, org, rid, pool, seed=1)
     planted_other = plant_embeddings(engine, embedder, other_org, other_rid, pool, seed=2)
     load_seconds = time.perf_counter() - started
     print(f"search: planted {planted} + {planted_other} (other org) rows in {load_seconds:.1f} s")
-    started = time.perf_counter()
+    builds = {}
+    # the search's index first (the float one serves suggestions and the baseline)
+    for name, definition in sorted(indexes.items(), key=lambda i: "halfvec" not in i[0]):
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            # the graph must fit, or the build slows down a lot: ~2.5 kB a row at 384 dimensions
+            memory_mb = max(1024, int((planted + planted_other) * 2.5 / 1024))
+            conn.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'"))
+            conn.execute(sa.text(f"SET LOCAL max_parallel_maintenance_workers = {workers}"))
+            conn.execute(sa.text(definition))
+        builds[name] = round(time.perf_counter() - started, 1)
+        print(f"  HNSW index {name} built in {builds[name]:.1f} s")
     with engine.begin() as conn:
-        # the graph must fit, or the build slows down a lot: ~2.5 kB a row at 384 dimensions
-        memory_mb = max(1024, int((planted + planted_other) * 2.5 / 1024))
-        conn.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'"))
-        conn.execute(sa.text("SET LOCAL max_parallel_maintenance_workers = 2"))
-        conn.execute(
-            sa.text(
-                "CREATE INDEX idx_embeddings_vector ON document_embeddings "
-                "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-            )
-        )
         conn.execute(sa.text("ANALYZE document_embeddings"))
         conn.execute(sa.text("ANALYZE reconciliation_exceptions"))
-    build_seconds = time.perf_counter() - started
-    print(f"  HNSW index built in {build_seconds:.1f} s")
+    return {
+        "org": org,
+        "rid": rid,
+        "other_org": other_org,
+        "rows": planted,
+        "other_rows": planted_other,
+        "load_seconds": round(load_seconds, 1),
+        "index_build_seconds": builds,
+    }
 
+
+def find_search_data(engine: sa.Engine) -> dict[str, Any]:
+    """The rows a kept scratch database (`--keep`, then `--database`) was planted with."""
+    with engine.begin() as conn:
+        found = {}
+        for role in ("search", "other"):
+            row = conn.execute(
+                sa.text(
+                    "SELECT o.id, min(r.id) AS rid, (SELECT count(*) FROM document_embeddings d"
+                    " WHERE d.organization_id = o.id) AS n FROM organizations o JOIN"
+                    " reconciliations r ON r.organization_id = o.id WHERE o.name LIKE :n"
+                    " GROUP BY o.id ORDER BY o.id DESC LIMIT 1"
+                ),
+                {"n": f"bench-{role}-%"},
+            ).one()
+            found[role] = row
+        conn.execute(sa.text("ANALYZE document_embeddings"))
+    print(f"search: reusing {found['search'].n} + {found['other'].n} (other org) rows")
+    return {
+        "org": found["search"].id,
+        "rid": found["search"].rid,
+        "other_org": found["other"].id,
+        "rows": found["search"].n,
+        "other_rows": found["other"].n,
+    }
+
+
+def _query_class(plan: dict[str, Any]) -> str:
+    filtered = ", filtered" if len(plan) > 1 else ""
+    if search_module.IDENTIFIER.search(plan["text"]) or '"' in plan["text"]:
+        return "reference/amount" + filtered
+    return "words" + filtered
+
+
+def search_latency(
+    engine: sa.Engine,
+    embedder: SentenceTransformerEmbedder,
+    data: dict[str, Any],
+    queries: int,
+    prewarm: bool = False,
+) -> dict:
+    """Time `queries` searches on the planted rows; recall against exact search."""
+    rng = random.Random(5)
+    org, rid, other_org = data["org"], data["rid"], data["other_org"]
+    if prewarm:  # the search's index into shared buffers (a server that has been searching)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
+                blocks = conn.execute(
+                    sa.text("SELECT pg_prewarm(to_regclass('idx_embeddings_halfvec'))")
+                ).scalar()
+            print(f"  pg_prewarm: {blocks} blocks of idx_embeddings_halfvec")
+        except sa.exc.DBAPIError as err:
+            print(f"  pg_prewarm: not used ({type(err).__name__})")
     with engine.connect() as conn:
         refs = [
             r[0]
@@ -456,7 +589,6 @@ def search_latency(
             filters["status"] = "RESOLVED"
         plan.append({"text": text, **filters})
     precomputed = Precomputed(embedder, [p["text"] for p in plan])
-    total_ms, sql_ms, leaks, empty = [], [], 0, 0
     with engine.connect() as conn:
         other_ids = {
             r[0]
@@ -465,24 +597,66 @@ def search_latency(
                 {"o": other_org},
             )
         }
-    for p in plan:
-        filters = {k: v for k, v in p.items() if k != "text"}
-        search_exceptions(engine, precomputed, p["text"], organization_id=org, **filters)  # warm
-        started = time.perf_counter()
-        hits = search_exceptions(engine, embedder, p["text"], organization_id=org, **filters)
-        total_ms.append(1000 * (time.perf_counter() - started))
-        started = time.perf_counter()
-        search_exceptions(engine, precomputed, p["text"], organization_id=org, **filters)
-        sql_ms.append(1000 * (time.perf_counter() - started))
-        leaks += sum(1 for h in hits if h["exception_id"] in other_ids)
-        empty += not hits
-    total, sql_only = _percentiles(total_ms), _percentiles(sql_ms)
+    # which searches the words joined (the text search runs), for the classes below
+    text_runs: list[bool] = []
+    text_candidates = search_module._text_candidates
+
+    def counted_text_candidates(*args: Any, **kwargs: Any) -> list[int]:
+        text_runs[-1] = True
+        return text_candidates(*args, **kwargs)
+
+    search_module._text_candidates = counted_text_candidates  # type: ignore[assignment]
+    total_ms, sql_ms, model_ms, leaks, empty = [], [], [], 0, 0
+    started_load = os.getloadavg()[0]
+    classes: dict[str, list[float]] = {}
+    try:
+        for p in plan:
+            filters = {k: v for k, v in p.items() if k != "text"}
+            search_exceptions(engine, precomputed, p["text"], organization_id=org, **filters)
+            started = time.perf_counter()
+            hits = search_exceptions(engine, embedder, p["text"], organization_id=org, **filters)
+            total_ms.append(1000 * (time.perf_counter() - started))
+            started = time.perf_counter()
+            embedder.encode([p["text"]])
+            model_ms.append(1000 * (time.perf_counter() - started))
+            text_runs.append(False)
+            started = time.perf_counter()
+            search_exceptions(engine, precomputed, p["text"], organization_id=org, **filters)
+            sql_ms.append(1000 * (time.perf_counter() - started))
+            path = "vector+text" if text_runs[-1] else "vector only"
+            for name in (_query_class(p), path):
+                classes.setdefault(name, []).append(sql_ms[-1])
+            leaks += sum(1 for h in hits if h["exception_id"] in other_ids)
+            empty += not hits
+    finally:
+        search_module._text_candidates = text_candidates  # type: ignore[assignment]
+    load = os.getloadavg()[0]
+    total, sql_only, model = _percentiles(total_ms), _percentiles(sql_ms), _percentiles(model_ms)
+    by_class = {name: _percentiles(values) for name, values in sorted(classes.items())}
     print(
-        f"  search_exceptions over {len(plan)} queries: end to end p50 {total['p50_ms']} ms, "
-        f"p95 {total['p95_ms']} ms; SQL only p50 {sql_only['p50_ms']} ms, "
-        f"p95 {sql_only['p95_ms']} ms"
+        f"  search_exceptions over {len(plan)} queries ({data['rows']} rows of the org; "
+        f"load average {started_load:.1f} before, {load:.1f} after):"
     )
+    print(_line("end to end (model + SQL)", total))
+    print(_line("the model's encode alone", model))
+    print(_line("search, query vector given", sql_only))
+    for name, figures in by_class.items():
+        print(_line(f"  {name}", figures))
+    verdict = "met" if sql_only["p95_ms"] < 20 else "NOT met"
+    print(f"  target p95 < 20 ms (query vector given): {verdict}")
     print(f"  hits from the other organization: {leaks}; queries with no hit: {empty}")
+
+    vectors = [precomputed.vectors[p["text"]] for p in plan[:40]]
+    baseline, baseline_index = bare_vector_query(engine, vectors, org, search_module.DISTANCE)
+    with engine.connect() as conn:
+        has_float_index = conn.execute(
+            sa.text("SELECT to_regclass('idx_embeddings_vector') IS NOT NULL")
+        ).scalar()
+    float_baseline, float_index = {}, "idx_embeddings_vector missing: skipped"
+    if has_float_index:  # without it, each would be an exact scan of every row
+        float_baseline, float_index = bare_vector_query(engine, vectors, org, FLOAT_DISTANCE)
+    print(_line(f"baseline: bare vector SQL ({baseline_index})", baseline))
+    print(_line(f"baseline: bare vector SQL ({float_index})", float_baseline))
 
     recalls, tie_recalls = [], []
     for p in plan[:20]:
@@ -498,41 +672,28 @@ def search_latency(
         f"  vector recall@10 against exact search (20 queries): {recall:.3f} by id, "
         f"{tie_recall:.3f} counting results as near as the exact 10th (+0.001)"
     )
-    with engine.connect() as conn:
-        explain = "\n".join(
-            r[0]
-            for r in conn.execute(
-                sa.text(
-                    "EXPLAIN SELECT d.document_id FROM document_embeddings d "
-                    "JOIN reconciliation_exceptions e ON e.id = d.document_id "
-                    "WHERE d.organization_id = :o AND e.organization_id = :o "
-                    "AND d.document_type = 'EXCEPTION' AND d.model_name = :m "
-                    "ORDER BY d.embedding <=> CAST(:q AS vector) LIMIT 40"
-                ),
-                {
-                    "o": org,
-                    "m": MODEL_NAME,
-                    "q": search_module.vector_literal(precomputed.vectors[plan[0]["text"]]),
-                },
-            )
-        )
-    uses_hnsw = "idx_embeddings_vector" in explain
-    print(f"  the vector query uses the HNSW index: {uses_hnsw}")
-    suggest = suggest_timing(engine, org, rid, min(20_000, max(1, count // 5)))
+    uses_hnsw = baseline_index.startswith("idx_embeddings")
+    print(f"  the vector query uses the HNSW index: {uses_hnsw} ({baseline_index})")
+    suggest: dict[str, Any] = {"skipped": "idx_embeddings_vector missing"}
+    if has_float_index:  # suggestions walk the float index
+        suggest = suggest_timing(engine, org, rid, min(20_000, max(1, data["rows"] // 5)))
     return {
+        **data,
         "suggestions": suggest,
-        "rows": planted,
-        "other_rows": planted_other,
-        "load_seconds": round(load_seconds, 1),
-        "index_build_seconds": round(build_seconds, 1),
         "queries": len(plan),
         "end_to_end": total,
+        "model_encode": model,
         "sql_only": sql_only,
+        "by_class": by_class,
+        "baseline_bare_vector": baseline,
+        "baseline_bare_vector_float": float_baseline,
+        "load_average": [round(started_load, 2), round(load, 2)],
         "leaks": leaks,
         "queries_without_hits": empty,
         "recall_at_10": round(recall, 3),
         "recall_at_10_with_ties": round(tie_recall, 3),
         "uses_hnsw": uses_hnsw,
+        "index": baseline_index,
     }
 
 
@@ -619,13 +780,24 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000, help="throughput texts (0: skip)")
     parser.add_argument("--count", type=int, default=100_000, help="search rows (0: skip)")
     parser.add_argument("--other-count", type=int, default=None, help="other org's rows")
-    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--pool", type=int, default=1000, help="real embeddings behind the rows")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--database", help="search a database kept by --keep again (nothing planted or dropped)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="max_parallel_maintenance_workers of the builds"
+    )
+    parser.add_argument("--prewarm", action="store_true", help="pg_prewarm the search index")
     args = parser.parse_args()
 
     base_url = resolve_database_url()
-    url, name = scratch_database(base_url)
+    if args.database:
+        url, name = _on(base_url, args.database), args.database
+        args.keep = True
+    else:
+        url, name = scratch_database(base_url)
     print(f"scratch database {name}")
     engine = engine_for(url)
     embedder = SentenceTransformerEmbedder()
@@ -641,11 +813,13 @@ def main() -> None:
             rng = random.Random(1)
             texts = [exception_text(synthetic_exception(rng, i, "onnx")) for i in range(500)]
             summary["onnx"] = onnx(texts)
-        if args.count:
+        if args.database:
+            data = find_search_data(engine)
+            summary["search"] = search_latency(engine, embedder, data, args.queries, args.prewarm)
+        elif args.count:
             other = args.other_count if args.other_count is not None else args.count // 4
-            summary["search"] = search_latency(
-                engine, embedder, args.count, other, args.queries, args.pool
-            )
+            data = plant_search_data(engine, embedder, args.count, other, args.pool, args.workers)
+            summary["search"] = search_latency(engine, embedder, data, args.queries, args.prewarm)
     finally:
         engine.dispose()
         if args.keep:

@@ -420,6 +420,47 @@ def test_word_frequencies_counted_or_from_statistics(
     engine.dispose()
 
 
+def test_the_vector_search_walks_the_half_precision_index(
+    engine: sa.Engine, model: SentenceTransformerEmbedder
+) -> None:
+    """Search orders by the expression of idx_embeddings_halfvec (migration 0007), with or
+    without filters on the exception row, so the planner can walk that index (sorts and seq
+    scans off: on a small test table sorting every row may cost less)."""
+    from pipelines.embed import search
+
+    org, rid, ids, _ = _planted(engine, count=3)
+    embed_reconciliation(engine, model, rid)
+    query = search.vector_literal(model.encode(["no match in the target"])[0])
+    for filters in ({}, {"type": "MISSING_IN_TARGET", "reconciliation_id": rid}):
+        chosen = search._filters(filters.get("reconciliation_id"), filters.get("type"), None, None)
+        chosen.params.update({"org": org, "doc": "EXCEPTION", "model": model.model_name})
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            conn.execute(sa.text("SET LOCAL enable_sort = off"))
+            plan = "\n".join(
+                row[0]
+                for row in conn.execute(
+                    sa.text("EXPLAIN " + search.vector_statement(chosen)),
+                    {**search._sql_params(chosen), "q": query, "k": 40},
+                )
+            )
+        assert "Index Scan using idx_embeddings_halfvec" in plan, plan
+    # the search's transaction: its HNSW settings, and no parallel workers (slower to start
+    # than its statements take)
+    with engine.begin() as conn:
+        search.tune_hnsw(conn, 40, serial=True)
+        settings = conn.execute(
+            sa.text(
+                "SELECT current_setting('hnsw.ef_search'), "
+                "current_setting('max_parallel_workers_per_gather')"
+            )
+        ).one()
+    assert tuple(settings) == ("200", "0")
+    hits = search_exceptions(engine, model, "no match in the target", organization_id=org)
+    assert {h["exception_id"] for h in hits} == set(ids)
+    assert all("vector" in h["method"] and h["similarity"] > 0.3 for h in hits)
+
+
 def test_search_organization_resolves_the_name(
     database_url: str, engine: sa.Engine, model: SentenceTransformerEmbedder
 ) -> None:

@@ -1,27 +1,39 @@
 """Search one organization's exceptions by meaning and by words, fused into one ranking.
 
 `search_exceptions` embeds the query with the same model as the stored exceptions and runs
-two candidate searches, both restricted in SQL to ONE organization (on the embedding and on
-the exception row) and to the optional filters (reconciliation, type, severity, status):
-- vector: the HNSW cosine index (`<=>`), with `hnsw.ef_search` sized to the candidates wanted
-  and, on pgvector >= 0.8, `hnsw.iterative_scan = relaxed_order` so filters that drop most
-  neighbours still fill the list (re-sorted exactly afterwards);
+two candidate searches, both restricted in SQL to ONE organization and to the optional filters
+(reconciliation, type, severity, status); the hits' exception rows are read with the
+organization and every filter checked again, so no other organization's row can come back:
+- vector: the half-precision HNSW cosine index of migration 0007 (`DISTANCE`, ordering by
+  CAST(embedding AS halfvec(384)) <=> query: a graph ~60% of the float one's size, the same
+  recall within noise), with `hnsw.ef_search` sized to the candidates wanted and, on
+  pgvector >= 0.8, `hnsw.iterative_scan = relaxed_order` so filters that drop most
+  neighbours still fill the list (re-sorted exactly afterwards); no parallel workers (they
+  cost more to start than these statements take). The exception rows come back in the same
+  statement; the exception table is joined inside the index scan only for the filters on it
+  (type, severity, status);
 - text: `content_tsv` (GIN) matched first with `websearch_to_tsquery` (every word; quotes and
-  `-word` work, ranked by `ts_rank_cd`); when that finds too few, the texts holding the
-  query's informative words (held by at most a tenth of the organization's texts; rare
-  words are counted, common ones take ANALYZE's statistics: `lexeme_shares`), rarest
-  first, ranked by the summed inverse document frequency of the query words they hold: a
-  reference or a name in a sentence of common words comes first, and common words alone do
-  not fill the list with near-random texts. At most `TEXT_MATCH_CAP` texts are ranked.
+  `-word` work, ranked by `ts_rank_cd`; one statement, which also returns the query's
+  lexemes); when that finds too few and the query has more than that one word, the texts
+  holding the query's informative words (held by at most a tenth of the organization's
+  texts; rare words are counted, common ones take ANALYZE's statistics: `lexeme_shares`),
+  rarest first, ranked by the summed inverse document frequency of the query words they hold:
+  a reference or a name in a sentence of common words comes first, and common words alone do
+  not fill the list with near-random texts. At most `TEXT_MATCH_CAP` texts are ranked, and a
+  word on more than `MAX_POSTINGS` rows of the whole table is not used to find them (its
+  index entries alone would cost more than the rest of the search).
 The two lists are fused by reciprocal rank fusion (score = sum of 1 / (60 + rank)); each hit
 says which search found it (`vector`, `text` or `vector+text`). The text search is also the
-fallback for what the vector search misses: references, names, exact words.
+fallback for what the vector search misses: references, names, exact words; it runs only when
+`needs_words` says so. Statements are the same text for every query of a kind, so psycopg
+prepares them after a few uses (no planning per query).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,10 +49,16 @@ IDENTIFIER = re.compile(r"\w*\d\w*")
 TEXT_MATCH_CAP = 2000
 MAX_QUERY_TERMS = 16
 COUNT_CAP = 50_000
+MAX_POSTINGS = 5_000
 INFORMATIVE_SHARE = 0.1
 MIN_CANDIDATES = 40
 MIN_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
+# the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
+DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
+EXCEPTION_COLUMNS = (
+    "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
+)
 _VECTOR_VERSIONS: dict[str, tuple[int, ...]] = {}
 
 
@@ -59,47 +77,136 @@ def _pgvector_version(conn: sa.Connection) -> tuple[int, ...]:
     return _VECTOR_VERSIONS[key]
 
 
-def tune_hnsw(conn: sa.Connection, candidates: int) -> None:
-    """Transaction-local HNSW settings: ef_search for `candidates`, iterative scans if possible."""
+def tune_hnsw(conn: sa.Connection, candidates: int, *, serial: bool = False) -> None:
+    """Transaction-local HNSW settings: ef_search for `candidates`, iterative scans if possible
+    (one statement). `serial`: no parallel workers either - the search's statements read a few
+    dozen rows, and starting workers (which the planner picks when it overestimates a rare
+    word's matches) costs 5-10 ms."""
     ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, 4 * candidates))
-    conn.execute(sa.text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(ef_search)})
-    if _pgvector_version(conn) >= (0, 8):
-        conn.execute(sa.text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)"))
+    iterative = _pgvector_version(conn) >= (0, 8)
+    conn.execute(
+        sa.text(
+            "SELECT set_config('hnsw.ef_search', :v, true)"
+            + (", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if iterative else "")
+            + (", set_config('max_parallel_workers_per_gather', '0', true)" if serial else "")
+        ),
+        {"v": str(ef_search)},
+    )
+
+
+@dataclass
+class Filters:
+    """The organization and the optional filters as SQL clauses on `document_embeddings d`
+    and on `reconciliation_exceptions e`, with their parameters."""
+
+    on_embedding: str = ""
+    on_exception: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _filters(
     reconciliation_id: int | None, type: str | None, severity: str | None, status: str | None
-) -> tuple[str, dict[str, Any]]:
-    clauses, params = [], {}
+) -> Filters:
+    found = Filters()
     if reconciliation_id is not None:
-        clauses.append("AND d.reconciliation_id = :rid AND e.reconciliation_id = :rid")
-        params["rid"] = reconciliation_id
+        found.on_embedding += " AND d.reconciliation_id = :rid"
+        found.on_exception += " AND e.reconciliation_id = :rid"
+        found.params["rid"] = reconciliation_id
+    exception_only = ""
     for column, value in (("type", type), ("severity", severity), ("status", status)):
         if value is not None:
-            clauses.append(f"AND e.{column} = :{column}")
-            params[column] = value.upper()
-    return " ".join(clauses), params
+            exception_only += f" AND e.{column} = :{column}"
+            found.params[column] = value.upper()
+    found.on_exception += exception_only
+    # rows the index scan must join to the exception to keep (type, severity, status)
+    found.params["_join"] = bool(exception_only)
+    return found
+
+
+def _candidates_from(filters: Filters) -> str:
+    """FROM and WHERE of a candidate search: the organization's embeddings of exceptions of
+    the model, joined to their exception rows only when a filter is on those."""
+    join = (
+        " JOIN reconciliation_exceptions e ON e.id = d.document_id AND e.organization_id = :org"
+        if filters.params.get("_join")
+        else ""
+    )
+    where = filters.on_embedding + (filters.on_exception if join else "")
+    return (
+        " FROM document_embeddings d" + join + " WHERE d.organization_id = :org"
+        " AND d.document_type = :doc AND d.model_name = :model" + where
+    )
+
+
+def _sql_params(filters: Filters) -> dict[str, Any]:
+    return {k: v for k, v in filters.params.items() if not k.startswith("_")}
+
+
+def vector_statement(filters: Filters) -> str:
+    """The vector search: the `:k` nearest exceptions by the HNSW index, nearest first, with
+    their rows (organization and filters checked on them)."""
+    return (
+        f"WITH nearest AS MATERIALIZED (SELECT d.document_id, {DISTANCE} AS distance"
+        f"{_candidates_from(filters)} ORDER BY {DISTANCE} LIMIT :k)"
+        f" SELECT n.document_id, n.distance, {EXCEPTION_COLUMNS} FROM nearest n"
+        " JOIN reconciliation_exceptions e ON e.id = n.document_id"
+        f" AND e.organization_id = :org{filters.on_exception}"
+        " ORDER BY n.distance, n.document_id"
+    )
 
 
 def _vector_candidates(
-    conn: sa.Connection, query: np.ndarray, where: str, params: dict[str, Any], k: int
-) -> list[tuple[int, float]]:
-    rows = conn.execute(
-        sa.text(
-            "WITH nearest AS MATERIALIZED ("
-            " SELECT d.document_id, d.embedding <=> CAST(:q AS vector) AS distance"
-            " FROM document_embeddings d JOIN reconciliation_exceptions e ON e.id = d.document_id"
-            " WHERE d.organization_id = :org AND e.organization_id = :org"
-            " AND d.document_type = :doc AND d.model_name = :model " + where + " ORDER BY"
-            " d.embedding <=> CAST(:q AS vector) LIMIT :k"
-            ") SELECT document_id, distance FROM nearest ORDER BY distance, document_id"
-        ),
-        {**params, "q": vector_literal(query), "k": k},
+    conn: sa.Connection, query: np.ndarray, filters: Filters, k: int
+) -> list[Any]:
+    """`vector_statement`'s rows (the transaction's settings made first: `tune_hnsw`)."""
+    tune_hnsw(conn, k, serial=True)
+    return conn.execute(
+        sa.text(vector_statement(filters)),
+        {**_sql_params(filters), "q": vector_literal(query), "k": k},
     ).all()
-    return [(row.document_id, float(row.distance)) for row in rows]
 
 
-def _own_texts(params: dict[str, Any]) -> str:
+def _statistics(
+    conn: sa.Connection, params: dict[str, Any]
+) -> tuple[float, dict[str, float], float, float]:
+    """ANALYZE's view of `document_embeddings`, in one statement: (rows, share of each listed
+    lexeme of `content_tsv`, share of an unlisted one at most, estimated rows of the
+    organization's texts of the model); no rows when the table was never analyzed."""
+    stats = conn.execute(
+        sa.text(
+            "WITH s AS (SELECT attname, CAST(most_common_elems AS text) AS elems,"
+            " most_common_elem_freqs AS elem_freqs, CAST(most_common_vals AS text) AS vals,"
+            " most_common_freqs AS freqs FROM pg_stats WHERE schemaname = current_schema()"
+            " AND tablename = 'document_embeddings'"
+            " AND attname IN ('content_tsv', 'organization_id', 'document_type', 'model_name'))"
+            " SELECT c.reltuples,"
+            " (SELECT CAST(elems AS text[]) FROM s WHERE attname = 'content_tsv') AS elems,"
+            " (SELECT elem_freqs FROM s WHERE attname = 'content_tsv') AS elem_freqs,"
+            " (SELECT f FROM s, unnest(CAST(vals AS text[]), freqs) AS m(v, f)"
+            "  WHERE attname = 'organization_id' AND v = CAST(:org AS text)) AS org_share,"
+            " (SELECT f FROM s, unnest(CAST(vals AS text[]), freqs) AS m(v, f)"
+            "  WHERE attname = 'document_type' AND v = :doc) AS doc_share,"
+            " (SELECT f FROM s, unnest(CAST(vals AS text[]), freqs) AS m(v, f)"
+            "  WHERE attname = 'model_name' AND v = :model) AS model_share"
+            " FROM pg_class c WHERE c.oid = to_regclass('document_embeddings')"
+        ),
+        {"org": str(params["org"]), "doc": params["doc"], "model": params["model"]},
+    ).first()
+    if stats is None or stats.reltuples <= 0:
+        return 0.0, {}, 1.0, 0.0
+    rows = float(stats.reltuples)
+    shares = (stats.org_share, stats.doc_share, stats.model_share)
+    estimate = rows * math.prod(float(s) for s in shares) if None not in shares else 0.0
+    if not stats.elems or not stats.elem_freqs:
+        return rows, {}, 1.0, estimate
+    listed = dict(zip(stats.elems, (float(f) for f in stats.elem_freqs), strict=False))
+    # the frequencies end with their minimum, maximum and the share of nulls
+    freqs = stats.elem_freqs
+    rarest = freqs[len(stats.elems)] if len(freqs) > len(stats.elems) else 0.0
+    return rows, listed, float(rarest or min(listed.values())), estimate
+
+
+def _own_texts() -> str:
     return (
         "FROM document_embeddings d WHERE d.organization_id = :org AND d.document_type = :doc"
         " AND d.model_name = :model"
@@ -109,29 +216,53 @@ def _own_texts(params: dict[str, Any]) -> str:
 def _organization_texts(conn: sa.Connection, params: dict[str, Any], cap: int) -> int:
     """How many texts the organization has, counted up to `cap` (an index-only count)."""
     return conn.execute(
-        sa.text(f"SELECT count(*) FROM (SELECT 1 {_own_texts(params)} LIMIT :cap) s"),
-        {**params, "cap": cap},
+        sa.text(f"SELECT count(*) FROM (SELECT 1 {_own_texts()} LIMIT :cap) s"),
+        {"org": params["org"], "doc": params["doc"], "model": params["model"], "cap": cap},
     ).scalar_one()
 
 
-def _table_shares(conn: sa.Connection) -> tuple[float, dict[str, float], float]:
-    """ANALYZE's view of `content_tsv`: (rows, share per listed lexeme, share of an unlisted
-    one at most); no rows when the table was never analyzed."""
-    stats = conn.execute(
-        sa.text(
-            "SELECT CAST(CAST(s.most_common_elems AS text) AS text[]) AS elems, "
-            "s.most_common_elem_freqs AS freqs, c.reltuples FROM pg_stats s "
-            "JOIN pg_class c ON c.oid = to_regclass('document_embeddings') "
-            "WHERE s.schemaname = current_schema() AND s.tablename = 'document_embeddings' "
-            "AND s.attname = 'content_tsv'"
-        )
-    ).first()
-    if stats is None or not stats.elems or not stats.freqs or stats.reltuples <= 0:
-        return 0.0, {}, 1.0
-    listed = dict(zip(stats.elems, (float(f) for f in stats.freqs), strict=False))
-    # the frequencies end with their minimum, maximum and the share of nulls
-    rarest = stats.freqs[len(stats.elems)] if len(stats.freqs) > len(stats.elems) else 0.0
-    return float(stats.reltuples), listed, float(rarest or min(listed.values()))
+@dataclass
+class LexemeStats:
+    """What `lexeme_shares` found: the organization's texts (up to COUNT_CAP), the share of
+    them holding each lexeme, and the rows of the whole table holding each (estimated)."""
+
+    texts: float
+    shares: dict[str, float]
+    postings: dict[str, float]
+
+
+def _lexeme_stats(conn: sa.Connection, lexemes: list[str], params: dict[str, Any]) -> LexemeStats:
+    rows, listed, unlisted, estimate = _statistics(conn, params)
+    common = {w: listed[w] for w in lexemes if w in listed and listed[w] * rows > TEXT_MATCH_CAP}
+    if not listed:
+        common = {}
+    elif unlisted * rows > TEXT_MATCH_CAP:  # a huge table: even unlisted words may be common
+        common.update({w: unlisted for w in lexemes if w not in listed})
+    # a count that would stop at the cap anyway is not made (it reads COUNT_CAP index entries)
+    if estimate >= 2 * COUNT_CAP:
+        texts = COUNT_CAP
+    else:
+        texts = max(_organization_texts(conn, params, COUNT_CAP), 1)
+    counted = [w for w in lexemes if w not in common]
+    shares = dict(common)
+    postings = {w: share * rows for w, share in common.items()}
+    if counted:
+        found = conn.execute(
+            sa.text(
+                f"SELECT l.lexeme, (SELECT count(*) FROM (SELECT 1 {_own_texts()}"
+                " AND d.content_tsv @@ CAST(quote_literal(l.lexeme) AS tsquery) LIMIT :cap) s)"
+                " AS df FROM unnest(CAST(:lexemes AS text[])) AS l(lexeme)"
+            ),
+            {
+                "org": params["org"],
+                "doc": params["doc"],
+                "model": params["model"],
+                "lexemes": counted,
+                "cap": TEXT_MATCH_CAP,
+            },
+        ).all()
+        shares.update({row.lexeme: row.df / texts for row in found})
+    return LexemeStats(float(texts), shares, postings)
 
 
 def lexeme_shares(
@@ -144,71 +275,56 @@ def lexeme_shares(
     among its most common lexemes, or on fewer than `TEXT_MATCH_CAP` rows) are counted in the
     organization - cheap, their index entries are few - and the common ones take their
     table-wide share, so no query scans a common word's postings. Counts stop at
-    `TEXT_MATCH_CAP` per word and `COUNT_CAP` texts; a table never analyzed is counted.
+    `TEXT_MATCH_CAP` per word and `COUNT_CAP` texts (not counted when the statistics put the
+    organization far past that); a table never analyzed is counted.
     """
-    rows, listed, unlisted = _table_shares(conn)
-    common = {w: listed[w] for w in lexemes if w in listed and listed[w] * rows > TEXT_MATCH_CAP}
-    if not listed:
-        common = {}
-    elif unlisted * rows > TEXT_MATCH_CAP:  # a huge table: even unlisted words may be common
-        common.update({w: unlisted for w in lexemes if w not in listed})
-    texts = max(_organization_texts(conn, params, COUNT_CAP), 1)
-    counted = [w for w in lexemes if w not in common]
-    shares = dict(common)
-    if counted:
-        found = conn.execute(
-            sa.text(
-                f"SELECT l.lexeme, (SELECT count(*) FROM (SELECT 1 {_own_texts(params)}"
-                " AND d.content_tsv @@ CAST(quote_literal(l.lexeme) AS tsquery) LIMIT :cap) s)"
-                " AS df FROM unnest(CAST(:lexemes AS text[])) AS l(lexeme)"
-            ),
-            {**params, "lexemes": counted, "cap": TEXT_MATCH_CAP},
-        ).all()
-        shares.update({row.lexeme: row.df / texts for row in found})
-    return float(texts), shares
+    found = _lexeme_stats(conn, lexemes, params)
+    return found.texts, found.shares
 
 
-def _text_candidates(
-    conn: sa.Connection, text: str, where: str, params: dict[str, Any], k: int
-) -> list[int]:
+def _tsquery_word(lexeme: str) -> str:
+    """A tsquery matching exactly `lexeme` (quoted, so nothing in it is an operator)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -> list[int]:
     """Exception ids by words: every word first (websearch syntax), then informative words."""
-    base = (
-        " FROM document_embeddings d JOIN reconciliation_exceptions e ON e.id = d.document_id"
-        " WHERE d.organization_id = :org AND e.organization_id = :org"
-        " AND d.document_type = :doc AND d.model_name = :model " + where
-    )
-    found = [
-        row.document_id
-        for row in conn.execute(
-            sa.text(
-                "WITH q AS (SELECT websearch_to_tsquery('english', :t) AS tsq), matched AS ("
-                " SELECT d.document_id, d.content_tsv" + base + " AND d.content_tsv @@ "
-                " (SELECT tsq FROM q) LIMIT :cap"
-                ") SELECT m.document_id FROM matched m, q"
-                " ORDER BY ts_rank_cd(m.content_tsv, q.tsq) DESC, m.document_id LIMIT :k"
-            ),
-            {**params, "t": text, "k": k, "cap": TEXT_MATCH_CAP},
-        )
-    ]
-    if len(found) >= k:
-        return found
-    lexemes = conn.execute(
+    params = _sql_params(filters)
+    source = _candidates_from(filters)
+    first = conn.execute(
         sa.text(
-            "SELECT array_agg(DISTINCT l ORDER BY l) "
-            "FROM unnest(tsvector_to_array(to_tsvector('english', :t))) AS l"
+            "WITH q AS (SELECT websearch_to_tsquery('english', :t) AS tsq) SELECT"
+            " CAST(q.tsq AS text) AS tsq, ARRAY(SELECT DISTINCT l FROM"
+            " unnest(tsvector_to_array(to_tsvector('english', :t))) AS l ORDER BY l) AS lexemes,"
+            " ARRAY(SELECT m.document_id FROM (SELECT d.document_id, d.content_tsv"
+            + source
+            + " AND d.content_tsv @@ q.tsq LIMIT :cap) m"
+            " ORDER BY ts_rank_cd(m.content_tsv, q.tsq) DESC, m.document_id LIMIT :k) AS found"
+            " FROM q"
         ),
-        {"t": text},
-    ).scalar()
-    lexemes = list(lexemes or [])[:MAX_QUERY_TERMS]
-    if not lexemes:
+        {**params, "t": text, "k": k, "cap": TEXT_MATCH_CAP},
+    ).one()
+    found = list(first.found)
+    lexemes = list(first.lexemes or [])[:MAX_QUERY_TERMS]
+    if len(found) >= k or not lexemes:
         return found
-    texts, shares = lexeme_shares(conn, lexemes, params)
+    if len(lexemes) == 1 and first.tsq == "'" + lexemes[0] + "'":
+        return found  # one word: the texts holding it are what the first search found
+    stats = _lexeme_stats(conn, lexemes, params)
+    texts, shares = stats.texts, stats.shares
     # Only texts holding an informative word (in at most a tenth of the texts) are ranked,
     # rarest words first as far as TEXT_MATCH_CAP texts reach: common words alone would fill
     # the list with near-random texts. A small organization (all its matches fit under the
     # cap) with no informative word in the query ranks every text holding any of its words.
+    # A word on more than MAX_POSTINGS rows of the table is never looked up by its postings.
     informative = sorted(
-        (w for w in lexemes if 0 < shares.get(w, 0) <= INFORMATIVE_SHARE), key=shares.get
+        (
+            w
+            for w in lexemes
+            if 0 < shares.get(w, 0) <= INFORMATIVE_SHARE
+            and stats.postings.get(w, 0) <= MAX_POSTINGS
+        ),
+        key=shares.get,
     )
     terms: list[str] = []
     reach = 0.0
@@ -218,7 +334,7 @@ def _text_candidates(
             break
         terms.append(word)
     if not terms:
-        if _organization_texts(conn, params, TEXT_MATCH_CAP + 1) > TEXT_MATCH_CAP:
+        if texts > TEXT_MATCH_CAP:
             return found
         terms = [w for w in lexemes if shares.get(w, 0) > 0]
         if not terms:
@@ -229,19 +345,19 @@ def _text_candidates(
     ]
     rows = conn.execute(
         sa.text(
-            "WITH terms AS (SELECT unnest(CAST(:lexemes AS text[])) AS lexeme,"
-            " unnest(CAST(:weights AS float8[])) AS weight), matched AS ("
-            " SELECT d.document_id, d.content_tsv" + base + " AND d.content_tsv @@ "
-            " CAST(:any AS tsquery) LIMIT :cap"
-            ") SELECT m.document_id, sum(t.weight) AS weight FROM matched m JOIN terms t"
-            " ON m.content_tsv @@ CAST(quote_literal(t.lexeme) AS tsquery)"
-            " GROUP BY m.document_id ORDER BY weight DESC, m.document_id LIMIT :k"
+            "WITH matched AS (SELECT d.document_id, d.content_tsv"
+            + source
+            + " AND d.content_tsv @@ CAST(:any AS tsquery) LIMIT :cap)"
+            " SELECT m.document_id, (SELECT sum(t.weight) FROM unnest(CAST(:queries AS"
+            " tsquery[]), CAST(:weights AS float8[])) AS t(query, weight)"
+            " WHERE m.content_tsv @@ t.query) AS weight"
+            " FROM matched m ORDER BY weight DESC, m.document_id LIMIT :k"
         ),
         {
             **params,
-            "lexemes": lexemes,
+            "queries": [_tsquery_word(w) for w in lexemes],
             "weights": weights,
-            "any": " | ".join("'" + w.replace("'", "''") + "'" for w in terms),
+            "any": " | ".join(_tsquery_word(w) for w in terms),
             "cap": TEXT_MATCH_CAP,
             "k": k,
         },
@@ -292,14 +408,16 @@ def search_exceptions(
     if limit < 1:
         return []
     k = max(MIN_CANDIDATES, 4 * limit)
-    where, params = _filters(reconciliation_id, type, severity, status)
-    params.update({"org": organization_id, "doc": EXCEPTION_DOCUMENT, "model": embedder.model_name})
+    filters = _filters(reconciliation_id, type, severity, status)
+    filters.params.update(
+        {"org": organization_id, "doc": EXCEPTION_DOCUMENT, "model": embedder.model_name}
+    )
     query = np.asarray(embedder.encode([text]), dtype=np.float32)[0]
     with engine.begin() as conn:
-        tune_hnsw(conn, k)
-        vector_hits = _vector_candidates(conn, query, where, params, k)
+        nearest = _vector_candidates(conn, query, filters, k)
+        vector_hits = [(row.document_id, float(row.distance)) for row in nearest]
         text_hits = (
-            _text_candidates(conn, text, where, params, k)
+            _text_candidates(conn, text, filters, k)
             if needs_words(text, vector_hits, limit)
             else []
         )
@@ -319,17 +437,22 @@ def search_exceptions(
             fused.items(),
             key=lambda item: (-item[1]["score"], "text" not in item[1]["methods"], item[0]),
         )[:limit]
-        details = {
-            row.id: row
-            for row in conn.execute(
-                sa.text(
-                    "SELECT id, reconciliation_id, type, severity, status, description, "
-                    "suggestion FROM reconciliation_exceptions "
-                    "WHERE id = ANY(:ids) AND organization_id = :org"
-                ),
-                {"ids": [doc for doc, _ in best], "org": organization_id},
-            ).all()
-        }
+        # the vector search brought its rows (organization and filters checked); the rows of
+        # what only the words found are read the same way
+        details = {row.id: row for row in nearest}
+        missing = [doc for doc, _ in best if doc not in details]
+        if missing:
+            details.update(
+                (row.id, row)
+                for row in conn.execute(
+                    sa.text(
+                        "SELECT " + EXCEPTION_COLUMNS + " FROM reconciliation_exceptions e"
+                        " WHERE e.id = ANY(:ids) AND e.organization_id = :org"
+                        + filters.on_exception
+                    ),
+                    {**_sql_params(filters), "ids": missing},
+                )
+            )
     hits = []
     for doc, hit in best:
         row = details.get(doc)
