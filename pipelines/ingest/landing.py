@@ -171,7 +171,8 @@ def fingerprint(
     return Fingerprint(sha, stat.st_size, stat.st_mtime_ns)
 
 
-def _ensure_organization(conn: sa.Connection, name: str) -> int:
+def ensure_organization(conn: sa.Connection, name: str) -> int:
+    """The organization's id, created on first sight."""
     conn.execute(
         sa.text("INSERT INTO organizations (name) VALUES (:n) ON CONFLICT (name) DO NOTHING"),
         {"n": name},
@@ -181,7 +182,8 @@ def _ensure_organization(conn: sa.Connection, name: str) -> int:
     ).scalar_one()
 
 
-def _ensure_data_source(conn: sa.Connection, organization_id: int, name: str) -> int:
+def ensure_data_source(conn: sa.Connection, organization_id: int, name: str) -> int:
+    """The data source's id (type FILE), created on first sight."""
     conn.execute(
         sa.text(
             "INSERT INTO data_sources (name, type, organization_id, config) "
@@ -255,8 +257,8 @@ def land_file(
     size = stat.st_size
     suffix = "".join(item.path.suffixes[-1:]).lower()[:10]
     with engine.begin() as conn:
-        org_id = _ensure_organization(conn, item.organization)
-        source_id = _ensure_data_source(conn, org_id, item.data_source)
+        org_id = ensure_organization(conn, item.organization)
+        source_id = ensure_data_source(conn, org_id, item.data_source)
         existing = conn.execute(
             sa.text(
                 "SELECT id, status, stored_filename FROM uploaded_files "

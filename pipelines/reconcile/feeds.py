@@ -302,9 +302,9 @@ def store_feeds(engine: sa.Engine, specs: list[FeedSpec], origin: Path) -> dict[
     for spec in specs:
         rule_set = load_rule_set_file(spec.rules)
         with engine.begin() as conn:
-            org_id = landing._ensure_organization(conn, spec.organization)
-            source_id = landing._ensure_data_source(conn, org_id, spec.source)
-            target_id = landing._ensure_data_source(conn, org_id, spec.target)
+            org_id = landing.ensure_organization(conn, spec.organization)
+            source_id = landing.ensure_data_source(conn, org_id, spec.source)
+            target_id = landing.ensure_data_source(conn, org_id, spec.target)
         stored = store_rule_set(engine, org_id, rule_set)
         definition = {**spec.definition(), "file": str(origin.resolve())}
         digest = _digest(definition, spec.rules.read_text(encoding="utf-8"))
