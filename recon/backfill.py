@@ -4,7 +4,7 @@ A backfill re-runs the `reconcile_feed` assets for every (business date, feed) p
 date range. Either in this process, one Dagster run per partition, each on the
 PostgreSQL-backed instance (a failing date is reported and the others carry on), or
 `submit`ted as a Dagster asset backfill that the daemon of `recon ui` executes, visible under
-Overview -> Backfills like one launched from the UI. Re-running is idempotent: each partition's
+Runs -> Backfills like one launched from the UI. Re-running is idempotent: each partition's
 matches and exceptions are replaced atomically and human resolutions are kept (by fingerprint).
 """
 

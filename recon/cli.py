@@ -143,7 +143,7 @@ def ui(
         f"""where to click:
   {base}/asset-groups       the graph: ingest -> reconcile / feed_reconcile -> ai, maintenance
   {base}/assets/feed/reconciliation_record   feed partitions (date x feed), metadata, checks
-  {base}/overview/backfills  backfills (select dates in an asset's partitions to start one)
+  {base}/runs                runs and backfills (start one by selecting partitions)
   {base}/automation          landing_zone_sensor, feed_pairing_sensor, daily_reconciliation
 nothing there yet? `recon demo` lands sample files and a week of two feeds"""
     )
@@ -428,7 +428,7 @@ def backfill(
         bool,
         typer.Option(
             help="Queue a Dagster asset backfill for the daemon of `recon ui` (shown under "
-            "Overview > Backfills) instead of running here."
+            "Runs > Backfills) instead of running here."
         ),
     ] = False,
 ) -> None:
@@ -506,12 +506,12 @@ def demo(
     typer.echo(
         f"""
 next: `recon ui`, then open http://127.0.0.1:3000
-  - Assets > groups ingest, reconcile, feed_reconcile, ai, maintenance: the graph from landed
+  - Lineage: groups ingest, reconcile, feed_reconcile, ai, maintenance: the graph from landed
     file to embeddings; `canonical_file` shows each file's schema, preview and validation check
   - feed/reconciliation_record: the partitions ({first} .. {last} x 2 feeds), each with match
     rate, exceptions by type and severity, stage times, and checks against the feed's history
   - feed/record_links: the score distribution and a link to Splink's match-weights chart
-  - Overview > Backfills: {shown["backfill_id"]} (queued; the daemon runs it, idempotently)
+  - Runs > Backfills: {shown["backfill_id"]} (queued; the daemon runs it, idempotently)
   - Automation: landing_zone_sensor, feed_pairing_sensor, daily_reconciliation
 then: `recon search 'amount differs' --org '{DEMO_ORGANIZATION}'`, `recon ask {rid} 'what is
 missing?'`, `recon feeds list`, `recon lineage <exception id>`, `recon backfill --help`"""

@@ -14,7 +14,7 @@ def test_demo_lands_reconciles_and_shows_feeds(database_url: str, recon_home: Pa
     assert code == 0, err[-2000:]
     assert "bank_export.csv: PROCESSED" in out and "ledger.csv: PROCESSED" in out
     assert "pairing sensor: 6 feed business dates have both sides validated" in out
-    assert "next: `recon ui`" in out and "Overview > Backfills" in out
+    assert "next: `recon ui`" in out and "Runs > Backfills" in out and "feed_pairing_sensor" in out
     assert (recon_home / "feeds.yaml").is_file() and (recon_home / "rules").is_dir()
     query = (
         "SELECT f.original_filename, f.status, f.row_count FROM uploaded_files f "
