@@ -456,6 +456,14 @@ def test_the_vector_search_walks_the_half_precision_index(
             )
         ).one()
     assert tuple(settings) == ("200", "0")
+    # the words search is planned for its words every time (a prepared statement's generic
+    # plan does not know how rare they are)
+    with engine.begin() as conn:
+        chosen = search._filters(None, None, None, None)
+        chosen.params.update({"org": org, "doc": "EXCEPTION", "model": model.model_name})
+        search._text_candidates(conn, "no match", chosen, 40)
+        mode = conn.execute(sa.text("SELECT current_setting('plan_cache_mode')")).scalar()
+    assert mode == "force_custom_plan"
     hits = search_exceptions(engine, model, "no match in the target", organization_id=org)
     assert {h["exception_id"] for h in hits} == set(ids)
     assert all("vector" in h["method"] and h["similarity"] > 0.3 for h in hits)
