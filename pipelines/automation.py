@@ -67,10 +67,9 @@ BUSY_TABLES = (
 # cache entries without an explicit expiry go when unused this long
 CACHE_IDLE_DAYS = int(os.environ.get("RECON_CACHE_IDLE_DAYS", "90"))
 
-FEED_SELECTION = [
-    *(key for a in FEED_RECONCILIATION_ASSETS for key in a.keys),
-    feed_exception_embeddings.key,
-]
+# what one feed partition's run materializes
+FEED_ASSETS = [*FEED_RECONCILIATION_ASSETS, feed_exception_embeddings]
+FEED_SELECTION = [key for a in FEED_ASSETS for key in a.keys]
 reconcile_feed_job = define_asset_job(
     "reconcile_feed",
     selection=AssetSelection.assets(*FEED_SELECTION),
@@ -121,16 +120,15 @@ def due_requests(
     engine: sa.Engine,
     store: Any,
     *,
-    only_unreconciled: bool,
     reason: str,
     log: Any,
     run_key_suffix: str = "",
 ) -> list[RunRequest]:
-    """Run requests for every ready feed business date (optionally only unreconciled ones)."""
+    """Run requests for every ready feed business date not yet reconciled with its files."""
     requests = []
     for feed in feeds.active_feeds(engine):
         for ready in feeds.ready_partitions(engine, store, feed):
-            if only_unreconciled and ready.reconciled:
+            if ready.reconciled:
                 continue
             if not partition_exists(ready.business_date):
                 log.warning(
@@ -170,9 +168,7 @@ def feed_pairing_sensor(
     new_names = [n for n in names if not context.instance.has_dynamic_partition(feed_names.name, n)]
     # run keys name the files: a date whose files already ran (even if it FAILED) is not
     # asked again by the sensor; the daily schedule retries what is still due
-    requests = due_requests(
-        engine, file_store.store(), only_unreconciled=True, reason="pairing", log=context.log
-    )
+    requests = due_requests(engine, file_store.store(), reason="pairing", log=context.log)
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[feed_names.build_add_request(new_names)] if new_names else [],
@@ -267,7 +263,6 @@ def daily_reconciliation(
     requests = due_requests(
         database.engine(),
         file_store.store(),
-        only_unreconciled=True,
         reason="schedule",
         log=context.log,
         run_key_suffix=f"|{stamp}",

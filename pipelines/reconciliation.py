@@ -603,5 +603,5 @@ def build_reconcile_assets(*, partitioned: bool) -> list[AssetsDefinition]:
 
 RECONCILIATION_ASSETS = build_reconcile_assets(partitioned=False)
 FEED_RECONCILIATION_ASSETS = build_reconcile_assets(partitioned=True)
-mapped_records, record_links, exceptions_asset, reconciliation_record = RECONCILIATION_ASSETS
+reconciliation_record = RECONCILIATION_ASSETS[-1]
 feed_reconciliation_record = FEED_RECONCILIATION_ASSETS[-1]

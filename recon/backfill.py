@@ -70,7 +70,7 @@ def partition_keys(
             f"{outside[0]} is outside the business-date partitions (RECON_FEED_START_DATE to "
             "today); narrow the range or set RECON_FEED_START_DATE"
         )
-    return [f"{d.isoformat()}|{n}" for d in days for n in sorted(names)]
+    return [feeds.feed_partition_key(d, n) for d in days for n in sorted(names)]
 
 
 def _failure(result: Any) -> str | None:
@@ -94,9 +94,8 @@ def run_in_process(
     """Materialize the feed assets for each partition in turn; every partition is attempted."""
     from dagster import materialize
 
+    from pipelines.automation import FEED_ASSETS
     from pipelines.definitions import defs
-    from pipelines.embeddings import feed_exception_embeddings
-    from pipelines.reconciliation import FEED_RECONCILIATION_ASSETS
     from resources.database import engine_for
 
     engine = engine_for(url)
@@ -104,7 +103,7 @@ def run_in_process(
     outcomes = []
     for index, key in enumerate(keys, start=1):
         result = materialize(
-            [*FEED_RECONCILIATION_ASSETS, feed_exception_embeddings],
+            FEED_ASSETS,
             partition_key=key,
             instance=instance,
             resources=defs.resources,

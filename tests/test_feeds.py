@@ -28,9 +28,13 @@ from dagster import (
 )
 from helpers import run_recon
 
-from pipelines.automation import daily_reconciliation, database_upkeep, feed_pairing_sensor
+from pipelines.automation import (
+    FEED_ASSETS,
+    daily_reconciliation,
+    database_upkeep,
+    feed_pairing_sensor,
+)
 from pipelines.definitions import defs
-from pipelines.embeddings import feed_exception_embeddings
 from pipelines.reconcile import feeds
 from pipelines.reconcile.lineage import exception_lineage, format_lineage
 from pipelines.reconciliation import FEED_RECONCILIATION_ASSETS
@@ -318,7 +322,7 @@ def test_checks_compare_a_day_with_the_feeds_history(world: World) -> None:
     outcomes = run_in_process(world.url, world.instance, keys[:3])
     assert all(o.success for o in outcomes)
     result = materialize(
-        [*FEED_RECONCILIATION_ASSETS, feed_exception_embeddings],
+        FEED_ASSETS,
         partition_key=keys[3],
         instance=world.instance,
         resources=defs.resources,

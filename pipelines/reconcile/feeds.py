@@ -164,7 +164,7 @@ class ReadyPartition:
 
     @property
     def partition_key(self) -> str:
-        return f"{self.business_date.isoformat()}|{self.feed}"
+        return feed_partition_key(self.business_date, self.feed)
 
     @property
     def run_key(self) -> str:
@@ -505,6 +505,11 @@ def ready_partitions(engine: sa.Engine, store: FileStore, feed: Feed) -> list[Re
         )
         for r in rows
     ]
+
+
+def feed_partition_key(day: date, feed: str) -> str:
+    """(date, feed name) -> `2024-06-03|bank-vs-ledger` (Dagster's multi-partition key)."""
+    return f"{day.isoformat()}|{feed}"
 
 
 def split_partition_key(partition_key: str) -> tuple[date, str]:
