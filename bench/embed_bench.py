@@ -421,7 +421,7 @@ def _vector_hits(
 BARE_VECTOR = (
     "SELECT d.document_id FROM document_embeddings d WHERE d.organization_id = :org"
     " AND d.document_type = 'EXCEPTION' AND d.model_name = :model"
-    " ORDER BY {distance} LIMIT 40"
+    " ORDER BY {distance} LIMIT 20"
 )
 FLOAT_DISTANCE = "d.embedding <=> CAST(:q AS vector)"
 
@@ -435,7 +435,7 @@ def bare_vector_query(
     params = {"org": org, "model": MODEL_NAME}
     timings = []
     with engine.begin() as conn:
-        search_module.tune_hnsw(conn, search_module.MIN_CANDIDATES)
+        search_module.tune_hnsw(conn, search_module.MIN_VECTOR_CANDIDATES)
         literal = search_module.vector_literal(vectors[0])
         plan = "\n".join(
             r[0]

@@ -697,3 +697,56 @@ def test_the_full_text_search_runs_only_when_words_can_add_something() -> None:
     assert needs_words("payments to the wrong supplier", close, limit=5)  # short list
     assert needs_words("payments to the wrong supplier", [(1, 0.7)], limit=1)  # nothing close
     assert needs_words("anything", [], limit=1)
+
+
+def test_a_reference_search_runs_its_words_beside_the_vectors(
+    fresh_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query holding a reference runs the words search on a pool thread with a connection
+    of its own; a plain-words query with close vectors runs none; ANALYZE's statistics are
+    read once a minute, not per query; the vector list asks for 2 x limit (at least 20)."""
+    import threading
+
+    from pipelines.embed import search
+    from resources import migrations
+
+    url = fresh_database()
+    migrations.migrate(url)
+    engine = engine_for(url)
+    org = _org(engine)
+    rid = _reconciliation(engine, org)
+    for i in range(30):
+        _exception(engine, rid, org, f"Invoice {i} amount differs from the bank amount")
+    wanted = _exception(engine, rid, org, "Reference qx5512mb has no match in the ledger")
+    fake = HashingEmbedder()
+    embed_reconciliation(engine, fake, rid)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE document_embeddings"))
+    threads: list[str] = []
+    words = search._text_candidates
+
+    def recorded(*args: Any, **kwargs: Any) -> list[int]:
+        threads.append(threading.current_thread().name)
+        return words(*args, **kwargs)
+
+    monkeypatch.setattr(search, "_text_candidates", recorded)
+    asked: list[int] = []
+    vectors = search._vector_candidates
+
+    def vector_k(conn: sa.Connection, query: Any, filters: Any, k: int) -> list[Any]:
+        asked.append(k)
+        return vectors(conn, query, filters, k)
+
+    monkeypatch.setattr(search, "_vector_candidates", vector_k)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    search._STATISTICS.clear()
+    for _ in range(2):
+        hits = search_exceptions(engine, fake, "amount qx5512mb", organization_id=org, limit=3)
+        assert hits[0]["exception_id"] == wanted and "text" in hits[0]["method"]
+    assert len(threads) == 2 and all(t.startswith("recon-search-words") for t in threads)
+    assert sum("pg_stats" in s for s in statements) == 1  # the second search kept it
+    assert asked == [20, 20]
+    search_exceptions(engine, fake, "amount differs", organization_id=org, limit=15)
+    assert asked[-1] == 30
+    engine.dispose()

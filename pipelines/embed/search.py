@@ -6,7 +6,8 @@ two candidate searches, both restricted in SQL to ONE organization and to the op
 organization and every filter checked again, so no other organization's row can come back:
 - vector: the half-precision HNSW cosine index of migration 0007 (`DISTANCE`, ordering by
   CAST(embedding AS halfvec(384)) <=> query: a graph ~60% of the float one's size, the same
-  recall within noise), with `hnsw.ef_search` sized to the candidates wanted and, on
+  recall within noise): the 2 x limit (at least 20) nearest, as the shorter list costs filtered
+  searches less (`MIN_VECTOR_CANDIDATES`), with `hnsw.ef_search` sized to them and, on
   pgvector >= 0.8, `hnsw.iterative_scan = relaxed_order` so filters that drop most
   neighbours still fill the list (re-sorted exactly afterwards); no parallel workers (they
   cost more to start than these statements take). The exception rows come back in the same
@@ -25,14 +26,20 @@ organization and every filter checked again, so no other organization's row can 
 The two lists are fused by reciprocal rank fusion (score = sum of 1 / (60 + rank)); each hit
 says which search found it (`vector`, `text` or `vector+text`). The text search is also the
 fallback for what the vector search misses: references, names, exact words; it runs only when
-`needs_words` says so. Statements are the same text for every query of a kind, so psycopg
-prepares them after a few uses (no planning per query).
+`needs_words` says so: beside the vector search, on a second connection, when the query holds
+a reference or a quoted phrase (`wants_words`), after it when the vectors found too little.
+ANALYZE's statistics the words search needs are kept for a minute per organization.
+Statements are the same text for every query of a kind, so psycopg prepares them after a few
+uses (no planning per query; the words search excepted, see `_text_candidates`).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +59,10 @@ COUNT_CAP = 50_000
 MAX_POSTINGS = 5_000
 INFORMATIVE_SHARE = 0.1
 MIN_CANDIDATES = 40
+# the vector list is shorter: with a filter on the exception row, every further neighbour
+# costs the HNSW scan ~0.02 ms at 1M rows (a filter keeping a sixth of them needs ~6x the
+# list), and ranks past 2 x limit barely move a fused top `limit`
+MIN_VECTOR_CANDIDATES = 20
 MIN_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
 # the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
@@ -59,7 +70,14 @@ DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
 EXCEPTION_COLUMNS = (
     "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
 )
+STATISTICS_SECONDS = 60.0
 _VECTOR_VERSIONS: dict[str, tuple[int, ...]] = {}
+# ANALYZE's view of the table, per (database, organization, document type, model): it changes
+# only when the table is analyzed, and reading it costs a round trip of ~1.3 ms at 1M rows
+_STATISTICS: dict[tuple[str, Any, Any, Any], tuple[float, Any]] = {}
+_STATISTICS_LOCK = threading.Lock()
+# the words search of a query holding a reference runs here, beside the vector search
+_WORDS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="recon-search-words")
 
 
 def vector_literal(vector: np.ndarray) -> str:
@@ -171,7 +189,27 @@ def _statistics(
 ) -> tuple[float, dict[str, float], float, float]:
     """ANALYZE's view of `document_embeddings`, in one statement: (rows, share of each listed
     lexeme of `content_tsv`, share of an unlisted one at most, estimated rows of the
-    organization's texts of the model); no rows when the table was never analyzed."""
+    organization's texts of the model); no rows when the table was never analyzed.
+
+    Kept for `STATISTICS_SECONDS` per database, organization, document type and model (the
+    statistics change only when the table is analyzed); a table without statistics is asked
+    again every time."""
+    key = (str(conn.engine.url), params["org"], params["doc"], params["model"])
+    now = time.monotonic()
+    with _STATISTICS_LOCK:
+        kept = _STATISTICS.get(key)
+    if kept is not None and now - kept[0] < STATISTICS_SECONDS:
+        return kept[1]
+    found = _read_statistics(conn, params)
+    if found[0] > 0:
+        with _STATISTICS_LOCK:
+            _STATISTICS[key] = (now, found)
+    return found
+
+
+def _read_statistics(
+    conn: sa.Connection, params: dict[str, Any]
+) -> tuple[float, dict[str, float], float, float]:
     stats = conn.execute(
         sa.text(
             "WITH s AS (SELECT attname, CAST(most_common_elems AS text) AS elems,"
@@ -292,8 +330,14 @@ def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -
     params = _sql_params(filters)
     source = _candidates_from(filters)
     # planned for these words every time: a prepared statement's generic plan (psycopg prepares
-    # after 5 uses) cannot know how rare the words are and picked plans 10x slower at 1M rows
-    conn.execute(sa.text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"))
+    # after 5 uses) cannot know how rare the words are and picked plans 10x slower at 1M rows;
+    # no parallel workers (as in `tune_hnsw`)
+    conn.execute(
+        sa.text(
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+            " set_config('max_parallel_workers_per_gather', '0', true)"
+        )
+    )
     first = conn.execute(
         sa.text(
             "WITH q AS (SELECT websearch_to_tsquery('english', :t) AS tsq) SELECT"
@@ -370,15 +414,28 @@ def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -
     return found[:k]
 
 
+def wants_words(text: str) -> bool:
+    """Whether the query holds something vectors are poor at matching exactly (a token with a
+    digit: a reference, an id, an amount; or a quoted phrase): known before any search, so
+    the words search then runs beside the vector search, on a connection of its own."""
+    return bool(IDENTIFIER.search(text)) or '"' in text
+
+
+def _words_beside(engine: sa.Engine, text: str, filters: Filters, k: int) -> list[int]:
+    """`_text_candidates` in a transaction of its own (run on `_WORDS`)."""
+    with engine.begin() as conn:
+        return _text_candidates(conn, text, filters, k)
+
+
 def needs_words(text: str, vector_hits: list[tuple[int, float]], limit: int) -> bool:
     """Whether the full-text search must run beside the vectors (it costs more than they do).
 
-    It runs when the query holds something vectors are poor at matching exactly (a token with
-    a digit: a reference, an id, an amount, or a quoted phrase), and as the fallback when the
-    vector search came back short or with nothing close (best cosine similarity below
-    WEAK_SIMILARITY). A plain-words question is answered by the vectors alone.
+    It runs when the query holds something vectors are poor at matching exactly
+    (`wants_words`), and as the fallback when the vector search came back short or with
+    nothing close (best cosine similarity below WEAK_SIMILARITY). A plain-words question is
+    answered by the vectors alone.
     """
-    if IDENTIFIER.search(text) or '"' in text:
+    if wants_words(text):
         return True
     if len(vector_hits) < limit or not vector_hits:
         return True
@@ -411,19 +468,28 @@ def search_exceptions(
     if limit < 1:
         return []
     k = max(MIN_CANDIDATES, 4 * limit)
+    vector_k = max(MIN_VECTOR_CANDIDATES, 2 * limit)
     filters = _filters(reconciliation_id, type, severity, status)
     filters.params.update(
         {"org": organization_id, "doc": EXCEPTION_DOCUMENT, "model": embedder.model_name}
     )
     query = np.asarray(embedder.encode([text]), dtype=np.float32)[0]
+    # a reference's words search runs beside the vector search (two server processes, the
+    # latency of the slower one instead of the sum); the fallback one after it
+    beside: Future[list[int]] | None = (
+        _WORDS.submit(_words_beside, engine, text, filters, k) if wants_words(text) else None
+    )
     with engine.begin() as conn:
-        nearest = _vector_candidates(conn, query, filters, k)
+        try:
+            nearest = _vector_candidates(conn, query, filters, vector_k)
+        except BaseException:
+            if beside is not None:  # not left running on the engine after the error
+                wait([beside])
+            raise
+        text_hits = beside.result() if beside is not None else []
         vector_hits = [(row.document_id, float(row.distance)) for row in nearest]
-        text_hits = (
-            _text_candidates(conn, text, filters, k)
-            if needs_words(text, vector_hits, limit)
-            else []
-        )
+        if beside is None and needs_words(text, vector_hits, limit):
+            text_hits = _text_candidates(conn, text, filters, k)
         fused: dict[int, dict[str, Any]] = {}
         for rank, (doc, distance) in enumerate(vector_hits, start=1):
             hit = fused.setdefault(doc, {"score": 0.0, "methods": []})
