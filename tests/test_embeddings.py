@@ -385,24 +385,35 @@ def test_full_text_finds_a_reference_the_vectors_miss(
     )
 
 
+def _amounts_and_a_reference(
+    url: str, count: int, reference: str
+) -> tuple[sa.Engine, int, int, HashingEmbedder]:
+    """A fresh migrated database with `count` amount exceptions and one holding `reference`,
+    embedded by the hashing embedder: (engine, organization, the reference's id, embedder)."""
+    from resources import migrations
+
+    migrations.migrate(url)
+    engine = engine_for(url)
+    org = _org(engine)
+    rid = _reconciliation(engine, org)
+    for i in range(count):
+        _exception(engine, rid, org, f"Invoice {i} amount differs from the bank amount")
+    wanted = _exception(engine, rid, org, reference)
+    fake = HashingEmbedder()
+    embed_reconciliation(engine, fake, rid)
+    return engine, org, wanted, fake
+
+
 def test_word_frequencies_counted_or_from_statistics(
     fresh_database: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rare words are counted in the organization; common ones (past the cap) take ANALYZE's
     share once the table has statistics; either way the reference is found by its word."""
     from pipelines.embed import search
-    from resources import migrations
 
-    url = fresh_database()
-    migrations.migrate(url)
-    engine = engine_for(url)
-    org = _org(engine)
-    rid = _reconciliation(engine, org)
-    for i in range(59):
-        _exception(engine, rid, org, f"Invoice {i} amount differs from the bank amount")
-    wanted = _exception(engine, rid, org, "Reference zq7731kv has no match")
-    fake = HashingEmbedder()
-    embed_reconciliation(engine, fake, rid)
+    engine, org, wanted, fake = _amounts_and_a_reference(
+        fresh_database(), 59, "Reference zq7731kv has no match"
+    )
     params = {"org": org, "doc": "EXCEPTION", "model": fake.model_name}
     words = ["amount", "zq7731kv", "absent"]
     monkeypatch.setattr(search, "TEXT_MATCH_CAP", 10)
@@ -703,23 +714,15 @@ def test_a_reference_search_runs_its_words_beside_the_vectors(
     fresh_database: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A query holding a reference runs the words search on a pool thread with a connection
-    of its own; a plain-words query with close vectors runs none; ANALYZE's statistics are
-    read once a minute, not per query; the vector list asks for 2 x limit (at least 20)."""
+    of its own; ANALYZE's statistics are read once a minute, not per query; the vector list
+    asks for 2 x limit (at least 20)."""
     import threading
 
     from pipelines.embed import search
-    from resources import migrations
 
-    url = fresh_database()
-    migrations.migrate(url)
-    engine = engine_for(url)
-    org = _org(engine)
-    rid = _reconciliation(engine, org)
-    for i in range(30):
-        _exception(engine, rid, org, f"Invoice {i} amount differs from the bank amount")
-    wanted = _exception(engine, rid, org, "Reference qx5512mb has no match in the ledger")
-    fake = HashingEmbedder()
-    embed_reconciliation(engine, fake, rid)
+    engine, org, wanted, fake = _amounts_and_a_reference(
+        fresh_database(), 30, "Reference qx5512mb has no match in the ledger"
+    )
     with engine.begin() as conn:
         conn.execute(sa.text("ANALYZE document_embeddings"))
     threads: list[str] = []
