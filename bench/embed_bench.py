@@ -15,8 +15,8 @@ the end (``--keep`` keeps it for a look), so the product database is never touch
    the same texts, each bare call made right before or after its real one (paired: two
    cores shared with anything else make rates drift by 2x within minutes), and the bare
    model on all texts in one call and on short sentences for reference. Target: end to end
-   >= 90% of the paired bare rate. Then a second pass, all cache hits.
-   An ONNX Runtime pass runs only when ``onnxruntime`` (and ``optimum``) are installed.
+   >= 90% of the paired bare rate. Then a second pass, all cache hits. (ONNX Runtime against
+   torch, speed and retrieval quality: ``bench/onnx_bench.py``.)
 2. Search latency: ``--count`` exceptions with embeddings for one organization plus
    ``--other-count`` (default a quarter) for another; vectors are real model embeddings of
    ``--pool`` exception texts, each blended with another and noised (a continuum between real
@@ -46,7 +46,6 @@ The last stdout line is a JSON summary.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -76,7 +75,6 @@ from resources.database import copy_rows, engine_for, libpq_url, resolve_databas
 from resources.embedder import (  # noqa: E402
     MODEL_NAME,
     SentenceTransformerEmbedder,
-    packaged_model_path,
 )
 
 PAYEES = [
@@ -296,28 +294,6 @@ def throughput(engine: sa.Engine, embedder: SentenceTransformerEmbedder, n: int)
         "cached_texts_per_second": round(cached, 1),
         "cached_model_calls": second["model_calls"],
     }
-
-
-def onnx(texts: list[str]) -> dict:
-    """The same texts through ONNX Runtime, only when it is already installed."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        print("onnx: skipped (onnxruntime is not installed; nothing is installed by this bench)")
-        return {"skipped": "onnxruntime not installed"}
-    try:
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(
-            str(packaged_model_path()), device="cpu", backend="onnx", local_files_only=True
-        )
-        model.encode(texts[:32])
-        started = time.perf_counter()
-        model.encode(texts, batch_size=64, normalize_embeddings=True)
-        rate = len(texts) / (time.perf_counter() - started)
-    except Exception as err:  # noqa: BLE001 - report, the rest of the bench still counts
-        print(f"onnx: failed ({type(err).__name__}: {err})")
-        return {"failed": str(err)}
-    print(f"onnx: {rate:.1f} texts/s")
-    return {"texts_per_second": round(rate, 1)}
 
 
 # ---------------------------------------------------------------- search
@@ -810,9 +786,6 @@ def main() -> None:
     try:
         if args.texts:
             summary["throughput"] = throughput(engine, embedder, args.texts)
-            rng = random.Random(1)
-            texts = [exception_text(synthetic_exception(rng, i, "onnx")) for i in range(500)]
-            summary["onnx"] = onnx(texts)
         if args.database:
             data = find_search_data(engine)
             summary["search"] = search_latency(engine, embedder, data, args.queries, args.prewarm)
