@@ -47,8 +47,11 @@ PRUNE_MARGIN = 50
 """Candidate formats are first tried on the first (allowed failures + PRUNE_MARGIN) values;
 those that already fail more than the sample may are dropped before the whole sample."""
 
-ENGINE = "in-memory"
-"""Polars engine for the whole-column queries (measured faster than streaming here)."""
+ENGINE = "streaming"
+"""Polars engine of `convert`'s one query over every row: with polars 2.1 the streaming engine
+splits each column into morsels on both cores (the money column's parse alone: 0.12 s on one
+core in memory, 0.05 s streaming; all of `convert` on 1M rows 0.21 -> 0.15 s). The counts of
+`detect_schema` stay eager (measured faster: 0.08 vs 0.11 s)."""
 PARSE_CACHE_MAX_DISTINCT = 1_000
 """Date columns with at most this many distinct values (`distinctCount`) parse each once."""
 
