@@ -112,13 +112,13 @@ def pairs_from_database(reconciliation_id: int) -> set[tuple[int, int]]:
 
 
 def _typed(path: Path) -> tuple[pl.DataFrame, list[dict]]:
-    from pipelines.ingest.profiling import convert, detect_schema
+    from pipelines.ingest.profiling import profile
     from pipelines.ingest.readers import read_table
 
     frame = read_table(path, path.name).frame
-    schema = detect_schema(frame)
-    typed = convert(frame, schema).frame.with_columns(pl.lit(True).alias("_valid"))
-    return typed, schema
+    profiled = profile(frame)
+    typed = profiled.conversion.frame.with_columns(pl.lit(True).alias("_valid"))
+    return typed, profiled.schema
 
 
 def in_process(source: Path, target: Path) -> tuple[set[tuple[int, int]], dict]:

@@ -39,7 +39,7 @@ from dagster import (
 )
 
 from pipelines.ingest import landing
-from pipelines.ingest.profiling import convert, detect_schema, preview_rows
+from pipelines.ingest.profiling import preview_rows, profile
 from pipelines.ingest.readers import FileFormatError, TableRead, read_table
 from pipelines.ingest.validation import (
     FAILURE_SCHEMA,
@@ -272,14 +272,12 @@ def process_landed_file(
     try:
         read = read_table(uploaded_file.stored_path, name)
         stage("read")
-        detected = detect_schema(read.frame)
+        profiled = profile(read.frame, stage)
+        detected, converted = profiled.schema, profiled.conversion
         declared = declared_columns(
             landing.data_source_config(engine, uploaded_file.data_source_id)
         )
         check_file_level(name, detected, declared)
-        stage("detect schema")
-        converted = convert(read.frame, detected)
-        stage("convert types")
         conversion_failures = converted.failures.select(
             pl.lit(name).alias("file"), "row_number", "column", "check", "value"
         ).cast(FAILURE_SCHEMA)

@@ -20,6 +20,7 @@ from pipelines.ingest.profiling import (
     seed_pattern_to_strftime,
     strftime_to_seed_pattern,
 )
+from pipelines.ingest.profiling import profile as profile_frame
 
 
 def raw_frame(**columns: list[str | None]) -> pl.DataFrame:
@@ -452,6 +453,40 @@ def test_nullable_and_unique_cover_rows_outside_the_sample() -> None:
         1,
         True,
     )
+
+
+def test_profile_counts_a_typed_column_s_blanks_from_its_conversion() -> None:
+    # Typed columns whose sample repeats a value are not scanned for counts: their nulls are
+    # the converted column's nulls less its failures. Blank, whitespace-only, missing and bad
+    # cells all sit outside the sample, so only a count over every row can see them.
+    late = unsampled_positions()
+    amounts = [f"${i % 50},{i % 1000:03d}.50" for i in range(LARGE)]
+    dates = [f"{i % 28 + 1:02d}/{i % 12 + 1:02d}/2024" for i in range(LARGE)]
+    amounts[late[0]], amounts[late[1]], amounts[late[2]] = "   ", None, "n/a"
+    dates[late[3]], dates[late[4]], dates[late[5]] = "", " 31/02/2024 ", "\u3000"
+    frame = raw_frame(amount=amounts, posted=dates)
+    profiled = profile_frame(frame)
+    schema = {c["name"]: c for c in profiled.schema}
+    assert (schema["amount"]["dataType"], schema["posted"]["dataType"]) == ("DECIMAL", "DATE")
+    assert [
+        (c["nullCount"], c["nullable"], c["distinctCount"], c["unique"])
+        for c in (schema["amount"], schema["posted"])
+    ] == [(2, True, None, False), (2, True, None, False)]
+    assert profiled.conversion.failures.select("row_number", "column", "value").rows() == [
+        (late[2] + 1, "amount", "n/a"),
+        (late[4] + 1, "posted", " 31/02/2024 "),
+    ]
+    # the same schema and frame as detecting and converting one after the other
+    assert detect_schema(frame) == profiled.schema
+    again = convert(frame, profiled.schema)
+    assert again.frame.equals(profiled.conversion.frame)
+    assert again.failures.equals(profiled.conversion.failures)
+
+
+def test_profile_numbers_the_rows_of_a_frame_without_row_numbers() -> None:
+    profiled = profile_frame(pl.DataFrame({"n": ["1", " ", "x", "4"]}))
+    assert profiled.schema[0]["nullCount"] == 1
+    assert profiled.conversion.frame["_row_number"].to_list() == [1, 2, 3, 4]
 
 
 def test_counts_see_through_unicode_whitespace() -> None:

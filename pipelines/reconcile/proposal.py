@@ -1,7 +1,7 @@
 """Rule proposal: a rule set for two files worked out from their columns, without a rules file.
 
 `propose_rule_set(source_path, target_path)` reads both files as the file stage does
-(`read_table`, `detect_schema`, `convert`) and hands the typed frames and detected schemas to
+(`read_table`, `profile`) and hands the typed frames and detected schemas to
 `propose_from_frames`, which:
 
 1. scores every (source column, target column) pair: 0.35 x name similarity (cosine of the
@@ -665,7 +665,7 @@ def propose_from_frames(
 
 
 def _read_typed(path: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
-    from pipelines.ingest.profiling import convert, detect_schema
+    from pipelines.ingest.profiling import profile
     from pipelines.ingest.readers import FileFormatError, read_table
 
     if not path.is_file():
@@ -674,8 +674,8 @@ def _read_typed(path: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
         frame = read_table(path, path.name).frame
     except FileFormatError as err:
         raise RuleSetError(str(err)) from None
-    schema = detect_schema(frame)
-    return convert(frame, schema).frame, schema
+    profiled = profile(frame)
+    return profiled.conversion.frame, profiled.schema
 
 
 def propose_rule_set(
