@@ -265,7 +265,7 @@ def process_landed_file(
 
     The work of `canonical_file` without Dagster's metadata (the ingest benchmark runs this very
     function). `stage(name)` is called as each stage ends ("read", "detect schema", "convert
-    types", "validate", "write parquet + record"). A file-level problem marks the file FAILED,
+    types", "validate", "write parquet", "record"). A file-level problem marks the file FAILED,
     quarantines the zone copy and raises `Failure`.
     """
     name = uploaded_file.original_filename
@@ -306,6 +306,7 @@ def process_landed_file(
     canonical_path.parent.mkdir(parents=True, exist_ok=True)
     typed.write_parquet(canonical_path, compression=CANONICAL_COMPRESSION)
     failures.write_parquet(store.row_failures(uploaded_file.uploaded_file_id))
+    stage("write parquet")
     landing.record_processed(
         engine,
         uploaded_file,
@@ -317,7 +318,7 @@ def process_landed_file(
     )
     if item is not None:
         landing.archive(store, item, "processed", uploaded_file.uploaded_file_id)
-    stage("write parquet + record")
+    stage("record")
     return ProcessedFile(read, detected, typed, failures, invalid_rows, canonical_path)
 
 
