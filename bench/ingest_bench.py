@@ -23,7 +23,9 @@ typed parquet and the row failures (the canonical data of the file stage, which 
 validation). Each
 measurement runs `--repeat` times, floor and ours alternating, and the fastest run of each is
 reported (peak RSS is the largest of any run), so that other load on the machine disturbs the
-comparison less; the load average is printed before and after.
+comparison less, and so is the median of the paired ratios (each run of ours over the floor
+run just before it), which one lucky floor run does not move; the load average is printed
+before and after.
 
     .venv/bin/python bench/ingest_bench.py [--rows 1000000] [--repeat 3] [--keep] [--csv PATH]
 """
@@ -35,6 +37,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -185,6 +188,22 @@ def main() -> None:
     print(
         f"(b) read+detect+convert+validate: {profiling:.2f}s = "
         f"{profiling / floor['seconds']:.2f}x the floor (target <= 3x)"
+    )
+    paired = {
+        "(a)": [o["seconds"] / f["seconds"] for f, o in zip(floors, ours_runs, strict=True)],
+        "(c)": [
+            (o["seconds"] - o["stages"]["write parquet"]) / f["seconds"]
+            for f, o in zip(floors, ours_runs, strict=True)
+        ],
+        "(b)": [
+            sum(o["stages"][stage] for stage in PROFILING_STAGES) / f["seconds"]
+            for f, o in zip(floors, ours_runs, strict=True)
+        ],
+    }
+    print(
+        f"median of the {len(floors)} paired ratios (each run of ours over the floor run just "
+        "before it; steadier than the fastest of each): "
+        + ", ".join(f"{label} {statistics.median(ratios):.2f}x" for label, ratios in paired.items())
     )
     print(f"peak memory {peak:.0f} MB (target < 1536 MB)")
     print(
