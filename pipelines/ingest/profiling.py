@@ -12,7 +12,9 @@ codes, ``*_id``/``invoice_no``/``iban`` names) stay STRING. A type is chosen whe
 ``TYPE_THRESHOLD`` of the sampled values parse, so a few bad cells do not demote the column;
 `convert` then applies the chosen types to every row with vectorised polars expressions (cheap
 ones for the common layouts, the full parsers only for the cells those leave null) and reports
-each non-blank cell that did not convert as a failure row. DECIMAL values are converted to
+each non-blank cell that did not convert as a failure row; `profile` does both at once (what
+the file stage calls), counting a typed column's blanks from its conversion rather than
+scanning it twice. DECIMAL values are converted to
 Float64, timestamps to Datetime("us", "UTC") (naive timestamps are taken as UTC), and blank or
 whitespace-only cells become null in every type, STRING included. Formats use the seed's
 Java-style patterns (``dd/MM/yyyy``, ``yyyy-MM-dd'T'HH:mm:ssXXX``, ``#,##0.00``); the two
@@ -56,7 +58,8 @@ core in memory, 0.05 s streaming; all of `convert` on 1M rows 0.21 -> 0.15 s). T
 DETECT_THREADS = 4
 """Columns whose samples are detected at once (more than the cores: each waits on small calls)."""
 PARSE_CACHE_MAX_DISTINCT = 1_000
-"""Date columns with at most this many distinct values (`distinctCount`) parse each once."""
+"""Date columns with at most this many distinct values (`distinctCount`, else the sample's) parse
+each text once."""
 
 _FAILURE_SCHEMA = {
     "row_number": pl.Int64,
