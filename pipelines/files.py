@@ -14,6 +14,7 @@ the file FAILED, quarantine it and stop its downstream assets.
 """
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,19 @@ def canonical_file(
                 )
             ],
         )
-    processed = process_landed_file(engine, store, uploaded_file, item)
+    stage_seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def stage(name: str) -> None:
+        # each stage in the run's log as it ends: a big file shows where it is
+        now = time.perf_counter()
+        stage_seconds[name] = round(now - clock[0], 3)
+        clock[0] = now
+        context.log.info(
+            "%s: %s done in %.2f s", uploaded_file.original_filename, name, stage_seconds[name]
+        )
+
+    processed = process_landed_file(engine, store, uploaded_file, item, stage)
     read, detected, typed = processed.read, processed.detected, processed.typed
     failures, invalid_rows = processed.failures, processed.invalid_rows
     name, canonical_path = uploaded_file.original_filename, processed.canonical_path
@@ -215,6 +228,8 @@ def canonical_file(
             "canonical_path": MetadataValue.path(str(canonical_path)),
             "preview": MetadataValue.md(_preview_markdown(read.frame.drop("_row_number"))),
             "detected_schema": MetadataValue.json(json.loads(json.dumps(detected, default=str))),
+            "stage_seconds": MetadataValue.json(stage_seconds),
+            "rows_per_second": round(typed.height / max(sum(stage_seconds.values()), 1e-6)),
         },
         check_results=[
             AssetCheckResult(

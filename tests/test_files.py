@@ -110,6 +110,23 @@ def test_landing_a_bank_file_end_to_end(database_url: str, zone) -> None:
 
     [mat] = result.asset_materializations_for_node("canonical_file")
     assert mat.metadata["dagster/row_count"].value == 4
+    stages = mat.metadata["stage_seconds"].value
+    assert list(stages) == [
+        "read",
+        "detect schema",
+        "convert types",
+        "validate",
+        "write parquet",
+        "record",
+    ]
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert mat.metadata["rows_per_second"].value > 0
+    logged = [
+        event.message
+        for event in instance.all_logs(result.run_id)
+        if "statement.csv: convert types done in" in (event.message or "")
+    ]
+    assert len(logged) == 1
     # a re-run of the partition (backfill) processes the stored original again: no new rows
     assert _run(instance, store, request.partition_key).success
     assert [f[1:3] for f in _files(database_url, org)] == [("PROCESSED", 4)]
