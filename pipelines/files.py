@@ -194,13 +194,14 @@ def canonical_file(
             ],
         )
     stage_seconds: dict[str, float] = {}
-    clock = [time.perf_counter()]
+    stage_started = time.perf_counter()
 
     def stage(name: str) -> None:
         # each stage in the run's log as it ends: a big file shows where it is
+        nonlocal stage_started
         now = time.perf_counter()
-        stage_seconds[name] = round(now - clock[0], 3)
-        clock[0] = now
+        stage_seconds[name] = round(now - stage_started, 3)
+        stage_started = now
         context.log.info(
             "%s: %s done in %.2f s", uploaded_file.original_filename, name, stage_seconds[name]
         )

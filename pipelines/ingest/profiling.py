@@ -916,10 +916,11 @@ def profile(frame: pl.DataFrame, stage: Callable[[str], None] | None = None) -> 
     samples = {name: sample for name, (sample, _) in detected_columns.items()}
     detections = {name: detection for name, (_, detection) in detected_columns.items()}
     sample_distinct = {name: sample[0].n_unique() for name, sample in samples.items()}
+    sample_repeats = {
+        name for name, sample in samples.items() if sample_distinct[name] < sample[0].len()
+    }
     distinct_for = {
-        name
-        for name, sample in samples.items()
-        if sample_distinct[name] == sample[0].len() or frame.height <= SAMPLE_SIZE
+        name for name in columns if name not in sample_repeats or frame.height <= SAMPLE_SIZE
     }
     counted = [
         name for name in columns if detections[name]["dataType"] == "STRING" or name in distinct_for
@@ -928,7 +929,7 @@ def profile(frame: pl.DataFrame, stage: Callable[[str], None] | None = None) -> 
     for name in distinct_for:
         nulls, distinct = stats[name]
         if distinct is not None and distinct < frame.height - nulls:
-            if not samples[name][0].is_duplicated().any():
+            if name not in sample_repeats:
                 # Fewer distinct hashes than values, but no repeat in the sample: a repeat
                 # further on or a hash collision; only comparing the strings tells which.
                 stats[name] = (nulls, _exact_distinct(frame, name))
