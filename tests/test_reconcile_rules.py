@@ -167,9 +167,57 @@ def test_a_bad_severity_policy_is_refused_when_parsing(
     assert expected in _error(_rules(severity=severity))
 
 
-def test_unknown_top_level_key_and_missing_name() -> None:
-    assert "unknown key(s) rules" in _error(_rules(rules=[]))
+def test_missing_name() -> None:
     assert "`name` is required" in _error(_rules(name="  "))
+
+
+def _mapping_config(config: dict[str, Any]) -> dict[str, Any]:
+    data = _rules()
+    data["field_mappings"] = [
+        {
+            "source_field": "Value Date",
+            "target_field": "date",
+            "transformation_type": "DATE_FORMAT",
+            "transformation_config": config,
+        }
+    ]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            _rules(rules=[]),
+            "rules.yaml: unknown key 'rules'; accepted: name, description, match_threshold, "
+            "text_normalization, field_mappings, matching_rules, severity; did you mean "
+            "'matching_rules'?",
+        ),
+        (
+            _mapping_config({"from": "dd/MM/yyyy", "to": "yyyy-MM-dd"}),
+            "rules.yaml: field_mappings[1].transformation_config (DATE_FORMAT): unknown key "
+            "'from'; accepted: format, input_format, output_format; did you mean 'format'?",
+        ),
+        (
+            {**_rules(), "field_mappings": [{"source_field": "A", "target_field": "a", "kind": 1}]},
+            "rules.yaml: field_mappings[1]: unknown key 'kind'",
+        ),
+        (_with_rule(0, treshold=0.9), "did you mean 'threshold'?"),
+        (_rules(severity={"dupliate": "LOW"}), "severity: unknown key 'dupliate'"),
+        (
+            _rules(text_normalization={"legal_form": False}),
+            "text_normalization: unknown key 'legal_form'; accepted: enabled, legal_forms, "
+            "equivalents; did you mean 'legal_forms'?",
+        ),
+        (_rules(text_normalization={"enabled": "yes"}), "expected true or false"),
+        (_with_rule(1, tolerance=float("nan")), "nan is not a finite number"),
+        (_rules(description=["a", "list"]), "description must be text"),
+    ],
+)
+def test_an_unknown_key_anywhere_is_one_line_naming_it(data: dict, expected: str) -> None:
+    message = _error(data)
+    assert expected in message
+    assert "\n" not in message
 
 
 def test_target_field_mapped_twice_is_refused() -> None:

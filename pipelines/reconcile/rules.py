@@ -32,8 +32,10 @@ Loading writes the three tables. The same name with different content becomes ve
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -41,7 +43,9 @@ from typing import Any
 
 import sqlalchemy as sa
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pipelines.reconcile.normalize import TextNormalization
 from resources.errors import ReconError
 
 TRANSFORMATIONS = (
@@ -57,18 +61,97 @@ DEFAULT_MATCH_THRESHOLD = 0.8
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 # a difference equal to the tolerance is agreement, whatever floating point makes of 100.01-100
 TOLERANCE_EPSILON = 1e-9
-_TOP_LEVEL = {
-    "name",
-    "description",
-    "match_threshold",
-    "field_mappings",
-    "matching_rules",
-    "severity",
+# transformation_config keys each transformation accepts
+CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "DIRECT": (),
+    "UPPERCASE": (),
+    "LOWERCASE": (),
+    "TRIM": ("characters",),
+    "DATE_FORMAT": ("format", "input_format", "output_format"),
+    "CURRENCY_CONVERSION": (
+        "rates",
+        "rate",
+        "from",
+        "to",
+        "rates_file",
+        "currency_field",
+        "date_field",
+    ),
 }
+MAX_EQUIVALENTS = 500
 
 
 class RuleSetError(ReconError):
     """A rule set that cannot be used, with what to change."""
+
+
+# ---------------------------------------------------------------- the shape of a rules file
+# pydantic models that accept any value but no unknown key (values are checked below, with
+# messages that say what to write); `extra="forbid"` names every key that is not accepted.
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _MappingShape(_Shape):
+    source_field: Any = None
+    target_field: Any = None
+    transformation_type: Any = None
+    transformation_config: Any = None
+
+
+class _RuleShape(_Shape):
+    name: Any = None
+    match_type: Any = None
+    fields: Any = None
+    weight: Any = None
+    threshold: Any = None
+    tolerance: Any = None
+
+
+class _SeverityShape(_Shape):
+    amount_absolute: Any = None
+    amount_relative: Any = None
+    date_days: Any = None
+    missing_default: Any = None
+    duplicate: Any = None
+    validation: Any = None
+
+
+class _NormalizationShape(_Shape):
+    enabled: Any = None
+    legal_forms: Any = None
+    equivalents: Any = None
+
+
+class _RuleSetShape(_Shape):
+    name: Any = None
+    description: Any = None
+    match_threshold: Any = None
+    text_normalization: Any = None
+    field_mappings: Any = None
+    matching_rules: Any = None
+    severity: Any = None
+
+
+def _refuse_unknown(shape: type[BaseModel], value: Any, where: str) -> None:
+    """One line naming the first key `shape` does not accept, the accepted keys and a guess."""
+    if not isinstance(value, dict):
+        return  # not a mapping: the value checks say what is expected
+    try:
+        shape.model_validate(value)
+    except ValidationError as err:
+        for problem in err.errors():
+            if problem["type"] == "extra_forbidden":
+                _unknown_key(str(problem["loc"][-1]), tuple(shape.model_fields), where)
+
+
+def _unknown_key(key: str, accepted: tuple[str, ...], where: str) -> None:
+    guess = difflib.get_close_matches(key, accepted, n=1, cutoff=0.5)
+    hint = f"; did you mean {guess[0]!r}?" if guess else ""
+    allowed = ", ".join(accepted) if accepted else "none (leave it out)"
+    raise RuleSetError(f"{where}: unknown key {key!r}; accepted: {allowed}{hint}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +226,7 @@ class RuleSet:
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
     severity: dict[str, Any] = field(default_factory=dict)
     is_ai_generated: bool = False
+    text_normalization: TextNormalization = field(default_factory=TextNormalization)
 
     def content(self) -> dict[str, Any]:
         """The rule set as plain data (what is hashed, stored and printed as YAML)."""
@@ -157,6 +241,8 @@ class RuleSet:
         }
         if self.severity:
             data["severity"] = self.severity
+        if self.text_normalization != TextNormalization():
+            data["text_normalization"] = normalization_content(self.text_normalization)
         return data
 
     def content_sha256(self) -> str:
@@ -196,6 +282,8 @@ def _number(value: Any, where: str, *, low: float, high: float | None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RuleSetError(f"{where}: expected a number, got {value!r}")
     number = float(value)
+    if not math.isfinite(number):
+        raise RuleSetError(f"{where}: {value!r} is not a finite number")
     if number < low or (high is not None and number > high):
         span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
         raise RuleSetError(f"{where}: {number:g} is impossible; it must be {span}")
@@ -208,18 +296,18 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
         raise RuleSetError(
             f"{origin}: expected a mapping with name, field_mappings, matching_rules"
         )
-    unknown = sorted(set(data) - _TOP_LEVEL)
-    if unknown:
-        raise RuleSetError(
-            f"{origin}: unknown key(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(_TOP_LEVEL))}"
-        )
+    _refuse_unknown(_RuleSetShape, data, origin)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RuleSetError(f"{origin}: `name` is required")
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise RuleSetError(f"{origin}: description must be text, got {description!r}")
+    normalization = parse_text_normalization(data.get("text_normalization"), origin)
     mappings = []
     for i, raw in enumerate(data.get("field_mappings") or [], start=1):
         where = f"{origin}: field_mappings[{i}]"
+        _refuse_unknown(_MappingShape, raw, where)
         if not isinstance(raw, dict) or not raw.get("source_field") or not raw.get("target_field"):
             raise RuleSetError(f"{where}: needs source_field and target_field")
         kind = str(raw.get("transformation_type") or "DIRECT").upper()
@@ -231,6 +319,9 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
         config = raw.get("transformation_config")
         if config is not None and not isinstance(config, dict):
             raise RuleSetError(f"{where}: transformation_config must be a mapping")
+        for key in config or {}:
+            if key not in CONFIG_KEYS[kind]:
+                _unknown_key(str(key), CONFIG_KEYS[kind], f"{where}.transformation_config ({kind})")
         if kind == "CURRENCY_CONVERSION":
             config = config or {}
             if not (config.get("rates") or config.get("rates_file") or config.get("rate")):
@@ -253,6 +344,7 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
         where = f"{origin}: matching_rules[{i}]"
         if not isinstance(raw, dict):
             raise RuleSetError(f"{where}: expected a mapping")
+        _refuse_unknown(_RuleShape, raw, where)
         kind = str(raw.get("match_type") or "").upper()
         if kind not in MATCH_TYPES:
             raise RuleSetError(
@@ -291,15 +383,65 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
     severity = data.get("severity") or {}
     if not isinstance(severity, dict):
         raise RuleSetError(f"{origin}: severity must be a mapping")
+    _refuse_unknown(_SeverityShape, severity, f"{origin}: severity")
     SeverityPolicy.from_config(severity)  # refuse a bad policy before any work
     return RuleSet(
         name=name.strip(),
-        description=data.get("description"),
+        description=description,
+        text_normalization=normalization,
         field_mappings=tuple(mappings),
         matching_rules=tuple(rules),
         match_threshold=threshold,
         severity=severity,
     )
+
+
+def normalization_content(policy: TextNormalization) -> dict[str, Any]:
+    """`text_normalization` as written in YAML and stored in `rule_sets.metadata`."""
+    return {
+        "enabled": policy.enabled,
+        "legal_forms": policy.legal_forms,
+        "equivalents": {k: list(v) for k, v in policy.equivalents.items()},
+    }
+
+
+def parse_text_normalization(data: Any, origin: str) -> TextNormalization:
+    """The `text_normalization` section (absent: everything on, the built-in table)."""
+    if data is None:
+        return TextNormalization()
+    where = f"{origin}: text_normalization"
+    if not isinstance(data, dict):
+        raise RuleSetError(f"{where}: expected a mapping with enabled, legal_forms, equivalents")
+    _refuse_unknown(_NormalizationShape, data, where)
+    flags = {}
+    for key in ("enabled", "legal_forms"):
+        value = data.get(key, True)
+        if not isinstance(value, bool):
+            raise RuleSetError(f"{where}.{key}: expected true or false, got {value!r}")
+        flags[key] = value
+    raw = data.get("equivalents") or {}
+    if not isinstance(raw, dict):
+        raise RuleSetError(f"{where}.equivalents: expected a mapping (canonical: [variants])")
+    equivalents: dict[str, tuple[str, ...]] = {}
+    count = 0
+    for canonical, variants in raw.items():
+        if isinstance(variants, str):
+            variants = [variants]
+        if (
+            not isinstance(canonical, str)
+            or not canonical.strip()
+            or not isinstance(variants, list)
+            or not all(isinstance(v, str) and v.strip() for v in variants)
+        ):
+            raise RuleSetError(
+                f"{where}.equivalents: {canonical!r} must map a word to a list of words, "
+                f"got {variants!r}"
+            )
+        count += len(variants) + 1
+        if count > MAX_EQUIVALENTS:
+            raise RuleSetError(f"{where}.equivalents: more than {MAX_EQUIVALENTS} words")
+        equivalents[canonical.strip()] = tuple(v.strip() for v in variants)
+    return TextNormalization(flags["enabled"], flags["legal_forms"], equivalents)
 
 
 def load_rule_set_file(path: Path) -> RuleSet:
@@ -390,7 +532,11 @@ def store_rule_set(
                 "v": version,
                 "ai": is_ai_generated,
                 "m": json.dumps(
-                    {"match_threshold": rule_set.match_threshold, "severity": rule_set.severity}
+                    {
+                        "match_threshold": rule_set.match_threshold,
+                        "severity": rule_set.severity,
+                        "text_normalization": normalization_content(rule_set.text_normalization),
+                    }
                 ),
                 "o": organization_id,
                 "h": digest,
@@ -490,4 +636,7 @@ def load_stored_rule_set(engine: sa.Engine, rule_set_id: int) -> RuleSet:
         match_threshold=float(metadata.get("match_threshold", DEFAULT_MATCH_THRESHOLD)),
         severity=metadata.get("severity") or {},
         is_ai_generated=bool(head.is_ai_generated),
+        text_normalization=parse_text_normalization(
+            metadata.get("text_normalization"), f"rule set {rule_set_id}"
+        ),
     )
