@@ -224,8 +224,10 @@ def link_records(
         rule_set = load_stored_rule_set(engine, plan.rule_set_id)
         types = json.loads(work_in.path("field_types.json").read_text())
         conformed = _load_conformed(work_in, types)
-        model = records.load_model(engine, plan.rule_set_id)
-        result = link(conformed, rule_set, model=model, progress=context.log.info)
+        model, facts = records.load_model(engine, plan.rule_set_id)
+        result = link(
+            conformed, rule_set, model=model, model_facts=facts, progress=context.log.info
+        )
         if result.trained and result.model is not None:
             records.save_model(
                 engine,
@@ -259,7 +261,9 @@ def link_records(
         "exact_matches": int(stats.get("exact_matches", 0)),
         "probabilistic_matches": int(stats.get("probabilistic_matches", 0)),
         "candidate_pairs_scored": int(stats.get("candidate_pairs_scored", 0)),
-        "model": "trained now" if result.trained else "reused (trained earlier)",
+        "model": result.stats.get("model_reuse")
+        or ("trained now (none kept for this rule-set version)" if result.trained else "none"),
+        "key_matches": int(stats.get("key_matches", 0)),
         "blocking_rules": MetadataValue.json(stats.get("blocking_rules", [])),
         "score_distribution": MetadataValue.md(_histogram(scores)),
         "seconds": elapsed,

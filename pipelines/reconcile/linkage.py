@@ -35,6 +35,15 @@ U_MAX_PAIRS = 1_000_000
 MIN_PAIR_BUDGET = 200_000
 PAIRS_PER_RECORD = 10
 PREDICT_FLOOR = 0.01
+IDENTIFIER_SHARE = 0.5  # an EXACT field whose values are at least this share distinct
+DATE_WINDOW_DAYS = 10.0  # same transaction up to this many days apart (or 4x the tolerance)
+AMOUNT_SHARE = 0.5  # same transaction up to this share of the larger amount apart
+FUZZY_FLOOR = 0.3  # a name this far below the rule's threshold contradicts a shared reference
+# relative differences graded as identity evidence (a bank fee, FX, a partial payment)
+AMOUNT_STEPS = (0.01, 0.1, AMOUNT_SHARE)
+# bump when the comparisons change: a model of another format is never reused
+MODEL_FORMAT = 2
+NULL_SHARE_DRIFT = 0.15  # a stored model is retrained when a field's blank share moves more
 logging.getLogger("splink").setLevel(logging.WARNING)
 
 Progress = Callable[[str], None]
@@ -176,6 +185,162 @@ def exact_prepass(
     return candidates.cast(LINK_SCHEMA), {"prepass_candidates": candidates.height}
 
 
+def identifier_keys(
+    source: pl.DataFrame, target: pl.DataFrame, rules: list[MatchingRule], col: dict[str, str]
+) -> list[str]:
+    """EXACT fields that identify a transaction: at least half their values distinct, both sides.
+
+    A reference or document number qualifies; a currency, an account or a status does not.
+    """
+    keys = []
+    for rule in rules:
+        if rule.match_type != "EXACT" or rule.weight <= 0:
+            continue
+        for name in rule.fields:
+            c = col[name]
+            shares = []
+            for frame in (source, target):
+                present = frame.get_column(c).drop_nulls()
+                shares.append(present.n_unique() / present.len() if present.len() else 0.0)
+            if min(shares) >= IDENTIFIER_SHARE:
+                keys.append(c)
+    return list(dict.fromkeys(keys))
+
+
+def date_window(rule: MatchingRule) -> float:
+    """Days apart two records may be and still be the same transaction (beyond tolerance)."""
+    return max(4 * (rule.tolerance or 0.0), DATE_WINDOW_DAYS)
+
+
+def key_prepass(
+    con: duckdb.DuckDBPyConnection,
+    rules: list[MatchingRule],
+    col: dict[str, str],
+    keys: list[str],
+    budget: int,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Pairs that are the same transaction by their identifiers, whether or not they agree.
+
+    Records equal on every identifier key (tables `s` and `t` on `con`) pair when nothing
+    else contradicts it: amounts of the same sign within half of the larger, dates within
+    `date_window`, names at least `FUZZY_FLOOR` below the rule's threshold, other EXACT
+    fields equal; a blank on either side is no evidence. Tolerances are NOT applied: a pair
+    beyond them is a break (AMOUNT_MISMATCH / DATE_MISMATCH), judged later.
+    """
+    if not keys:
+        return pl.DataFrame(schema=LINK_SCHEMA), {"key_prepass": "skipped: no identifier field"}
+    expected = _pair_count(con, [f"{{side}}.{k}" for k in keys])
+    if expected > budget:
+        return pl.DataFrame(schema=LINK_SCHEMA), {
+            "key_prepass": f"skipped: its join would yield {expected} pairs (budget {budget})"
+        }
+    conditions, sims, weights = [], [], []
+    for rule in (r for r in rules if r.weight > 0):
+        for name in rule.fields:
+            c = col[name]
+            absent = f"s.{c} IS NULL OR t.{c} IS NULL"
+            if rule.match_type == "EXACT":
+                if c in keys:
+                    continue
+                conditions.append(f"({absent} OR s.{c} = t.{c})")
+                sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
+            elif rule.match_type == "FUZZY":
+                floor = max(0.5, (rule.threshold or 0.85) - FUZZY_FLOOR)
+                sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
+                conditions.append(f"({absent} OR {sim} >= {floor})")
+            elif rule.match_type == "RANGE":
+                larger = f"greatest(abs(s.{c}), abs(t.{c}))"
+                conditions.append(
+                    f"({absent} OR (sign(s.{c}) = sign(t.{c}) AND abs(s.{c} - t.{c}) <= "
+                    f"{AMOUNT_SHARE} * {larger}))"
+                )
+                sim = f"1.0 - least(1.0, abs(s.{c} - t.{c}) / greatest({larger}, 0.01))"
+            else:
+                window = date_window(rule)
+                days = f"abs(date_diff('day', s.{c}, t.{c}))"
+                conditions.append(f"({absent} OR {days} <= {window})")
+                sim = f"1.0 - {days} / {window + 1.0}"
+            sims.append(f"{rule.weight} * coalesce({sim}, 0.5)")
+            weights.append(rule.weight)
+    equal = " AND ".join(f"s.{k} = t.{k}" for k in keys)
+    where = " AND ".join(conditions) or "TRUE"
+    score = f"({' + '.join(sims)}) / {sum(weights)}" if sims else "1.0"
+    sql = (
+        f"SELECT s.{ROW} AS source_row, t.{ROW} AS target_row, "
+        f"least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'REFERENCE' AS kind "
+        f"FROM s JOIN t ON {equal} WHERE {where}"
+    )
+    candidates = pl.from_arrow(con.sql(sql).to_arrow_table())
+    assert isinstance(candidates, pl.DataFrame)
+    return candidates.cast(LINK_SCHEMA), {"key_prepass_candidates": candidates.height}
+
+
+def near_pass(
+    con: duckdb.DuckDBPyConnection, rules: list[MatchingRule], col: dict[str, str], budget: int
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Leftovers that are each other's only near candidate (tables `s` and `t` on `con`).
+
+    What is left after the other passes is mostly missing on the other side, plus the pairs
+    no identifier ties together and whose amount kept Splink below the threshold: a payment
+    a bank fee short with a blank reference. Two leftovers pair here when their names agree
+    at the rule's threshold (or an EXACT field is equal; a name or key is required), their
+    dates are within tolerance, their amounts of the same sign within `AMOUNT_STEPS[1]` of
+    the larger, nothing else contradicts, and neither has any other such candidate.
+    """
+    evidence, conditions, sims, weights = [], [], [], []
+    keys = []
+    for rule in (r for r in rules if r.weight > 0):
+        for name in rule.fields:
+            c = col[name]
+            absent = f"s.{c} IS NULL OR t.{c} IS NULL"
+            if rule.match_type == "EXACT":
+                keys.append(f"{{side}}.{c}")
+                conditions.append(f"({absent} OR s.{c} = t.{c})")
+                evidence.append(f"s.{c} = t.{c}")
+                sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
+            elif rule.match_type == "FUZZY":
+                sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
+                conditions.append(f"({absent} OR {sim} >= {rule.threshold or 0.85})")
+                evidence.append(f"{sim} >= {rule.threshold or 0.85}")
+            elif rule.match_type == "RANGE":
+                larger = f"greatest(abs(s.{c}), abs(t.{c}))"
+                conditions.append(
+                    f"sign(s.{c}) = sign(t.{c}) AND "
+                    f"abs(s.{c} - t.{c}) <= {AMOUNT_STEPS[1]} * {larger}"
+                )
+                sim = f"1.0 - least(1.0, abs(s.{c} - t.{c}) / greatest({larger}, 0.01))"
+            else:
+                tol = (rule.tolerance or 0.0) + TOLERANCE_EPSILON
+                days = f"abs(date_diff('day', s.{c}, t.{c}))"
+                conditions.append(f"{days} <= {tol}")
+                sim = f"1.0 - {days} / {date_window(rule) + 1.0}"
+            sims.append(f"{rule.weight} * coalesce({sim}, 0.5)")
+            weights.append(rule.weight)
+    if not evidence:
+        return pl.DataFrame(schema=LINK_SCHEMA), {"near_pass": "skipped: no name or key rule"}
+    # block on a name prefix or a key so the candidate join stays bounded
+    fuzzy = [col[f] for r in rules if r.match_type == "FUZZY" and r.weight > 0 for f in r.fields]
+    blocks = [f"substr({{side}}.{c}, 1, 3)" for c in fuzzy] or keys
+    if _pair_count(con, blocks[:1]) > budget:
+        return pl.DataFrame(schema=LINK_SCHEMA), {"near_pass": "skipped: too many candidates"}
+    block = blocks[0]
+    score = f"({' + '.join(sims)}) / {sum(weights)}"
+    sql = f"""
+        WITH c AS (
+            SELECT s.{ROW} AS source_row, t.{ROW} AS target_row,
+                   least(1.0, greatest(0.0, {score}))::DOUBLE AS score
+            FROM s JOIN t ON {block.format(side="s")} = {block.format(side="t")}
+            WHERE ({" OR ".join(evidence)}) AND {" AND ".join(conditions)}
+        )
+        SELECT source_row, target_row, score, 'NEAR' AS kind FROM c
+        QUALIFY count(*) OVER (PARTITION BY source_row) = 1
+            AND count(*) OVER (PARTITION BY target_row) = 1
+    """
+    pairs = pl.from_arrow(con.sql(sql).to_arrow_table())
+    assert isinstance(pairs, pl.DataFrame)
+    return pairs.cast(LINK_SCHEMA), {"near_matches": pairs.height}
+
+
 # ---------------------------------------------------------------- Splink
 
 
@@ -201,15 +366,25 @@ def _comparisons(rule_set: RuleSet, types: dict[str, str], col: dict[str, str]) 
             high = thresholds.get(name, 0.85)
             out.append(cl.JaroWinklerAtThresholds(c, sorted({high, max(0.5, high - 0.15)})[::-1]))
         elif kind == "RANGE":
+            # proximity as evidence of identity, not agreement: a fee-short payment is near
             tol = tolerances.get(name, 0.0)
             levels = [cll.NullLevel(c), cll.ExactMatchLevel(c)]
             if tol > 0:
                 levels.append(cll.AbsoluteDifferenceLevel(c, tol + TOLERANCE_EPSILON))
-            levels += [cll.AbsoluteDifferenceLevel(c, max(tol * 100, 1.0)), cll.ElseLevel()]
+            larger = f'greatest(abs("{c}_l"), abs("{c}_r"))'
+            for step in AMOUNT_STEPS:
+                levels.append(
+                    cll.CustomLevel(
+                        f'sign("{c}_l") = sign("{c}_r") AND '
+                        f'abs("{c}_l" - "{c}_r") <= {step} * {larger}',
+                        label_for_charts=f"within {step:.0%}",
+                    )
+                )
+            levels.append(cll.ElseLevel())
             out.append(cl.CustomComparison(levels, output_column_name=c))
         else:
             tol = max(tolerances.get(name, 0.0), 0.0)
-            steps = sorted({t for t in (tol, max(tol * 4, 10), 60) if t > 0})
+            steps = sorted({t for t in (tol, max(tol * 4, DATE_WINDOW_DAYS), 60) if t > 0})
             out.append(
                 cl.AbsoluteDateDifferenceAtThresholds(
                     c, input_is_string=False, metrics=["day"] * len(steps), thresholds=steps
@@ -387,14 +562,70 @@ def match_weights_html(conformed: Conformed, model: dict[str, Any]) -> str:
     return linker.visualisations.match_weights_chart().to_html(inline=True)
 
 
+def data_profile(source: pl.DataFrame, target: pl.DataFrame, col: dict[str, str]) -> dict:
+    """What a model is fitted to: its format, the rows a side, each field's blank share."""
+    shares = {
+        name: [
+            round(frame.get_column(c).null_count() / frame.height, 3) if frame.height else 0.0
+            for frame in (source, target)
+        ]
+        for name, c in col.items()
+    }
+    return {"format": MODEL_FORMAT, "rows": [source.height, target.height], "null_share": shares}
+
+
+def model_misfit(facts: dict[str, Any] | None, profile: dict[str, Any]) -> str | None:
+    """None when a stored model fits these records; else why it does not (for the run log).
+
+    A model fits when it has the current format, was trained on at least half the rows a
+    side that training would take now, and no matching field's blank share moved by more
+    than `NULL_SHARE_DRIFT` (blank references change what agreement means).
+    """
+    stored = (facts or {}).get("profile")
+    if not stored:
+        return "the stored model has no data profile (trained by an older version)"
+    if stored.get("format") != MODEL_FORMAT:
+        return f"the stored model has format {stored.get('format')}, this engine {MODEL_FORMAT}"
+    trained = min(min(n, TRAIN_ROWS) for n in stored["rows"])
+    needed = min(min(n, TRAIN_ROWS) for n in profile["rows"]) // 2
+    if trained < needed:
+        return f"it was trained on {trained} rows a side, these files have {min(profile['rows'])}"
+    for name, (s_now, t_now) in profile["null_share"].items():
+        s_then, t_then = stored["null_share"].get(name, (None, None))
+        if s_then is None or t_then is None:
+            return f"it was not trained on field {name!r}"
+        drift = max(abs(s_now - s_then), abs(t_now - t_then))
+        if drift > NULL_SHARE_DRIFT:
+            return (
+                f"{name!r} is blank in {s_now:.0%} / {t_now:.0%} of the records "
+                f"(source / target), {s_then:.0%} / {t_then:.0%} where it was trained"
+            )
+    return None
+
+
+def _register(con: duckdb.DuckDBPyConnection, source: pl.DataFrame, target: pl.DataFrame) -> None:
+    for name, frame in (("s", source), ("t", target)):
+        con.unregister(name)
+        con.register(name, frame.to_arrow())
+
+
+def _without(frame: pl.DataFrame, links: pl.DataFrame, column: str) -> pl.DataFrame:
+    return frame.filter(~pl.col(ROW).is_in(links.get_column(column).implode()))
+
+
 def link(
     conformed: Conformed,
     rule_set: RuleSet,
     *,
     model: dict[str, Any] | None = None,
+    model_facts: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> LinkResult:
-    """Link the valid records of both sides; train a model only when none is given."""
+    """Link the valid records of both sides.
+
+    A given model is used when it fits the records (`model_misfit`, with its training facts);
+    otherwise, or without one, a model is trained and the reason is said.
+    """
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -406,40 +637,59 @@ def link(
         clock = now
 
     types = conformed.field_types
+    rules = list(rule_set.matching_rules)
     source, target, col = _valid_records(conformed)
+    profile = data_profile(source, target, col)
     budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (source.height + target.height))
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     con.register("s", source.to_arrow())
     con.register("t", target.to_arrow())
-    candidates, stats = exact_prepass(con, list(rule_set.matching_rules), col, budget)
+    candidates, stats = exact_prepass(con, rules, col, budget)
     exact = assign_one_to_one(candidates)
     lap("prepass")
-    say(f"exact pre-pass matched {exact.height} pairs")
+    say(f"exact pre-pass matched {exact.height} pairs that agree on every rule")
     stats["exact_matches"] = exact.height
 
-    rest_source = source.filter(~pl.col(ROW).is_in(exact.get_column("source_row").implode()))
-    rest_target = target.filter(~pl.col(ROW).is_in(exact.get_column("target_row").implode()))
-    stats["remainder"] = [rest_source.height, rest_target.height]
     candidates_list = _blocking_candidates(rule_set, types, col)
     trained = False
-    probabilistic = pl.DataFrame(schema=LINK_SCHEMA)
-    scored = pl.DataFrame(schema=LINK_SCHEMA)
+    if model is not None:
+        misfit = model_misfit(model_facts, profile)
+        stats["model_reuse"] = f"retrained: {misfit}" if misfit else "reused: it fits"
+        if misfit:
+            say(f"not reusing the stored Splink model: {misfit}; training a new one")
+            model = None
     if model is None:
         # training looks at both whole sides: EM needs the easy matches too
         training_rules, _ = _choose_blocking(con, candidates_list, budget)
         if training_rules and source.height and target.height:
-            say("training the Splink model (once per rule-set version)")
+            say("training the Splink model on these records")
             model, stats["training"] = train_model(
                 source, target, rule_set, types, col, training_rules
             )
+            stats["training"]["profile"] = profile
             trained = True
         lap("training")
+
+    rest_source = _without(source, exact, "source_row")
+    rest_target = _without(target, exact, "target_row")
+    _register(con, rest_source, rest_target)
+    keys = identifier_keys(source, target, rules, col)
+    key_budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (rest_source.height + rest_target.height))
+    by_key, key_stats = key_prepass(con, rules, col, keys, key_budget)
+    stats.update(key_stats)
+    keyed = assign_one_to_one(by_key)
+    stats["key_matches"] = keyed.height
+    say(f"identifier pre-pass paired {keyed.height} more (same reference, judged later)")
+    lap("key_prepass")
+
+    rest_source = _without(rest_source, keyed, "source_row")
+    rest_target = _without(rest_target, keyed, "target_row")
+    stats["remainder"] = [rest_source.height, rest_target.height]
+    probabilistic = pl.DataFrame(schema=LINK_SCHEMA)
+    scored = pl.DataFrame(schema=LINK_SCHEMA)
     if rest_source.height and rest_target.height and model is not None:
-        con.unregister("s")
-        con.unregister("t")
-        con.register("s", rest_source.to_arrow())
-        con.register("t", rest_target.to_arrow())
+        _register(con, rest_source, rest_target)
         rest_budget = max(
             MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (rest_source.height + rest_target.height)
         )
@@ -453,10 +703,19 @@ def link(
             accepted = scored.filter(pl.col("score") >= rule_set.match_threshold)
             probabilistic = assign_one_to_one(accepted)
         lap("splink_predict")
+    rest_source = _without(rest_source, probabilistic, "source_row")
+    rest_target = _without(rest_target, probabilistic, "target_row")
+    near = pl.DataFrame(schema=LINK_SCHEMA)
+    if rest_source.height and rest_target.height:
+        _register(con, rest_source, rest_target)
+        near, near_stats = near_pass(con, rules, col, budget)
+        stats.update(near_stats)
+        say(f"{near.height} leftover pairs were each other's only near candidate")
+        lap("near_pass")
     con.close()
     stats["candidate_pairs_scored"] = scored.height
     stats["probabilistic_matches"] = probabilistic.height
-    links = pl.concat([exact, probabilistic]).sort("source_row")
+    links = pl.concat([exact, keyed, probabilistic, near]).sort("source_row")
     matched_s = links.get_column("source_row").implode()
     matched_t = links.get_column("target_row").implode()
     best_source = (

@@ -6,7 +6,9 @@ type on both sides, so the exact pre-pass and Splink see conformant tables:
 
 - RANGE fields become Float64, DATE_RANGE fields Date;
 - EXACT fields become Float64 when both sides are numeric, Date when both are temporal, else
-  stripped text; FUZZY fields become text.
+  text; FUZZY fields become text. Text is normalised as `pipelines.reconcile.normalize` says
+  (case, accents, punctuation, legal forms; blank is null) unless the rule set switches it
+  off: matching compares `ACME LTD` and `Acme Limited` as equal, the stored records keep both.
 
 Transformations (applied to the source column, as their names say):
 - DIRECT, UPPERCASE, LOWERCASE, TRIM (config `characters`: what to strip, default whitespace);
@@ -32,6 +34,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.ingest.profiling import seed_pattern_to_strftime
+from pipelines.reconcile.normalize import normalize_text
 from pipelines.reconcile.rules import FieldMapping, RuleSet, RuleSetError
 
 ROW = "_row_number"
@@ -280,6 +283,7 @@ def conform(
         if field not in frame.columns:
             raise MappingError(f"{side}: matching field {field!r} is not a column after mapping")
     source_exprs, target_exprs = [], []
+    text_fields: list[str] = []
     for field, kind in types.items():
         s_type, t_type = mapped.schema[field], target.schema[field]
         both_numeric = s_type in NUMERIC and t_type in NUMERIC
@@ -297,11 +301,16 @@ def conform(
             t_written = _detected_format(target_schema, field)
             s_expr = _as_text(pl.col(field), s_type, s_written)
             t_expr = _as_text(pl.col(field), t_type, t_written)
+            text_fields.append(field)
         source_exprs.append(s_expr.alias(field))
         target_exprs.append(t_expr.alias(field))
 
     def reduce(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
         valid = pl.col("_valid") if "_valid" in frame.columns else pl.lit(True)
-        return frame.select(pl.col(ROW).cast(pl.Int64), valid.alias("_valid"), *exprs)
+        out = frame.select(pl.col(ROW).cast(pl.Int64), valid.alias("_valid"), *exprs)
+        policy = rule_set.text_normalization
+        return out.with_columns(
+            normalize_text(out.get_column(f), types[f], policy) for f in text_fields
+        )
 
     return Conformed(reduce(mapped, source_exprs), reduce(target, target_exprs), types)

@@ -224,12 +224,16 @@ def fail(engine: sa.Engine, reconciliation_id: int, message: str) -> None:
         )
 
 
-def load_model(engine: sa.Engine, rule_set_id: int) -> dict[str, Any] | None:
-    """The Splink model trained for this rule-set version, if any."""
+def load_model(
+    engine: sa.Engine, rule_set_id: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The Splink model kept for this rule-set version and its training facts, if any."""
     with engine.connect() as conn:
-        return conn.execute(
-            sa.text("SELECT model FROM linkage_models WHERE rule_set_id = :r"), {"r": rule_set_id}
-        ).scalar()
+        row = conn.execute(
+            sa.text("SELECT model, training FROM linkage_models WHERE rule_set_id = :r"),
+            {"r": rule_set_id},
+        ).first()
+    return (row.model, row.training) if row is not None else (None, None)
 
 
 def save_model(
@@ -239,7 +243,7 @@ def save_model(
     model: dict[str, Any],
     training: dict[str, Any],
 ) -> None:
-    """Keep a trained model with its rule-set version (the first one trained wins)."""
+    """Keep a trained model with its rule-set version (a retrained one replaces it)."""
     import splink
 
     with engine.begin() as conn:
@@ -247,7 +251,8 @@ def save_model(
             sa.text(
                 "INSERT INTO linkage_models (rule_set_id, organization_id, engine_version, model, "
                 "training) VALUES (:r, :o, :v, CAST(:m AS jsonb), CAST(:t AS jsonb)) "
-                "ON CONFLICT (rule_set_id) DO NOTHING"
+                "ON CONFLICT (rule_set_id) DO UPDATE SET engine_version = EXCLUDED.engine_version, "
+                "model = EXCLUDED.model, training = EXCLUDED.training, trained_at = NOW()"
             ),
             {
                 "r": rule_set_id,
