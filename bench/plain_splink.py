@@ -5,7 +5,9 @@
 
 Reads the two CSV files with polars (every cell as a string), normalises them by hand
 (bankgen: parses the bank's ``$1,234.56`` / ``(1,234.56)`` money and ``dd/MM/yyyy`` dates,
-upper-cases references, renames the bank columns to the ledger's; febrl: drops ``rec_id``),
+upper-cases references, renames the bank columns to the ledger's; messy (``messygen.py``):
+the same money and date parsing, ``Ref#`` -> ``document_no`` (blank is null), ``Payee`` and
+``vendor_name`` trimmed and upper-cased; febrl: drops ``rec_id``),
 registers them with ``DuckDBAPI``, estimates lambda from deterministic rules, u by random
 sampling (``max_pairs=1e6``) and m by EM on two blocking rules, predicts, keeps the pairs at or
 above the threshold and makes them one-to-one greedily (highest probability first; ties go to
@@ -149,6 +151,67 @@ def _bankgen_model() -> tuple[Any, list, list, float]:
     return settings, deterministic, em_rules, 0.95
 
 
+def _prepare_messy(source: Path, target: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    bank = pl.read_csv(source, infer_schema=False)
+    ledger = pl.read_csv(target, infer_schema=False)
+    negative = pl.col("Amount").str.starts_with("(")
+    number = pl.col("Amount").str.replace_all(r"[$,()\s]", "").cast(pl.Float64)
+    blank_is_null = pl.when(pl.col("Ref#").str.strip_chars() != "").then(
+        pl.col("Ref#").str.strip_chars().str.to_uppercase()
+    )
+    a = bank.select(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("unique_id"),
+        blank_is_null.alias("document_no"),
+        pl.col("Payee").str.strip_chars().str.to_uppercase().alias("vendor_name"),
+        pl.when(negative).then(-number).otherwise(number).alias("amount"),
+        pl.col("Txn Date").str.to_date("%d/%m/%Y").alias("posting_date"),
+    )
+    b = ledger.select(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("unique_id"),
+        pl.col("document_no").str.strip_chars().str.to_uppercase(),
+        pl.col("vendor_name").str.strip_chars().str.to_uppercase(),
+        pl.col("amount").cast(pl.Float64),
+        pl.col("posting_date").str.to_date("%Y-%m-%d"),
+    )
+    cents = (pl.col("amount") * 100).round().cast(pl.Int64).alias("amount_cents")
+    return a.with_columns(cents), b.with_columns(cents)
+
+
+def _messy_model() -> tuple[Any, list, list, float]:
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    amount = cl.CustomComparison(
+        output_column_name="amount",
+        comparison_levels=[
+            cll.NullLevel("amount"),
+            cll.AbsoluteDifferenceLevel("amount", 0.01),
+            cll.AbsoluteDifferenceLevel("amount", 100),
+            cll.ElseLevel(),
+        ],
+    )
+    settings = SettingsCreator(
+        link_type="link_only",
+        comparisons=[
+            cl.ExactMatch("document_no"),
+            amount,
+            cl.AbsoluteDateDifferenceAtThresholds(
+                "posting_date", input_is_string=False, metrics=["day", "day"], thresholds=[3, 31]
+            ),
+            cl.JaroWinklerAtThresholds("vendor_name", [0.95, 0.80]),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("document_no"),
+            block_on("amount_cents"),
+        ],
+        retain_intermediate_calculation_columns=False,
+    )
+    deterministic = [block_on("document_no")]
+    em_rules = [block_on("document_no"), block_on("amount_cents")]
+    return settings, deterministic, em_rules, 0.7
+
+
 def _prepare_febrl(source: Path, target: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     frames = []
     for path in (source, target):
@@ -200,7 +263,7 @@ def _febrl_model() -> tuple[Any, list, list, float]:
 def run_plain_splink(
     source_csv: Path | str,
     target_csv: Path | str,
-    dataset: Literal["bankgen", "febrl"],
+    dataset: Literal["bankgen", "febrl", "messy"],
     threshold: float = 0.9,
     truth_pairs: Path | str | None = None,
 ) -> dict:
@@ -218,15 +281,16 @@ def run_plain_splink(
         a, b = _prepare_bankgen(Path(source_csv), Path(target_csv))
     elif dataset == "febrl":
         a, b = _prepare_febrl(Path(source_csv), Path(target_csv))
+    elif dataset == "messy":
+        a, b = _prepare_messy(Path(source_csv), Path(target_csv))
     else:
         raise ValueError(f"unknown dataset {dataset!r}")
     lap("read + prepare (polars)")
 
     from splink import DuckDBAPI, Linker
 
-    settings, deterministic, em_rules, recall = (
-        _bankgen_model() if dataset == "bankgen" else _febrl_model()
-    )
+    models = {"bankgen": _bankgen_model, "febrl": _febrl_model, "messy": _messy_model}
+    settings, deterministic, em_rules, recall = models[dataset]()
     db_api = DuckDBAPI()
     sdf_a = db_api.register(a, dataset_display_name=SOURCE_NAME)
     sdf_b = db_api.register(b, dataset_display_name=TARGET_NAME)
@@ -319,7 +383,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True)
     parser.add_argument("--target", type=Path, required=True)
-    parser.add_argument("--dataset", choices=["bankgen", "febrl"], required=True)
+    parser.add_argument("--dataset", choices=["bankgen", "febrl", "messy"], required=True)
     parser.add_argument("--truth", type=Path, help="truth_pairs.csv, to score the pairs")
     parser.add_argument("--threshold", type=float, default=0.9)
     args = parser.parse_args()

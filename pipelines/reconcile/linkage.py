@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipelines.reconcile.mapping import ROW, Conformed
+from pipelines.reconcile.mapping import HINTS, ROW, Conformed
 from pipelines.reconcile.rules import TOLERANCE_EPSILON, MatchingRule, RuleSet
 
 TRAIN_ROWS = 100_000
@@ -38,11 +38,12 @@ PREDICT_FLOOR = 0.01
 IDENTIFIER_SHARE = 0.5  # an EXACT field whose values are at least this share distinct
 DATE_WINDOW_DAYS = 10.0  # same transaction up to this many days apart (or 4x the tolerance)
 AMOUNT_SHARE = 0.5  # same transaction up to this share of the larger amount apart
+HINT_SIMILARITY = 0.8  # a reference found in free text, against 1.0 for the field itself
 FUZZY_FLOOR = 0.3  # a name this far below the rule's threshold contradicts a shared reference
 # relative differences graded as identity evidence (a bank fee, FX, a partial payment)
 AMOUNT_STEPS = (0.01, 0.1, AMOUNT_SHARE)
 # bump when the comparisons change: a model of another format is never reused
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 NULL_SHARE_DRIFT = 0.15  # a stored model is retrained when a field's blank share moves more
 logging.getLogger("splink").setLevel(logging.WARNING)
 
@@ -218,6 +219,8 @@ def key_prepass(
     col: dict[str, str],
     keys: list[str],
     budget: int,
+    *,
+    hints: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Pairs that are the same transaction by their identifiers, whether or not they agree.
 
@@ -225,7 +228,9 @@ def key_prepass(
     else contradicts it: amounts of the same sign within half of the larger, dates within
     `date_window`, names at least `FUZZY_FLOOR` below the rule's threshold, other EXACT
     fields equal; a blank on either side is no evidence. Tolerances are NOT applied: a pair
-    beyond them is a break (AMOUNT_MISMATCH / DATE_MISMATCH), judged later.
+    beyond them is a break (AMOUNT_MISMATCH / DATE_MISMATCH), judged later. With `hints`
+    (one text key), a record whose key is blank also pairs with the record whose key its
+    free text quotes, under the same conditions.
     """
     if not keys:
         return pl.DataFrame(schema=LINK_SCHEMA), {"key_prepass": "skipped: no identifier field"}
@@ -263,12 +268,24 @@ def key_prepass(
             sims.append(f"{rule.weight} * coalesce({sim}, 0.5)")
             weights.append(rule.weight)
     equal = " AND ".join(f"s.{k} = t.{k}" for k in keys)
+    pairs = f"SELECT s.{ROW} AS sr, t.{ROW} AS tr, 1.0 AS key_sim FROM s JOIN t ON {equal}"
+    if hints and len(keys) == 1:
+        # a blank reference quoted in the other side's free text (see mapping._hints)
+        k = keys[0]
+        for quoting, other in (("s", "t"), ("t", "s")):
+            words = f"SELECT {ROW} AS r, unnest({HINTS}) AS w FROM {quoting} WHERE {k} IS NULL"
+            rows = ("h.r", f"{other}.{ROW}") if quoting == "s" else (f"{other}.{ROW}", "h.r")
+            pairs += (
+                f" UNION SELECT {rows[0]}, {rows[1]}, {HINT_SIMILARITY} FROM ({words}) h "
+                f"JOIN {other} ON {other}.{k} = h.w"
+            )
     where = " AND ".join(conditions) or "TRUE"
-    score = f"({' + '.join(sims)}) / {sum(weights)}" if sims else "1.0"
+    score = f"({' + '.join([*sims, 'p.key_sim'])}) / {sum(weights) + 1.0}"
     sql = (
-        f"SELECT s.{ROW} AS source_row, t.{ROW} AS target_row, "
+        f"WITH p AS ({pairs}) "
+        f"SELECT p.sr AS source_row, p.tr AS target_row, "
         f"least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'REFERENCE' AS kind "
-        f"FROM s JOIN t ON {equal} WHERE {where}"
+        f"FROM p JOIN s ON s.{ROW} = p.sr JOIN t ON t.{ROW} = p.tr WHERE {where}"
     )
     candidates = pl.from_arrow(con.sql(sql).to_arrow_table())
     assert isinstance(candidates, pl.DataFrame)
@@ -278,16 +295,19 @@ def key_prepass(
 def near_pass(
     con: duckdb.DuckDBPyConnection, rules: list[MatchingRule], col: dict[str, str], budget: int
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Leftovers that are each other's only near candidate (tables `s` and `t` on `con`).
+    """Leftovers paired with their nearest candidate (tables `s` and `t` on `con`).
 
     What is left after the other passes is mostly missing on the other side, plus the pairs
     no identifier ties together and whose amount kept Splink below the threshold: a payment
-    a bank fee short with a blank reference. Two leftovers pair here when their names agree
-    at the rule's threshold (or an EXACT field is equal; a name or key is required), their
-    dates are within tolerance, their amounts of the same sign within `AMOUNT_STEPS[1]` of
-    the larger, nothing else contradicts, and neither has any other such candidate.
+    a bank fee short with a blank reference. Two leftovers are candidates when their names
+    agree at the rule's threshold (or an EXACT field is equal; a name or key is required),
+    their amounts are of the same sign within `AMOUNT_STEPS[1]` of the larger and their dates
+    within `date_window`, at most one amount or date is beyond its tolerance (one break, not
+    two) and nothing else contradicts. Candidates are assigned one to one, nearest first:
+    the score is the rules' weighted similarity, an amount's similarity falling to 0 at
+    `AMOUNT_STEPS[1]` apart and a date's at `date_window`.
     """
-    evidence, conditions, sims, weights = [], [], [], []
+    evidence, conditions, breaks, sims, weights = [], [], [], [], []
     keys = []
     for rule in (r for r in rules if r.weight > 0):
         for name in rule.fields:
@@ -304,15 +324,16 @@ def near_pass(
                 evidence.append(f"{sim} >= {rule.threshold or 0.85}")
             elif rule.match_type == "RANGE":
                 larger = f"greatest(abs(s.{c}), abs(t.{c}))"
+                diff = f"abs(s.{c} - t.{c})"
                 conditions.append(
-                    f"sign(s.{c}) = sign(t.{c}) AND "
-                    f"abs(s.{c} - t.{c}) <= {AMOUNT_STEPS[1]} * {larger}"
+                    f"sign(s.{c}) = sign(t.{c}) AND {diff} <= {AMOUNT_STEPS[1]} * {larger}"
                 )
-                sim = f"1.0 - least(1.0, abs(s.{c} - t.{c}) / greatest({larger}, 0.01))"
+                breaks.append(f"{diff} > {(rule.tolerance or 0.0) + TOLERANCE_EPSILON}")
+                sim = f"1.0 - least(1.0, {diff} / greatest({AMOUNT_STEPS[1]} * {larger}, 0.01))"
             else:
-                tol = (rule.tolerance or 0.0) + TOLERANCE_EPSILON
                 days = f"abs(date_diff('day', s.{c}, t.{c}))"
-                conditions.append(f"{days} <= {tol}")
+                conditions.append(f"{days} <= {date_window(rule)}")
+                breaks.append(f"{days} > {(rule.tolerance or 0.0) + TOLERANCE_EPSILON}")
                 sim = f"1.0 - {days} / {date_window(rule) + 1.0}"
             sims.append(f"{rule.weight} * coalesce({sim}, 0.5)")
             weights.append(rule.weight)
@@ -326,19 +347,16 @@ def near_pass(
     block = blocks[0]
     score = f"({' + '.join(sims)}) / {sum(weights)}"
     sql = f"""
-        WITH c AS (
-            SELECT s.{ROW} AS source_row, t.{ROW} AS target_row,
-                   least(1.0, greatest(0.0, {score}))::DOUBLE AS score
-            FROM s JOIN t ON {block.format(side="s")} = {block.format(side="t")}
-            WHERE ({" OR ".join(evidence)}) AND {" AND ".join(conditions)}
-        )
-        SELECT source_row, target_row, score, 'NEAR' AS kind FROM c
-        QUALIFY count(*) OVER (PARTITION BY source_row) = 1
-            AND count(*) OVER (PARTITION BY target_row) = 1
+        SELECT s.{ROW} AS source_row, t.{ROW} AS target_row,
+               least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'NEAR' AS kind
+        FROM s JOIN t ON {block.format(side="s")} = {block.format(side="t")}
+        WHERE ({" OR ".join(evidence)}) AND {" AND ".join(conditions)}
+            AND ({" + ".join(f"({b})::INT" for b in breaks) or "0"}) <= 1
     """
-    pairs = pl.from_arrow(con.sql(sql).to_arrow_table())
-    assert isinstance(pairs, pl.DataFrame)
-    return pairs.cast(LINK_SCHEMA), {"near_matches": pairs.height}
+    candidates = pl.from_arrow(con.sql(sql).to_arrow_table())
+    assert isinstance(candidates, pl.DataFrame)
+    pairs = assign_one_to_one(candidates.cast(LINK_SCHEMA))
+    return pairs, {"near_candidates": candidates.height, "near_matches": pairs.height}
 
 
 # ---------------------------------------------------------------- Splink
@@ -420,6 +438,27 @@ def _blocking_candidates(
     return singles + pairs
 
 
+def _training_candidates(
+    rule_set: RuleSet, types: dict[str, str], col: dict[str, str]
+) -> list[list[str]]:
+    """Blocking rules for EM sessions: tight ones, so recurring payments do not pose as matches.
+
+    A rent paid every month shares its amount and payee with eleven other payments: a
+    session blocked on the amount alone teaches EM that matches disagree on reference and
+    date. So EXACT keys alone come first, then pairs that include a date (date and amount,
+    date and a name prefix), then the other pairs.
+    """
+    used = list(dict.fromkeys(f for r in rule_set.matching_rules if r.weight > 0 for f in r.fields))
+    exact = [[f"{{side}}.{col[f]}"] for f in used if types[f] == "EXACT"]
+    dates = [f"{{side}}.{col[f]}" for f in used if types[f] == "DATE_RANGE"]
+    others = [f"{{side}}.{col[f]}" for f in used if types[f] == "RANGE"] + [
+        f"substr({{side}}.{col[f]}, 1, 4)" for f in used if types[f] == "FUZZY"
+    ]
+    with_date = [[d, o] for d in dates for o in others]
+    rest = [list(p) for p in itertools.combinations(others, 2)]
+    return exact + with_date + rest
+
+
 def _choose_blocking(
     con: duckdb.DuckDBPyConnection, candidates: list[list[str]], budget: int
 ) -> tuple[list[list[str]], dict[str, int]]:
@@ -451,8 +490,12 @@ def _linker(source: pl.DataFrame, target: pl.DataFrame, settings: dict[str, Any]
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     db_api = DuckDBAPI(connection=con)
-    a = db_api.register(source.to_arrow(), dataset_display_name="recon_source")
-    b = db_api.register(target.to_arrow(), dataset_display_name="recon_target")
+    a = db_api.register(
+        source.drop(HINTS, strict=False).to_arrow(), dataset_display_name="recon_source"
+    )
+    b = db_api.register(
+        target.drop(HINTS, strict=False).to_arrow(), dataset_display_name="recon_target"
+    )
     # Splink prints to stdout at INFO; its facts are kept in the linkage stats instead
     return Linker([a, b], settings, log_level=logging.ERROR)
 
@@ -613,6 +656,21 @@ def _without(frame: pl.DataFrame, links: pl.DataFrame, column: str) -> pl.DataFr
     return frame.filter(~pl.col(ROW).is_in(links.get_column(column).implode()))
 
 
+def _unmatched_originals(
+    whole: pl.DataFrame, rest: pl.DataFrame, links: pl.DataFrame, column: str
+) -> pl.DataFrame:
+    """`rest` less the records that repeat a matched record on every field (duplicates).
+
+    A bank line posted twice is equal on every matching field to the line that matched; left
+    in, a later pass pairs it with whatever near record is left (another duplicate, a
+    recurring payment). It stays unmatched and is reported as DUPLICATE_FOUND.
+    """
+    fields = [c for c in whole.columns if c not in (ROW, HINTS)]
+    matched = pl.col(ROW).is_in(links.get_column(column).implode())
+    repeats = whole.filter(~matched & matched.any().over(fields, order_by=ROW)).get_column(ROW)
+    return rest.filter(~pl.col(ROW).is_in(repeats.implode()))
+
+
 def link(
     conformed: Conformed,
     rule_set: RuleSet,
@@ -661,7 +719,9 @@ def link(
             model = None
     if model is None:
         # training looks at both whole sides: EM needs the easy matches too
-        training_rules, _ = _choose_blocking(con, candidates_list, budget)
+        training_rules, _ = _choose_blocking(
+            con, _training_candidates(rule_set, types, col), budget
+        )
         if training_rules and source.height and target.height:
             say("training the Splink model on these records")
             model, stats["training"] = train_model(
@@ -676,13 +736,31 @@ def link(
     _register(con, rest_source, rest_target)
     keys = identifier_keys(source, target, rules, col)
     key_budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (rest_source.height + rest_target.height))
-    by_key, key_stats = key_prepass(con, rules, col, keys, key_budget)
+    hints = HINTS in source.columns and all(source.schema[k] == pl.String for k in keys)
+    by_key, key_stats = key_prepass(con, rules, col, keys, key_budget, hints=hints)
     stats.update(key_stats)
     keyed = assign_one_to_one(by_key)
     stats["key_matches"] = keyed.height
     say(f"identifier pre-pass paired {keyed.height} more (same reference, judged later)")
     lap("key_prepass")
 
+    # a record paired through a reference its free text quotes is no original for the
+    # records that repeat its fields without quoting it (twins with blank references)
+    hinted = pl.lit(False)
+    if hints:
+        quoted = pl.concat(
+            [
+                source.filter(pl.col(keys[0]).is_null()).select(pl.col(ROW).alias("source_row")),
+                target.filter(pl.col(keys[0]).is_null()).select(pl.col(ROW).alias("target_row")),
+            ],
+            how="diagonal",
+        )
+        hinted = pl.col("source_row").is_in(
+            quoted.get_column("source_row").drop_nulls().implode()
+        ) | pl.col("target_row").is_in(quoted.get_column("target_row").drop_nulls().implode())
+    paired = pl.concat([exact, keyed.filter(~hinted)])
+    rest_source = _unmatched_originals(source, rest_source, paired, "source_row")
+    rest_target = _unmatched_originals(target, rest_target, paired, "target_row")
     rest_source = _without(rest_source, keyed, "source_row")
     rest_target = _without(rest_target, keyed, "target_row")
     stats["remainder"] = [rest_source.height, rest_target.height]
@@ -703,6 +781,9 @@ def link(
             accepted = scored.filter(pl.col("score") >= rule_set.match_threshold)
             probabilistic = assign_one_to_one(accepted)
         lap("splink_predict")
+    paired = pl.concat([paired, probabilistic])
+    rest_source = _unmatched_originals(source, rest_source, paired, "source_row")
+    rest_target = _unmatched_originals(target, rest_target, paired, "target_row")
     rest_source = _without(rest_source, probabilistic, "source_row")
     rest_target = _without(rest_target, probabilistic, "target_row")
     near = pl.DataFrame(schema=LINK_SCHEMA)

@@ -34,10 +34,12 @@ from typing import Any
 import polars as pl
 
 from pipelines.ingest.profiling import seed_pattern_to_strftime
-from pipelines.reconcile.normalize import normalize_text
+from pipelines.reconcile.normalize import normalize_plain, normalize_text
 from pipelines.reconcile.rules import FieldMapping, RuleSet, RuleSetError
 
 ROW = "_row_number"
+HINTS = "_hints"  # identifier-like words of a record's other text columns (free text)
+HINT_TEXT_CHARS = 400  # of each record's free text, at most this much is searched
 NUMERIC = (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32)
 
 
@@ -263,6 +265,31 @@ def _source_format(
     return _detected_format(schema, target_field)
 
 
+def _hints(frame: pl.DataFrame, free: list[str], out: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """For records whose EXACT text is blank: words of their free text that could be one.
+
+    A bank line with a blank reference often quotes it in its description ("SEPA CT
+    INV-2024-00123 ACME"). Each such record gets the runs of one to three words of its other
+    text columns that hold a digit and four or more characters, normalised as identifiers
+    are (`inv202400123`), so the identifier pre-pass can find the reference it quotes.
+    """
+    blank = pl.any_horizontal(pl.col(k).is_null() for k in keys)
+    if not free:
+        return pl.Series(HINTS, [None] * frame.height, dtype=pl.List(pl.String))
+    text = pl.concat_str([pl.col(c) for c in free], separator=" ", ignore_nulls=True)
+    words = normalize_plain(text.str.slice(0, HINT_TEXT_CHARS)).str.split(" ")
+    one = pl.element()
+    runs = pl.concat_list(
+        words,
+        words.list.eval(one + one.shift(-1)),
+        words.list.eval(one + one.shift(-1) + one.shift(-2)),
+    ).list.eval(
+        one.filter(one.str.contains(r"\d") & (one.str.len_chars() >= 4)).unique(maintain_order=True)
+    )
+    hints = frame.select(runs.alias(HINTS)).to_series()
+    return out.select(pl.when(blank).then(hints).otherwise(None).alias(HINTS)).to_series()
+
+
 def conform(
     source: pl.DataFrame,
     target: pl.DataFrame,
@@ -305,12 +332,18 @@ def conform(
         source_exprs.append(s_expr.alias(field))
         target_exprs.append(t_expr.alias(field))
 
+    keys = [f for f in text_fields if types[f] == "EXACT"]
+
     def reduce(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
         valid = pl.col("_valid") if "_valid" in frame.columns else pl.lit(True)
         out = frame.select(pl.col(ROW).cast(pl.Int64), valid.alias("_valid"), *exprs)
         policy = rule_set.text_normalization
-        return out.with_columns(
+        out = out.with_columns(
             normalize_text(out.get_column(f), types[f], policy) for f in text_fields
         )
+        if keys and policy.enabled:
+            free = [c for c, t in frame.schema.items() if t == pl.String and c not in types]
+            out = out.with_columns(_hints(frame, free, out, keys).alias(HINTS))
+        return out
 
     return Conformed(reduce(mapped, source_exprs), reduce(target, target_exprs), types)

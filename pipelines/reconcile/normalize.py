@@ -7,7 +7,8 @@ written, none of them agree, and a model trained on such pairs learns that names
 
 So matching compares normalised values (the stored records keep what the files wrote):
 
-- FUZZY text (names, descriptions): accents removed (NFKD, marks dropped), lower case,
+- FUZZY text (names, descriptions): accents removed (NFKD, marks dropped; `ø`, `æ`, `ß`,
+  `ł` and the like folded as banks spell them: `o`, `ae`, `ss`, `l`), lower case,
   apostrophes and dots removed (`O'Brien` -> `obrien`, `L.L.C.` -> `llc`), `&` read as `and`,
   any other punctuation a space, runs of whitespace one space, and legal forms replaced by one
   canonical token from an equivalence table (`Limited` and `Ltd` -> `ltd`, `Incorporated` ->
@@ -78,10 +79,19 @@ class TextNormalization:
         return table
 
 
+# letters NFKD does not take apart, as banks' character sets spell them
+FOLDED = {
+    "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ß": "ss",
+    "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
+    "ı": "i",
+}  # fmt: skip
+
+
 def _plain(expr: pl.Expr) -> pl.Expr:
     """Accents, case, apostrophes/dots, `&` and punctuation handled; words single-spaced."""
     return (
         expr.cast(pl.String)
+        .str.replace_many(FOLDED)
         .str.normalize("NFKD")
         .str.replace_all(r"\p{Mn}", "")
         .str.to_lowercase()
@@ -120,6 +130,11 @@ def _legal_forms(expr: pl.Expr, table: Mapping[str, tuple[str, ...]]) -> pl.Expr
         [f" {c} " for _, c in pairs],
         leftmost=True,
     ).alias("text")
+
+
+def normalize_plain(expr: pl.Expr) -> pl.Expr:
+    """Free text as identifiers are compared: folded, lower case, punctuation a space."""
+    return _plain(expr)
 
 
 def normalize_name(expr: pl.Expr, policy: TextNormalization) -> pl.Expr:
