@@ -20,7 +20,8 @@
    detected format) for a date column written differently from the target's, UPPERCASE or
    LOWERCASE when that raises the exact overlap with the target's values, TRIM for other text,
    DIRECT otherwise;
-4. derives matching rules from the data as transformed (what the engine will compare):
+4. derives matching rules from the data as transformed and normalised (what the engine will
+   compare, `pipelines.reconcile.normalize`):
    an id-like text column with high cross overlap -> EXACT weight 1.0; amounts (DECIMAL) ->
    RANGE with a tolerance of one unit of the coarser scale (0.01 for cents); dates ->
    DATE_RANGE 3 days; names and descriptions with moderate (fuzzy) overlap -> FUZZY 0.85
@@ -46,6 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from pipelines.reconcile.normalize import TextNormalization, normalize_text
 from pipelines.reconcile.rules import RuleSet, RuleSetError, parse_rule_set
 
 NAME_WEIGHT = 0.35
@@ -477,13 +479,19 @@ def _plan_mapping(m: _Mapping) -> None:
             )
 
 
+def _compared(series: pl.Series, match_type: str) -> pl.Series:
+    """Text as the engine compares it under `match_type` (normalised; blanks dropped)."""
+    return normalize_text(_as_text(series), match_type, TextNormalization()).drop_nulls()
+
+
 def _cross_overlap(m: _Mapping) -> float:
     """Exact overlap after the mapping's transformation, as the engine compares (both ways)."""
     s, t = m.source, m.target
     kind = m.transformation
-    forward = _containment(_transform(s.sample, kind), t.value_set("raw"))
-    source_set = set(_transform(s.values, kind).unique().to_list())
-    backward = _containment(_as_text(t.sample), source_set)
+    target_set = set(_compared(t.values, "EXACT").unique().to_list())
+    forward = _containment(_compared(_transform(s.sample, kind), "EXACT"), target_set)
+    source_set = set(_compared(_transform(s.values, kind), "EXACT").unique().to_list())
+    backward = _containment(_compared(t.sample, "EXACT"), source_set)
     return max(forward, backward)
 
 
@@ -556,8 +564,9 @@ def _rule_for(m: _Mapping) -> _Rule | None:
         if overlap >= EXACT_OVERLAP:
             return _Rule(m, "EXACT", 1.0, order=0, why=f"identifiers, overlap {overlap:.2f}")
         return None
+    names = _compared(t.values, "FUZZY")
     fuzzy = _fuzzy_share(
-        _transform(s.sample, m.transformation), _as_text(t.values), t.value_set("raw")
+        _compared(_transform(s.sample, m.transformation), "FUZZY"), names, set(names.to_list())
     )
     if fuzzy >= FUZZY_SHARE:
         return _Rule(
