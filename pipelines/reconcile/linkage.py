@@ -40,6 +40,8 @@ DATE_WINDOW_DAYS = 10.0  # same transaction up to this many days apart (or 4x th
 AMOUNT_SHARE = 0.5  # same transaction up to this share of the larger amount apart
 HINT_SIMILARITY = 0.8  # a reference found in free text, against 1.0 for the field itself
 FUZZY_FLOOR = 0.3  # a name this far below the rule's threshold contradicts a shared reference
+STRONG_NAME = 0.92  # Jaro-Winkler of a typo, not of two names sharing a first word
+NEAR_MARGIN = 0.05  # a near candidate this close to a rival is ambiguous
 # relative differences graded as identity evidence (a bank fee, FX, a partial payment)
 AMOUNT_STEPS = (0.01, 0.1, AMOUNT_SHARE)
 # bump when the comparisons change: a model of another format is never reused
@@ -104,6 +106,42 @@ def assign_one_to_one(pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 # ---------------------------------------------------------------- the exact pre-pass
+
+
+def assign_unambiguous(pairs: pl.DataFrame, margin: float) -> tuple[pl.DataFrame, int]:
+    """One-to-one, best first, accepting a pair only when no rival is within `margin`.
+
+    A rival is another candidate of either record whose other record is still free. An
+    ambiguous pair is not taken and both its records stay out (a person decides); returns
+    the accepted pairs and how many records were left out as ambiguous.
+    """
+    if pairs.height == 0:
+        return pairs, 0
+    rows = pairs.sort(["score", "source_row", "target_row"], descending=[True, False, False])
+    by_source: dict[int, list[tuple[float, int]]] = {}
+    by_target: dict[int, list[tuple[float, int]]] = {}
+    for s, t, score in rows.select("source_row", "target_row", "score").iter_rows():
+        by_source.setdefault(s, []).append((score, t))
+        by_target.setdefault(t, []).append((score, s))
+    used_s: set[int] = set()
+    used_t: set[int] = set()
+    keep: list[int] = []
+    ambiguous = 0
+    for index, (s, t, score) in enumerate(rows.select("source_row", "target_row", "score").rows()):
+        if s in used_s or t in used_t:
+            continue
+        rival = max(
+            [x for x, other in by_source[s] if other != t and other not in used_t]
+            + [x for x, other in by_target[t] if other != s and other not in used_s],
+            default=-1.0,
+        )
+        used_s.add(s)
+        used_t.add(t)
+        if rival > score - margin:
+            ambiguous += 2
+            continue
+        keep.append(index)
+    return (rows[keep] if keep else rows.clear()), ambiguous
 
 
 def _similarity_sql(rule: MatchingRule, col: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -303,9 +341,12 @@ def near_pass(
     agree at the rule's threshold (or an EXACT field is equal; a name or key is required),
     their amounts are of the same sign within `AMOUNT_STEPS[1]` of the larger and their dates
     within `date_window`, at most one amount or date is beyond its tolerance (one break, not
-    two) and nothing else contradicts. Candidates are assigned one to one, nearest first:
-    the score is the rules' weighted similarity, an amount's similarity falling to 0 at
-    `AMOUNT_STEPS[1]` apart and a date's at `date_window`.
+    two) and nothing else contradicts. Names must agree strongly: equal once normalised,
+    one cut short of the other, or Jaro-Winkler `STRONG_NAME` (a typo), not merely share a
+    first word. Candidates are assigned one to one, nearest first, and only where the choice
+    is clear (`assign_unambiguous`): two candidates within `NEAR_MARGIN` of each other leave
+    both records unmatched. The score is the rules' weighted similarity, an amount's falling
+    to 0 at `AMOUNT_STEPS[1]` apart and a date's at `date_window`.
     """
     evidence, conditions, breaks, sims, weights = [], [], [], [], []
     keys = []
@@ -319,9 +360,16 @@ def near_pass(
                 evidence.append(f"s.{c} = t.{c}")
                 sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
             elif rule.match_type == "FUZZY":
+                # strong agreement: the same text, one cut short of the other (a bank's field
+                # width), or a typo apart - not two names that merely share a first word
                 sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
-                conditions.append(f"({absent} OR {sim} >= {rule.threshold or 0.85})")
-                evidence.append(f"{sim} >= {rule.threshold or 0.85}")
+                shorter = f"least(length(s.{c}), length(t.{c}))"
+                strong = (
+                    f"({sim} >= {max(rule.threshold or 0.85, STRONG_NAME)} OR ({shorter} >= 8 "
+                    f"AND (starts_with(s.{c}, t.{c}) OR starts_with(t.{c}, s.{c}))))"
+                )
+                conditions.append(f"({absent} OR {strong})")
+                evidence.append(strong)
             elif rule.match_type == "RANGE":
                 larger = f"greatest(abs(s.{c}), abs(t.{c}))"
                 diff = f"abs(s.{c} - t.{c})"
@@ -355,8 +403,12 @@ def near_pass(
     """
     candidates = pl.from_arrow(con.sql(sql).to_arrow_table())
     assert isinstance(candidates, pl.DataFrame)
-    pairs = assign_one_to_one(candidates.cast(LINK_SCHEMA))
-    return pairs, {"near_candidates": candidates.height, "near_matches": pairs.height}
+    pairs, ambiguous = assign_unambiguous(candidates.cast(LINK_SCHEMA), NEAR_MARGIN)
+    return pairs, {
+        "near_candidates": candidates.height,
+        "near_matches": pairs.height,
+        "near_ambiguous": ambiguous,
+    }
 
 
 # ---------------------------------------------------------------- Splink
@@ -666,8 +718,10 @@ def _unmatched_originals(
     recurring payment). It stays unmatched and is reported as DUPLICATE_FOUND.
     """
     fields = [c for c in whole.columns if c not in (ROW, HINTS)]
-    matched = pl.col(ROW).is_in(links.get_column(column).implode())
-    repeats = whole.filter(~matched & matched.any().over(fields, order_by=ROW)).get_column(ROW)
+    marked = whole.select(ROW, *fields).with_columns(
+        pl.col(ROW).is_in(links.get_column(column).implode()).alias("_m")
+    )
+    repeats = marked.filter(~pl.col("_m") & pl.col("_m").any().over(fields)).get_column(ROW)
     return rest.filter(~pl.col(ROW).is_in(repeats.implode()))
 
 
@@ -791,7 +845,7 @@ def link(
         _register(con, rest_source, rest_target)
         near, near_stats = near_pass(con, rules, col, budget)
         stats.update(near_stats)
-        say(f"{near.height} leftover pairs were each other's only near candidate")
+        say(f"near pass paired {near.height} leftovers (each other's clear nearest candidate)")
         lap("near_pass")
     con.close()
     stats["candidate_pairs_scored"] = scored.height
