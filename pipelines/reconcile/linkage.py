@@ -35,6 +35,7 @@ U_MAX_PAIRS = 1_000_000
 MIN_PAIR_BUDGET = 200_000
 PAIRS_PER_RECORD = 10
 PREDICT_FLOOR = 0.01
+DUCKDB_MEMORY = "512MB"  # per linkage connection; DuckDB spills to disk beyond it
 IDENTIFIER_SHARE = 0.5  # an EXACT field whose values are at least this share distinct
 DATE_WINDOW_DAYS = 10.0  # same transaction up to this many days apart (or 4x the tolerance)
 AMOUNT_SHARE = 0.5  # same transaction up to this share of the larger amount apart
@@ -70,6 +71,13 @@ LINK_SCHEMA = {
     "score": pl.Float64,
     "kind": pl.String,
 }
+
+
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for linkage: two threads, a memory cap (it spills beyond it)."""
+    con = duckdb.connect(config={"threads": 2, "memory_limit": DUCKDB_MEMORY})
+    con.execute("SET preserve_insertion_order = false")
+    return con
 
 
 def _safe_names(fields: list[str]) -> dict[str, str]:
@@ -539,8 +547,7 @@ def _prior(n_source: int, n_target: int, share: float) -> float:
 def _linker(source: pl.DataFrame, target: pl.DataFrame, settings: dict[str, Any] | Any) -> Any:
     from splink import DuckDBAPI, Linker
 
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
+    con = _duckdb()
     db_api = DuckDBAPI(connection=con)
     a = db_api.register(
         source.drop(HINTS, strict=False).to_arrow(), dataset_display_name="recon_source"
@@ -718,10 +725,13 @@ def _unmatched_originals(
     recurring payment). It stays unmatched and is reported as DUPLICATE_FOUND.
     """
     fields = [c for c in whole.columns if c not in (ROW, HINTS)]
-    marked = whole.select(ROW, *fields).with_columns(
-        pl.col(ROW).is_in(links.get_column(column).implode()).alias("_m")
+    # one 64-bit hash of the fields instead of a window over the text itself (memory)
+    marked = whole.select(
+        ROW,
+        pl.struct(fields).hash(seed=7).alias("_k"),
+        pl.col(ROW).is_in(links.get_column(column).implode()).alias("_m"),
     )
-    repeats = marked.filter(~pl.col("_m") & pl.col("_m").any().over(fields)).get_column(ROW)
+    repeats = marked.filter(~pl.col("_m") & pl.col("_m").any().over("_k")).get_column(ROW)
     return rest.filter(~pl.col(ROW).is_in(repeats.implode()))
 
 
@@ -753,8 +763,7 @@ def link(
     source, target, col = _valid_records(conformed)
     profile = data_profile(source, target, col)
     budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (source.height + target.height))
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
+    con = _duckdb()
     con.register("s", source.to_arrow())
     con.register("t", target.to_arrow())
     candidates, stats = exact_prepass(con, rules, col, budget)

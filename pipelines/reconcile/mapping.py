@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.ingest.profiling import seed_pattern_to_strftime
-from pipelines.reconcile.normalize import normalize_plain, normalize_text
+from pipelines.reconcile.normalize import is_ascii, normalize_plain, normalize_text
 from pipelines.reconcile.rules import FieldMapping, RuleSet, RuleSetError
 
 ROW = "_row_number"
@@ -273,11 +273,15 @@ def _hints(frame: pl.DataFrame, free: list[str], out: pl.DataFrame, keys: list[s
     text columns that hold a digit and four or more characters, normalised as identifiers
     are (`inv202400123`), so the identifier pre-pass can find the reference it quotes.
     """
-    blank = pl.any_horizontal(pl.col(k).is_null() for k in keys)
-    if not free:
+    blank = out.select(pl.any_horizontal(pl.col(k).is_null() for k in keys)).to_series()
+    if not free or not blank.any():
         return pl.Series(HINTS, [None] * frame.height, dtype=pl.List(pl.String))
+    quoting = frame.filter(blank)  # only the records with a blank key need hints
     text = pl.concat_str([pl.col(c) for c in free], separator=" ", ignore_nulls=True)
-    words = normalize_plain(text.str.slice(0, HINT_TEXT_CHARS)).str.split(" ")
+    text = text.str.slice(0, HINT_TEXT_CHARS)
+    words = normalize_plain(text, ascii_only=is_ascii(quoting.select(text).to_series())).str.split(
+        " "
+    )
     one = pl.element()
     runs = pl.concat_list(
         words,
@@ -286,8 +290,9 @@ def _hints(frame: pl.DataFrame, free: list[str], out: pl.DataFrame, keys: list[s
     ).list.eval(
         one.filter(one.str.contains(r"\d") & (one.str.len_chars() >= 4)).unique(maintain_order=True)
     )
-    hints = frame.select(runs.alias(HINTS)).to_series()
-    return out.select(pl.when(blank).then(hints).otherwise(None).alias(HINTS)).to_series()
+    hints = quoting.select(pl.col(ROW).cast(pl.Int64), runs.alias(HINTS))
+    joined = out.select(ROW).join(hints, on=ROW, how="left", maintain_order="left")
+    return joined.get_column(HINTS)
 
 
 def conform(
