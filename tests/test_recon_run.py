@@ -520,8 +520,17 @@ def test_create_reconciliation_refuses_different_organizations(
             ),
             "severity.amount_absolute",
         ),
+        (
+            (
+                "transformation_config: {format: dd/MM/yyyy}",
+                "transformation_config: {from: dd/MM/yyyy, to: yyyy-MM-dd}",
+            ),
+            "field_mappings[2].transformation_config (DATE_FORMAT): unknown key 'from'; "
+            "accepted: format, input_format, output_format; did you mean 'format'?",
+        ),
+        (("  - {name: amount,", "  - {nme: amount,"), "matching_rules[2]: unknown key 'nme'"),
     ],
-    ids=["unknown-match-type", "missing-column", "bad-severity"],
+    ids=["unknown-match-type", "missing-column", "bad-severity", "date-from-to", "rule-key"],
 )
 def test_a_bad_rules_file_writes_nothing(
     database_url: str, tmp_path: Path, change: tuple[str, str], expected: str
