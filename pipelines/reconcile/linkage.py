@@ -1,17 +1,30 @@
-"""Linkage: an exact pre-pass in DuckDB, then Splink 5 on what is left, then one-to-one pairs.
+"""Linkage: which records are the same transaction (pairing), judged afterwards by tolerance.
 
-1. Pre-pass: records that agree on every EXACT rule (a join) and are within tolerance on
-   every RANGE / DATE_RANGE rule and at or above threshold on every FUZZY rule are candidate
-   pairs, scored by the rules' weighted mean similarity. At a million rows this is a couple of
-   seconds of DuckDB and usually settles almost everything.
-2. Splink on the remainder, with comparisons derived from the matching rules and blocking
-   rules chosen from the data: every candidate key (an EXACT field, a RANGE field's exact
-   value, a date with an amount or a name prefix, ...) is counted first and kept only when it
-   yields a bounded number of pairs, so a low-cardinality field never explodes the work.
-   The model is trained once per rule-set version (u by random sampling with `max_pairs`
-   1e6, m by EM on a sample) and kept as Splink's JSON; later runs only predict.
-3. One-to-one assignment (ours, not Splink's clustering): best evidence first, each record
-   matched at most once, ties broken by row numbers, so results are deterministic.
+A reconciliation asks two questions. "Are these the same transaction?" is answered here, on
+identity evidence (references, counterparty, date proximity, amount proximity); "do they
+agree?" is answered by the exceptions stage with the rules' tolerances. A pair that is clearly
+one transaction but a bank fee short is matched and becomes an AMOUNT_MISMATCH, never two
+missing records. Pairing runs in four passes, each on what the ones before left, each one to
+one (best evidence first, ties by row numbers, so results are deterministic):
+
+1. Exact (`EXACT`): records that agree on every rule (EXACT fields equal, FUZZY at or above
+   the threshold, RANGE / DATE_RANGE within tolerance) by a DuckDB join. At a million rows a
+   couple of seconds; it usually settles most records.
+2. Reference (`REFERENCE`, `key_prepass`): records sharing an identifier (an EXACT field at
+   least half of whose values are distinct), or whose blank identifier the other's free text
+   quotes, when nothing contradicts it (same sign and within half the amount, within
+   `date_window`, names not far below the threshold). Tolerances are not applied here.
+3. Splink (`PROBABILISTIC`) on the remainder, with comparisons from the rules (amounts graded
+   by relative proximity, dates by days, names by Jaro-Winkler, blanks neutral) and blocking
+   rules chosen from the data: every candidate key is counted first and kept only when it
+   yields a bounded number of pairs. Pairs at or above `match_threshold` are accepted. The
+   model (u by random sampling with `max_pairs` 1e6, m by EM on tight blocking rules) is kept
+   per rule-set version and reused only where it fits the records (`model_misfit`).
+4. Near (`NEAR`, `near_pass`): leftovers whose names agree strongly, amounts within 10 % and
+   dates within the window, at most one of them beyond tolerance, paired only where the
+   choice is clear (`assign_unambiguous`).
+
+Records repeating a matched record on every field stay out of the later passes (duplicates).
 """
 
 from __future__ import annotations
@@ -19,9 +32,11 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -74,8 +89,11 @@ LINK_SCHEMA = {
 
 
 def _duckdb() -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection for linkage: two threads, a memory cap (it spills beyond it)."""
-    con = duckdb.connect(config={"threads": 2, "memory_limit": DUCKDB_MEMORY})
+    """A DuckDB connection for linkage: two threads, a memory cap (it spills beyond it, to the
+    system's temporary folder rather than `.tmp` in the working directory)."""
+    spill = str(Path(tempfile.gettempdir()) / "recon-duckdb")
+    config = {"threads": 2, "memory_limit": DUCKDB_MEMORY, "temp_directory": spill}
+    con = duckdb.connect(config=config)
     con.execute("SET preserve_insertion_order = false")
     return con
 
