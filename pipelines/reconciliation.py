@@ -362,12 +362,14 @@ def commit_record(
         found = pl.read_parquet(work_in.path("exceptions.parquet"))
         total_source, total_target = plan.source.row_count, plan.target.row_count
         linkage = work_in.stats.get("linkage", {})
-        exact = int(linkage.get("exact_matches", 0))
-        fuzzy = int(linkage.get("probabilistic_matches", 0))
+        by_kind = dict(links.group_by("kind").len().iter_rows())
+        exact = int(by_kind.get("EXACT", 0))
+        fuzzy = links.height - exact  # paired by reference, by Splink or as nearest
         base = total_source or 1
         statistics = {
             "exactMatches": exact,
             "fuzzyMatches": fuzzy,
+            "matchesByKind": by_kind,
             "averageConfidence": round(float(links.get_column("score").mean() or 0.0), 4),
             "processingTimeMs": 0,
             "matchDistribution": {

@@ -231,6 +231,7 @@ def test_the_reconciliation_record(database_url: str, first_run: dict[str, Any])
     exact = first_run["matched_records"] - 2
     assert stats["exactMatches"] == exact
     assert stats["fuzzyMatches"] == 2  # the amount and the date beyond tolerance
+    assert stats["matchesByKind"] == {"EXACT": exact, "REFERENCE": 2}
     assert 0.9 <= stats["averageConfidence"] <= 1.0
     assert stats["processingTimeMs"] > 0
     distribution = stats["matchDistribution"]
@@ -251,8 +252,9 @@ def test_matches_are_the_planted_pairs(
     )
     assert len(rows) == first_run["matched_records"]
     assert {(s, t) for s, t, _, _ in rows} == case.truth()
-    probabilistic = {(s, t) for s, t, kind, _ in rows if kind == "PROBABILISTIC"}
-    assert probabilistic == {(case.bank_row[i], case.ledger_row[i]) for i in (AMOUNT_OFF, DATE_OFF)}
+    # same reference, beyond a tolerance: paired by the reference, then judged
+    by_reference = {(s, t) for s, t, kind, _ in rows if kind == "REFERENCE"}
+    assert by_reference == {(case.bank_row[i], case.ledger_row[i]) for i in (AMOUNT_OFF, DATE_OFF)}
     assert all(0.0 <= score <= 1.0 for *_, score in rows)
 
 
