@@ -119,12 +119,12 @@ def _prepare_bankgen(source: Path, target: Path) -> tuple[pl.DataFrame, pl.DataF
     return a.with_columns(cents), b.with_columns(cents)
 
 
-def _bankgen_model() -> tuple[Any, list, list, float]:
+def _amount_comparison() -> Any:
+    """Amounts: within a cent, within 100, else (both data sets' baselines)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
-    from splink import SettingsCreator, block_on
 
-    amount = cl.CustomComparison(
+    return cl.CustomComparison(
         output_column_name="amount",
         comparison_levels=[
             cll.NullLevel("amount"),
@@ -133,6 +133,13 @@ def _bankgen_model() -> tuple[Any, list, list, float]:
             cll.ElseLevel(),
         ],
     )
+
+
+def _bankgen_model() -> tuple[Any, list, list, float]:
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    amount = _amount_comparison()
     settings = SettingsCreator(
         link_type="link_only",
         comparisons=[
@@ -182,19 +189,10 @@ def _prepare_messy(source: Path, target: Path) -> tuple[pl.DataFrame, pl.DataFra
 
 
 def _messy_model() -> tuple[Any, list, list, float]:
-    import splink.comparison_level_library as cll
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
 
-    amount = cl.CustomComparison(
-        output_column_name="amount",
-        comparison_levels=[
-            cll.NullLevel("amount"),
-            cll.AbsoluteDifferenceLevel("amount", 0.01),
-            cll.AbsoluteDifferenceLevel("amount", 100),
-            cll.ElseLevel(),
-        ],
-    )
+    amount = _amount_comparison()
     settings = SettingsCreator(
         link_type="link_only",
         comparisons=[

@@ -194,6 +194,13 @@ def _similarity_sql(rule: MatchingRule, col: dict[str, str]) -> tuple[list[str],
     return conditions, sims
 
 
+def _pairs_of(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    """A pass's candidate pairs (source_row, target_row, score, kind) from its query."""
+    frame = pl.from_arrow(con.sql(sql).to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.cast(LINK_SCHEMA)
+
+
 def _pair_count(con: duckdb.DuckDBPyConnection, keys: list[str]) -> int:
     """How many pairs a join of `s` and `t` on these key expressions would produce."""
     s_keys = ", ".join(k.format(side="s") for k in keys)
@@ -245,9 +252,8 @@ def exact_prepass(
         f"least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'EXACT' AS kind "
         f"FROM s JOIN t ON {equal} WHERE {' AND '.join(conditions)}"
     )
-    candidates = pl.from_arrow(con.sql(sql).to_arrow_table())
-    assert isinstance(candidates, pl.DataFrame)
-    return candidates.cast(LINK_SCHEMA), {"prepass_candidates": candidates.height}
+    candidates = _pairs_of(con, sql)
+    return candidates, {"prepass_candidates": candidates.height}
 
 
 def identifier_keys(
@@ -351,9 +357,8 @@ def key_prepass(
         f"least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'REFERENCE' AS kind "
         f"FROM p JOIN s ON s.{ROW} = p.sr JOIN t ON t.{ROW} = p.tr WHERE {where}"
     )
-    candidates = pl.from_arrow(con.sql(sql).to_arrow_table())
-    assert isinstance(candidates, pl.DataFrame)
-    return candidates.cast(LINK_SCHEMA), {"key_prepass_candidates": candidates.height}
+    candidates = _pairs_of(con, sql)
+    return candidates, {"key_prepass_candidates": candidates.height}
 
 
 def near_pass(
@@ -427,9 +432,8 @@ def near_pass(
         WHERE ({" OR ".join(evidence)}) AND {" AND ".join(conditions)}
             AND ({" + ".join(f"({b})::INT" for b in breaks) or "0"}) <= 1
     """
-    candidates = pl.from_arrow(con.sql(sql).to_arrow_table())
-    assert isinstance(candidates, pl.DataFrame)
-    pairs, ambiguous = assign_unambiguous(candidates.cast(LINK_SCHEMA), NEAR_MARGIN)
+    candidates = _pairs_of(con, sql)
+    pairs, ambiguous = assign_unambiguous(candidates, NEAR_MARGIN)
     return pairs, {
         "near_candidates": candidates.height,
         "near_matches": pairs.height,
