@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pipelines.reconcile import feeds
+from recon.lifecycle import owner_tags
 from recon.run import QUIET
 from resources.errors import ReconError
 
@@ -109,7 +110,12 @@ def run_in_process(
             resources=defs.resources,
             raise_on_error=False,
             run_config=QUIET,
-            tags={"recon/backfill": backfill_id, "recon/command": "backfill", **(tags or {})},
+            tags={
+                "recon/backfill": backfill_id,
+                "recon/command": "backfill",
+                **(tags or {}),
+                **owner_tags(),
+            },
         )
         try:
             rid = feeds.reconciliation_for_partition(engine, key)

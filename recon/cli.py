@@ -52,11 +52,14 @@ def _ready_url() -> str:
 @db_app.command("up")
 def db_up() -> None:
     """Start (or reuse) the database and apply pending migrations."""
+    from recon.lifecycle import instance_for
+
     url = _ready_url()
     applied = migrations.migrate(url)
     where = "RECON_DATABASE_URL" if configured_database_url() else f"embedded, {recon_home()}"
     typer.echo(f"database ready ({where}): {libpq_url(url)}")
     typer.echo(f"migrations applied now: {', '.join(applied) if applied else 'none (up to date)'}")
+    instance_for(url, typer.echo)  # runs whose process died are failed now
 
 
 @db_app.command("url")
@@ -328,6 +331,46 @@ def ask(
     typer.echo(f"(chat session {answer.session_id})")
 
 
+@app.command("runs")
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Unfinished Dagster runs and reconciliations, after failing those whose process died.
+
+    A `recon run` or `recon backfill` that was killed leaves its run STARTED and its
+    reconciliation RUNNING; this (like every `recon` command that runs something) notices that
+    the owning process is gone, marks the run failed so the queue moves on, and fails the
+    reconciliation and any file it was landing with the reason. Re-run it afterwards.
+    """
+    import json
+
+    from recon.lifecycle import instance_for, unfinished
+    from resources.database import engine_for
+
+    url = _ready_url()
+    said: list[str] = []
+    instance = instance_for(url, said.append)
+    state = unfinished(instance, engine_for(url))
+    if as_json:
+        typer.echo(json.dumps({"reaped": said, **state}, default=str))
+        return
+    for line in said:
+        typer.echo(line)
+    typer.echo(f"{len(state['runs'])} unfinished Dagster run(s)")
+    for run in state["runs"]:
+        alive = {True: "alive", False: "gone", None: "not this host's"}[run["owner_alive"]]
+        typer.echo(
+            f"  {run['run_id']} {run['job']} {run['status']} owner {run['owner'] or 'daemon'} "
+            f"({alive})"
+        )
+    typer.echo(f"{len(state['reconciliations'])} reconciliation(s) pending or running")
+    for rec in state["reconciliations"]:
+        typer.echo(
+            f"  #{rec['id']} {rec['name']!r} {rec['status']} {rec['progress']}% "
+            f"run {rec['dagster_run_id'] or '-'}"
+        )
+
+
 @app.command("cancel")
 def cancel(
     reconciliation_id: Annotated[int, typer.Argument(help="The reconciliation to cancel.")],
@@ -440,14 +483,14 @@ def backfill(
     """
     from recon.backfill import partition_keys, run_in_process
     from recon.backfill import submit as submit_backfill
-    from resources.dagster_instance import dagster_instance
+    from recon.lifecycle import instance_for
     from resources.database import engine_for
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     logging.getLogger("splink").setLevel(logging.ERROR)
     url = _ready_url()
     migrations.migrate(url)
-    instance = dagster_instance(url)
+    instance = instance_for(url, lambda m: typer.echo(m, err=True))
     first = _date(start, "--from")
     last = _date(end, "--to") if end else first
     keys = partition_keys(engine_for(url), instance, feed or [], first, last)

@@ -103,17 +103,20 @@ def run_demo(url: str, say: Callable[[str], None], *, days: int = 7) -> dict[str
     from pipelines.definitions import defs
     from pipelines.reconcile.rules import load_rule_set_file
     from recon.backfill import load_feeds, partition_keys, submit
+    from recon.lifecycle import instance_for, owner_tags
     from recon.run import embed_exceptions, reconcile_files
     from recon.samples import write_feed_day, write_samples
-    from resources.dagster_instance import dagster_instance
     from resources.database import engine_for
     from resources.file_store import FileStoreResource
     from resources.settings import feeds_file
 
     logging.getLogger("splink").setLevel(logging.ERROR)
     engine = engine_for(url)
-    instance = dagster_instance(url)
-    if not materialize([database_schema], instance=instance, resources=defs.resources).success:
+    instance = instance_for(url, say)
+    schema_run = materialize(
+        [database_schema], instance=instance, resources=defs.resources, tags=owner_tags()
+    )
+    if not schema_run.success:
         raise ReconError("the database_schema run failed; open `recon ui` to see its logs")
     zone = FileStoreResource().store().landing / DEMO_ORGANIZATION
 

@@ -30,6 +30,7 @@ from pipelines.reconcile.rules import (
     load_rule_set_file,
     store_rule_set,
 )
+from recon.lifecycle import RECONCILIATION_TAG, instance_for, owner_tags
 from resources.database import engine_for
 from resources.errors import ReconError
 
@@ -81,7 +82,7 @@ def process_file_partition(instance: Any, key: str, tags: dict[str, str]) -> Any
         resources=defs.resources,
         raise_on_error=False,
         run_config=QUIET,
-        tags=tags,
+        tags={**tags, **owner_tags()},
     )
 
 
@@ -133,8 +134,6 @@ def run_reconciliation(
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Reconcile two files end to end; returns the summary (status may be FAILED)."""
-    from resources.dagster_instance import dagster_instance
-
     if request.rules is not None:
         rule_set = load_rule_set_file(request.rules)
         ai_generated = False
@@ -147,7 +146,7 @@ def run_reconciliation(
         raise ReconError("--rules is required (no rule proposal is available)")
     check_against_columns(rule_set, _columns(request.source), _columns(request.target))
 
-    instance = dagster_instance(url)
+    instance = instance_for(url, say)
     source_ds = _data_source_name(request.source, request.source_data_source, "source")
     target_ds = _data_source_name(request.target, request.target_data_source, "target")
     if source_ds == target_ds:
@@ -212,7 +211,7 @@ def reconcile_files(
             "ops": {"mapped_records": {"config": {"reconciliation_id": rid}}},
         },
         raise_on_error=False,
-        tags={"recon/command": "run", "recon/reconciliation_id": str(rid)},
+        tags={"recon/command": "run", RECONCILIATION_TAG: str(rid), **owner_tags()},
     )
     if not result.success:
         records.fail(engine, rid, f"Dagster run {result.run_id} failed; see `recon ui`")
@@ -235,6 +234,6 @@ def embed_exceptions(instance: Any, reconciliation_id: int) -> tuple[bool, str]:
             "ops": {"exception_embeddings": {"config": {"reconciliation_id": reconciliation_id}}},
         },
         raise_on_error=False,
-        tags={"recon/command": "run", "recon/reconciliation_id": str(reconciliation_id)},
+        tags={"recon/command": "run", RECONCILIATION_TAG: str(reconciliation_id), **owner_tags()},
     )
     return result.success, result.run_id

@@ -1,0 +1,139 @@
+"""A `recon run` killed with SIGKILL mid-way is noticed and failed by the next `recon` command.
+
+No daemon and no human action: the next command (here `recon runs`, and `recon run` itself)
+finds the Dagster run whose owner process is gone, fails it so the queue moves on, fails the
+reconciliation it was writing with the reason, and a new `recon run` of the same files
+completes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import run_recon
+
+from recon.lifecycle import OWNER_HOST, OWNER_PID, OWNER_STARTED, owner_alive, owner_tags
+
+ROWS = 120_000
+RULES = """\
+name: lifecycle
+field_mappings: []
+matching_rules:
+  - {name: reference, match_type: EXACT, fields: [ref]}
+  - {name: amount, match_type: RANGE, fields: [amount], tolerance: 0.01}
+  - {name: date, match_type: DATE_RANGE, fields: [booked], tolerance: 3}
+"""
+
+
+def test_the_owner_of_a_run_is_this_process_until_it_is_gone() -> None:
+    mine = owner_tags()
+    assert owner_alive(mine) is True
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = f"{__import__('psutil').Process(gone.pid).create_time():.3f}"
+    gone.wait()
+    assert owner_alive({**mine, OWNER_PID: str(gone.pid), OWNER_STARTED: started}) is False
+    # a recycled pid is not the owner: another start time
+    assert owner_alive({**mine, OWNER_STARTED: "1.000"}) is False
+    assert owner_alive({**mine, OWNER_HOST: "another-host"}) is None
+    assert owner_alive({}) is None
+
+
+def _write(folder: Path) -> tuple[Path, Path, Path]:
+    rng = random.Random(3)
+    bank, ledger = ["ref,booked,amount"], ["ref,booked,amount"]
+    for i in range(ROWS):
+        day = date(2024, 1, 1) + timedelta(days=rng.randint(0, 300))
+        amount = rng.randint(100, 900_000) / 100
+        bank.append(f"R{i:07},{day.isoformat()},{amount:.2f}")
+        ledger.append(f"R{i:07},{day.isoformat()},{amount + (5 if i % 50 == 0 else 0):.2f}")
+    paths = folder / "bank.csv", folder / "ledger.csv", folder / "rules.yaml"
+    paths[0].write_text("\n".join(bank) + "\n", encoding="utf-8")
+    paths[1].write_text("\n".join(ledger) + "\n", encoding="utf-8")
+    paths[2].write_text(RULES, encoding="utf-8")
+    return paths
+
+
+def _reconciliation(url: str, name: str) -> tuple[int, str, str | None] | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT r.id, r.status, r.error_message FROM reconciliations r "
+            "JOIN uploaded_files f ON f.id = r.source_file_id "
+            "JOIN organizations o ON o.id = f.organization_id "
+            "WHERE r.name = %s ORDER BY r.id DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+    return row
+
+
+def _started_runs_of(url: str, pid: int) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM dagster.runs r JOIN dagster.run_tags t ON t.run_id = r.run_id "
+            "WHERE r.status IN ('STARTED', 'STARTING') AND t.key = %s AND t.value = %s",
+            (OWNER_PID, str(pid)),
+        ).fetchone()[0]
+
+
+def test_a_killed_recon_run_is_failed_by_the_next_command(
+    database_url: str, tmp_path: Path
+) -> None:
+    bank, ledger, rules = _write(tmp_path)
+    org, name = f"kill-{uuid.uuid4().hex[:8]}", "killed mid-way"
+    recon = Path(sys.executable).with_name("recon")
+    command = [str(recon), "run", "--no-embed", "--source", str(bank), "--target", str(ledger)]
+    command += ["--rules", str(rules), "--org", org, "--name", name]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 240
+    found = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = _reconciliation(database_url, name)
+        if found and found[1] == "RUNNING":
+            break
+        time.sleep(0.1)
+    assert found and found[1] == "RUNNING", f"never saw it running: {found}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    assert _started_runs_of(database_url, proc.pid) >= 1  # left behind, as a crash leaves it
+
+    code, out, err = run_recon("runs", "--json")
+    assert code == 0, err
+    state = json.loads(out.strip().splitlines()[-1])
+    assert any(f"pid {proc.pid}" in line and str(found[0]) in line for line in state["reaped"])
+    assert _started_runs_of(database_url, proc.pid) == 0
+    rid, status, reason = _reconciliation(database_url, name) or (None, None, None)
+    assert (rid, status) == (found[0], "FAILED")
+    assert reason and f"pid {proc.pid}" in reason and "ended without finishing" in reason
+    assert all(r["id"] != rid for r in state["reconciliations"])
+
+    # the next run of the same files completes
+    code, out, err = run_recon(*command[1:], timeout=300)
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_recon_runs_lists_what_is_unfinished(database_url: str, as_json: bool) -> None:
+    code, out, err = run_recon("runs", *(["--json"] if as_json else []))
+    assert code == 0, err
+    if as_json:
+        state = json.loads(out.strip().splitlines()[-1])
+        assert set(state) == {"reaped", "runs", "reconciliations"}
+    else:
+        assert "unfinished Dagster run(s)" in out and "pending or running" in out
