@@ -24,6 +24,7 @@ from pipelines.automation import (
 from pipelines.database import database_schema
 from pipelines.embeddings import exception_embeddings, feed_exception_embeddings
 from pipelines.files import canonical_file, landing_zone_sensor, uploaded_file
+from pipelines.handoff import run_scoped_io_manager
 from pipelines.reconciliation import FEED_RECONCILIATION_ASSETS, RECONCILIATION_ASSETS
 from resources.database import DatabaseResource
 from resources.embedder import EmbedderResource
@@ -62,5 +63,6 @@ defs = Definitions(
         "database": DatabaseResource(),
         "file_store": FileStoreResource(),
         "embedder": EmbedderResource(),
+        "handoff_io_manager": run_scoped_io_manager,
     },
 )

@@ -493,7 +493,8 @@ def build_reconcile_assets(*, partitioned: bool) -> list[AssetsDefinition]:
         if partitioned
         else "One reconciliation (config reconciliation_id)"
     )
-    shared: dict[str, Any] = {"group_name": group}
+    # each run's hand-off under its own run id: two reconciliations in flight never share it
+    shared: dict[str, Any] = {"group_name": group, "io_manager_key": "handoff_io_manager"}
     if partitioned:
         shared.update(partitions_def=feed_partitions, key_prefix=prefix)
 

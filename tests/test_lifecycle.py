@@ -137,3 +137,69 @@ def test_recon_runs_lists_what_is_unfinished(database_url: str, as_json: bool) -
         assert set(state) == {"reaped", "runs", "reconciliations"}
     else:
         assert "unfinished Dagster run(s)" in out and "pending or running" in out
+
+
+def _small_case(folder: Path, seed: int, rows: int) -> tuple[Path, Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    bank, ledger = ["ref,booked,amount"], ["ref,booked,amount"]
+    for i in range(rows):
+        day = date(2024, 1, 1) + timedelta(days=rng.randint(0, 300))
+        amount = rng.randint(100, 900_000) / 100
+        if rng.random() > 0.03:
+            bank.append(f"S{seed}-{i:06},{day.isoformat()},{amount:.2f}")
+        if rng.random() > 0.02:
+            off = 7.5 if rng.random() < 0.02 else 0
+            ledger.append(f"S{seed}-{i:06},{day.isoformat()},{amount + off:.2f}")
+    paths = folder / "bank.csv", folder / "ledger.csv", folder / "rules.yaml"
+    paths[0].write_text("\n".join(bank) + "\n", encoding="utf-8")
+    paths[1].write_text("\n".join(ledger) + "\n", encoding="utf-8")
+    paths[2].write_text(RULES, encoding="utf-8")
+    return paths
+
+
+def _command(paths: tuple[Path, Path, Path], org: str) -> list[str]:
+    recon = Path(sys.executable).with_name("recon")
+    bank, ledger, rules = paths
+    return [str(recon), "run", "--no-embed", "--source", str(bank), "--target", str(ledger)] + [
+        "--rules",
+        str(rules),
+        "--org",
+        org,
+    ]
+
+
+def _outcome(summary: dict) -> tuple:
+    keys = ("status", "matched_records", "unmatched_source_records", "unmatched_target_records")
+    return (*(summary[k] for k in keys), sorted(summary["exceptions_by_type"].items()))
+
+
+def test_two_recon_runs_at_the_same_moment_each_come_out_as_alone(
+    database_url: str, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    cases = [
+        _small_case(tmp_path / name, seed, rows)
+        for name, seed, rows in (("a", 1, 4000), ("b", 2, 6000))
+    ]
+    alone = []
+    for index, case in enumerate(cases):
+        code, out, err = run_recon(*_command(case, f"alone-{index}-{tag}")[1:], timeout=300)
+        assert code == 0, err
+        alone.append(json.loads(out.strip().splitlines()[-1]))
+    procs = [
+        subprocess.Popen(
+            _command(case, f"together-{index}-{tag}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index, case in enumerate(cases)
+    ]
+    together = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        together.append(json.loads(out.strip().splitlines()[-1]))
+    assert [_outcome(s) for s in together] == [_outcome(s) for s in alone]
+    assert alone[0]["matched_records"] != alone[1]["matched_records"]  # told apart
