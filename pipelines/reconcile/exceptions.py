@@ -34,7 +34,8 @@ import polars as pl
 
 from pipelines.reconcile.linkage import LinkResult
 from pipelines.reconcile.mapping import ROW, Conformed
-from pipelines.reconcile.rules import SEVERITIES, TOLERANCE_EPSILON, RuleSet, SeverityPolicy
+from pipelines.reconcile.rule_shapes import SEVERITIES, SeverityPolicy
+from pipelines.reconcile.rules import TOLERANCE_EPSILON, RuleSet
 
 __all__ = ["SEVERITIES", "SeverityPolicy", "build_exceptions"]
 
