@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install chromium test lint demo ui bench clean-state
+.PHONY: install chromium test test-fast lint demo ui bench clean-state
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ chromium:
 
 test: lint chromium
 	$(BIN)/pytest
+
+# the tests that need no database (pure functions), in well under a minute
+test-fast: lint
+	$(BIN)/pytest --fast
 
 demo: $(STAMP)
 	$(BIN)/recon demo

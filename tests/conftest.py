@@ -23,6 +23,26 @@ from resources.database import libpq_url, resolve_database_url
 from resources.embedded import stop_embedded_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# fixtures that bring up the embedded server (and so PostgreSQL, Dagster's instance, ...)
+SERVER_FIXTURES = {"recon_home", "database_url", "fresh_database"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="only the tests that need no database (pure functions): `make test-fast`",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --fast, deselect every test that needs the embedded server."""
+    if not config.getoption("--fast"):
+        return
+    slow = [i for i in items if SERVER_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [i for i in items if i not in slow]
 
 
 @pytest.fixture(scope="session")
