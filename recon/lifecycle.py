@@ -103,7 +103,8 @@ def _fail_its_rows(engine: sa.Engine, run: Any, owner: str, reason: str) -> Reap
         files = conn.execute(
             sa.text(
                 "UPDATE uploaded_files SET status = 'FAILED', processing_error = :m "
-                "WHERE status IN ('PENDING', 'PROCESSING') AND dagster_run_id = :run RETURNING id"
+                "WHERE status IN ('UPLOADING', 'PENDING', 'PROCESSING') AND dagster_run_id = :run "
+                "RETURNING id"
             ),
             {"m": reason, "run": run.run_id},
         ).scalars()

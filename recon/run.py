@@ -194,13 +194,12 @@ def reconcile_files(
         f"rule set {rule_set.name!r} version {stored.version} "
         f"({'new' if stored.created else 'unchanged'}, id {stored.id})"
     )
-    rid = records.create_reconciliation(
-        engine,
-        name=name,
-        source_file_id=source_id,
-        target_file_id=target_id,
-        rule_set_id=stored.id,
-    )
+    same = {"name": name, "source_file_id": source_id, "target_file_id": target_id}
+    rid = records.reopen_failed(engine, **same, rule_set_id=stored.id)
+    if rid is not None:
+        say(f"reconciliation {rid} had failed: running it again in place")
+    else:
+        rid = records.create_reconciliation(engine, **same, rule_set_id=stored.id)
     say(f"reconciliation {rid}: running")
     result = materialize(
         RECONCILIATION_ASSETS,

@@ -3,7 +3,7 @@
 No daemon and no human action: the next command (here `recon runs`, and `recon run` itself)
 finds the Dagster run whose owner process is gone, fails it so the queue moves on, fails the
 reconciliation it was writing with the reason, and a new `recon run` of the same files
-completes.
+completes in place of the failed one.
 """
 
 from __future__ import annotations
@@ -122,10 +122,17 @@ def test_a_killed_recon_run_is_failed_by_the_next_command(
     assert reason and f"pid {proc.pid}" in reason and "ended without finishing" in reason
     assert all(r["id"] != rid for r in state["reconciliations"])
 
-    # the next run of the same files completes
+    # the next run of the same files completes, in place of the failed one
     code, out, err = run_recon(*command[1:], timeout=300)
     assert code == 0, err
-    assert json.loads(out.strip().splitlines()[-1])["status"] == "COMPLETED"
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["status"], summary["reconciliation_id"]) == ("COMPLETED", rid)
+    assert "had failed: running it again in place" in err
+    with psycopg.connect(database_url) as conn:
+        same_name = conn.execute(
+            "SELECT count(*) FROM reconciliations WHERE name = %s", (name,)
+        ).fetchone()[0]
+    assert same_name == 1
 
 
 @pytest.mark.parametrize("as_json", [False, True])

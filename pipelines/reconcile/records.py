@@ -129,6 +129,27 @@ def create_reconciliation(
         ).scalar_one()
 
 
+def reopen_failed(
+    engine: sa.Engine, *, name: str, source_file_id: int, target_file_id: int, rule_set_id: int
+) -> int | None:
+    """The newest FAILED reconciliation of these files, rules and name, PENDING again; or None.
+
+    Running the same reconciliation again after a failure (a killed process, a database that
+    went away) replaces it in place rather than leaving a failed twin beside the new one.
+    """
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.text(
+                "UPDATE reconciliations SET status = 'PENDING', progress = 0, "
+                "error_message = NULL, completed_at = NULL WHERE id = (SELECT id FROM "
+                "reconciliations WHERE name = :n AND source_file_id = :s AND target_file_id = :t "
+                "AND rule_set_id = :r AND status = 'FAILED' AND feed_id IS NULL "
+                "ORDER BY id DESC LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+            ),
+            {"n": name, "s": source_file_id, "t": target_file_id, "r": rule_set_id},
+        ).scalar()
+
+
 def load_plan(engine: sa.Engine, reconciliation_id: int) -> ReconciliationPlan:
     """The reconciliation's inputs; raises when it is missing, cancelled or its files failed."""
     with engine.connect() as conn:
