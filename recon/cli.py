@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import subprocess
 import sys
 from datetime import date
@@ -20,11 +19,12 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
+from recon.cli_db import db_app
+from recon.cli_db import ready_url as _ready_url
 from resources import migrations
-from resources.database import check_database, libpq_url, resolve_database_url
-from resources.embedded import stop_embedded_server
+from resources.database import libpq_url
 from resources.errors import ReconError
-from resources.settings import PROJECT_ROOT, configured_database_url, recon_home
+from resources.settings import PROJECT_ROOT
 
 # `recon run` embeds at most this many exceptions itself (~50 texts/s: under two minutes)
 EMBED_NOW_LIMIT = 5_000
@@ -35,98 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(
-    help="Manage the database: the embedded server under RECON_HOME, or RECON_DATABASE_URL.",
-    no_args_is_help=True,
-)
 app.add_typer(db_app, name="db")
-
-
-def _ready_url() -> str:
-    """The database URL after checking the server is reachable and has pgvector."""
-    url = resolve_database_url()
-    check_database(url)
-    return url
-
-
-@db_app.command("up")
-def db_up() -> None:
-    """Start (or reuse) the database and apply pending migrations."""
-    from recon.lifecycle import instance_for
-
-    url = _ready_url()
-    applied = migrations.migrate(url)
-    where = "RECON_DATABASE_URL" if configured_database_url() else f"embedded, {recon_home()}"
-    typer.echo(f"database ready ({where}): {libpq_url(url)}")
-    typer.echo(f"migrations applied now: {', '.join(applied) if applied else 'none (up to date)'}")
-    instance_for(url, typer.echo)  # runs whose process died are failed now
-
-
-@db_app.command("url")
-def db_url() -> None:
-    """Print a libpq URL of the database (psql accepts it: psql "$(recon db url)")."""
-    typer.echo(libpq_url(_ready_url()))
-
-
-@db_app.command("migrate")
-def db_migrate(
-    verify: Annotated[
-        bool,
-        typer.Option("--verify", help="Check the database matches sql/migrations; exit 1 if not."),
-    ] = False,
-    rollback: Annotated[
-        bool, typer.Option("--rollback", help="Roll back applied migrations instead of applying.")
-    ] = False,
-    steps: Annotated[
-        int, typer.Option(help="With --rollback: how many migrations, newest first.", min=1)
-    ] = 1,
-    all_: Annotated[
-        bool, typer.Option("--all", help="With --rollback: roll back every migration.")
-    ] = False,
-) -> None:
-    """Apply pending migrations (default), verify them, or roll them back."""
-    if verify and rollback:
-        raise ReconError("choose one of --verify and --rollback")
-    url = _ready_url()
-    if verify:
-        problems = migrations.verify(url)
-        for problem in problems:
-            typer.echo(f"FAIL {problem}", err=True)
-        if problems:
-            raise typer.Exit(1)
-        states = migrations.status(url)
-        typer.echo(f"ok: {len(states)} migrations applied, newest {states[-1].id}")
-    elif rollback:
-        undone = migrations.rollback(url, None if all_ else steps)
-        typer.echo(f"rolled back: {', '.join(undone) if undone else 'nothing (none applied)'}")
-    else:
-        applied = migrations.migrate(url)
-        typer.echo(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
-
-
-@db_app.command("status")
-def db_status() -> None:
-    """List every migration and whether it is applied."""
-    for state in migrations.status(_ready_url()):
-        typer.echo(f"{'applied' if state.applied else 'pending'}  {state.id}")
-
-
-@db_app.command("env")
-def db_env() -> None:
-    """Print the shell exports Dagster needs to use this instance: eval "$(recon db env)"."""
-    from resources.dagster_instance import prepare_dagster_environment
-
-    for key, value in prepare_dagster_environment(_ready_url()).items():
-        typer.echo(f"export {key}={shlex.quote(value)}")
-
-
-@db_app.command("down")
-def db_down() -> None:
-    """Stop the embedded server (data is kept; the next command starts it again)."""
-    if configured_database_url():
-        raise ReconError("RECON_DATABASE_URL is set: that server is not ours to stop")
-    stopped = stop_embedded_server(recon_home())
-    typer.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
 
 
 @app.command("ui")
@@ -562,9 +471,25 @@ missing?'`, `recon feeds list`, `recon lineage <exception id>`, `recon backfill 
 
 
 def main() -> None:
-    """Console-script entry point: run the command, turning ReconError into one line."""
+    """Console-script entry point: run the command, turning ReconError into one line.
+
+    A database that goes away mid-command (a crashed or stopped server) is one line too; the
+    run it was executing is failed by the next `recon` command (see `recon runs`).
+    """
+    import psycopg
+    import psycopg2
+
+    lost = (sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError)
     try:
         app()
     except ReconError as err:
         typer.echo(f"recon: error: {err}", err=True)
+        sys.exit(1)
+    except (*lost, psycopg2.OperationalError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        typer.echo(
+            f"recon: error: the database connection was lost ({first[:200]}); check it with "
+            "`recon db up`, then run the command again (`recon runs` shows what was cut short)",
+            err=True,
+        )
         sys.exit(1)
