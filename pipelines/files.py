@@ -41,7 +41,7 @@ from dagster import (
 
 from pipelines.ingest import landing
 from pipelines.ingest.profiling import preview_rows, profile
-from pipelines.ingest.readers import FileFormatError, TableRead, read_table
+from pipelines.ingest.readers import ROW_NUMBER, FileFormatError, TableRead, read_table
 from pipelines.ingest.validation import (
     FAILURE_SCHEMA,
     FileLevelError,
@@ -227,7 +227,7 @@ def canonical_file(
             "encoding": read.encoding or "binary",
             "invalid_rows": invalid_rows.len(),
             "canonical_path": MetadataValue.path(str(canonical_path)),
-            "preview": MetadataValue.md(_preview_markdown(read.frame.drop("_row_number"))),
+            "preview": MetadataValue.md(_preview_markdown(read.frame.drop(ROW_NUMBER))),
             "detected_schema": MetadataValue.json(json.loads(json.dumps(detected, default=str))),
             "stage_seconds": MetadataValue.json(stage_seconds),
             "rows_per_second": round(typed.height / max(sum(stage_seconds.values()), 1e-6)),
@@ -316,7 +316,7 @@ def process_landed_file(
 
     invalid_rows = failures.get_column("row_number").unique()
     typed = converted.frame.with_columns(
-        (~pl.col("_row_number").is_in(invalid_rows.implode())).alias("_valid")
+        (~pl.col(ROW_NUMBER).is_in(invalid_rows.implode())).alias("_valid")
     )
     canonical_path = store.canonical(uploaded_file.uploaded_file_id)
     canonical_path.parent.mkdir(parents=True, exist_ok=True)

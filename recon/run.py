@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pipelines.ingest import landing
-from pipelines.ingest.readers import FileFormatError, read_table
+from pipelines.ingest.readers import ROW_NUMBER, FileFormatError, read_table
 from pipelines.reconcile import records
 from pipelines.reconcile.rules import (
     RuleSet,
@@ -60,7 +60,7 @@ def _columns(path: Path) -> list[str]:
         frame = read_table(path, path.name).frame
     except FileFormatError as err:
         raise ReconError(str(err)) from None
-    return [c for c in frame.columns if c != "_row_number"]
+    return [c for c in frame.columns if c != ROW_NUMBER]
 
 
 def _data_source_name(path: Path, given: str | None, side: str) -> str:

@@ -32,9 +32,10 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.ingest.readers import ROW_NUMBER
+
 DATA_TYPES = ("STRING", "INTEGER", "DECIMAL", "DATE", "TIMESTAMP", "BOOLEAN")
 
-ROW_NUMBER = "_row_number"
 SAMPLE_HEAD = 2_000
 """Detection samples the first rows of the file..."""
 SAMPLE_RANDOM = 3_000

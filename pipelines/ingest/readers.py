@@ -30,6 +30,8 @@ from typing import BinaryIO
 import charset_normalizer
 import polars as pl
 
+# every record keeps its 1-based data row number in its file under this column (the one
+# definition; mapping, linkage, exceptions and lineage use it)
 ROW_NUMBER = "_row_number"
 
 CONTENT_TYPES: dict[str, str] = {

@@ -18,6 +18,8 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
+from pipelines.ingest.readers import ROW_NUMBER
+
 DTYPES: dict[str, pl.DataType] = {
     "STRING": pl.String(),
     "INTEGER": pl.Int64(),
@@ -139,7 +141,7 @@ def validate(
         schema.validate(typed, lazy=True)
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases.filter(pl.col("index").is_not_null())
-        row_numbers = typed.get_column("_row_number")
+        row_numbers = typed.get_column(ROW_NUMBER)
         return pl.DataFrame(
             {
                 "file": [file_name] * cases.height,

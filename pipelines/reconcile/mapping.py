@@ -34,10 +34,11 @@ from typing import Any
 import polars as pl
 
 from pipelines.ingest.profiling import seed_pattern_to_strftime
+from pipelines.ingest.readers import ROW_NUMBER
 from pipelines.reconcile.normalize import is_ascii, normalize_plain, normalize_text
 from pipelines.reconcile.rules import FieldMapping, RuleSet, RuleSetError
 
-ROW = "_row_number"
+ROW = ROW_NUMBER
 HINTS = "_hints"  # identifier-like words of a record's other text columns (free text)
 HINT_TEXT_CHARS = 400  # of each record's free text, at most this much is searched
 NUMERIC = (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32)

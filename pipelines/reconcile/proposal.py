@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from pipelines.reconcile.mapping import ROW
 from pipelines.reconcile.normalize import TextNormalization, normalize_text
 from pipelines.reconcile.rules import RuleSet, RuleSetError, parse_rule_set
 
@@ -72,7 +73,6 @@ DATE_RANGE_OVERLAP = 0.5
 DATE_TOLERANCE_DAYS = 3
 MATCH_THRESHOLD = 0.9
 SEED = 20_240_601
-ROW = "_row_number"
 
 _FAMILIES = {
     "STRING": "text",
