@@ -365,8 +365,16 @@ def landing_zone_sensor(
     # hashed again once.
     known: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     zone = file_store.store().landing
-    waiting = landing.scan_landing_zone(zone)[:MAX_RUNS_PER_TICK]
+    entries = landing.scan_with_refusals(zone)
     cursor: dict[str, str] = {}
+    for item, reason in entries:
+        if reason is not None:
+            # said once per entry (kept in the cursor), left where it is, never read
+            marker = f"refused|{item.relative}"
+            if marker not in known:
+                context.log.warning(f"landing zone: {item.relative}: refused: {reason}")
+            cursor[marker] = "refused"
+    waiting = [item for item, reason in entries if reason is None][:MAX_RUNS_PER_TICK]
     requests = []
     for item in waiting:
         stat = item.path.stat()

@@ -17,9 +17,15 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
-from pipelines.files import canonical_file, landed_files, landing_zone_sensor, uploaded_file
+from pipelines.files import (
+    LANDING_PATH_TAG,
+    canonical_file,
+    landed_files,
+    landing_zone_sensor,
+    uploaded_file,
+)
 from pipelines.ingest import landing
-from resources.database import DatabaseResource
+from resources.database import DatabaseResource, engine_for
 from resources.file_store import FileStoreResource
 
 BANK_CSV = (
@@ -382,3 +388,41 @@ def test_bad_input_corpus_through_the_sensor_and_assets(
     assert formulas.get_column("note").to_list() == ["=SUM(A1:A3)", "=cmd|' /C calc'!A0"]
     latin = pl.read_parquet(home / "store" / "canonical" / f"{files['latin1.csv'][7]}.parquet")
     assert latin.get_column("payee").to_list() == ["Café £"]
+
+
+def test_symlinks_and_special_files_in_the_zone_are_refused_and_left_alone(
+    database_url: str, zone, tmp_path: Path
+) -> None:
+    landing_zone, org, store = zone
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="utf-8")
+    (outside / "more.csv").write_text(BANK_CSV, encoding="utf-8")
+    folder = landing_zone / org / "bank"
+    folder.mkdir(parents=True)
+    (folder / "x.csv").symlink_to(secret)  # a file symlink
+    (landing_zone / org / "linked").symlink_to(outside)  # a symlinked data-source folder
+    (landing_zone / "other-org").symlink_to(outside.parent)  # a symlinked organization
+    os.mkfifo(folder / "pipe.csv")  # a FIFO would block a reader for ever
+    _drop(landing_zone, org, "bank", "real.csv", BANK_CSV)
+    with DagsterInstance.ephemeral() as instance:
+        result = _tick(instance, store)
+    landed = [r.tags[LANDING_PATH_TAG] for r in result.run_requests]
+    assert landed == [f"{org}/bank/real.csv"]
+    refused = dict(
+        (str(item.relative), reason)
+        for item, reason in landing.scan_with_refusals(landing_zone)
+        if reason
+    )
+    assert "symbolic link" in refused[f"{org}/bank/x.csv"]
+    assert "symbolic link" in refused[f"{org}/linked"]
+    assert "symbolic link" in refused["other-org"]
+    assert "not a regular file" in refused[f"{org}/bank/pipe.csv"]
+    # landing it directly is refused too, before anything is read, written or moved
+    item = landing.LandingPath(folder / "x.csv", Path(org, "bank", "x.csv"), org, "bank")
+    with pytest.raises(landing.LandingRefused, match="symbolic link"):
+        landing.land_file(engine_for(database_url), store.store(), item)
+    assert secret.read_text(encoding="utf-8").startswith("root:")  # not moved, not touched
+    assert (outside / "more.csv").exists()
+    assert _files(database_url, org) == []

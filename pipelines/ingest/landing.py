@@ -12,6 +12,10 @@ file's size and modification time (a `Fingerprint`, carried in run tags). Landin
 hash only while the file's size and mtime_ns are still those, and hashes the file again
 otherwise, so a large file is read for hashing once, not twice, and a file replaced or edited
 in between is never recorded under the hash of its earlier content.
+
+Only regular files really inside the zone are read (`refusal`): a symlink (to a file or a
+folder), a device, a pipe or a path resolving elsewhere is refused, left where it is and
+never moved; the sensor says so once in its log.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import sqlalchemy as sa
 
+from resources.errors import ReconError
 from resources.file_store import FileStore
 
 SYNC_SYSTEM = "landing-zone"
@@ -96,18 +102,83 @@ def parse_landing_path(zone: Path, path: Path) -> LandingPath | None:
     return LandingPath(path, relative, relative.parts[0], relative.parts[1])
 
 
+def refusal(zone: Path, path: Path) -> str | None:
+    """Why a landing-zone entry must not be read (None: a regular file really inside the zone).
+
+    Refused: a symlink (the file, or its organization or data-source folder), anything that is
+    not a regular file (a device, a FIFO, a socket, a folder), and a path that resolves outside
+    the zone. A symlink to `/etc/passwd` dropped in the zone is never read nor moved.
+    """
+    try:
+        relative = path.relative_to(zone)
+    except ValueError:
+        return "not inside the landing zone"
+    current = zone
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink():
+            return f"{current.relative_to(zone)} is a symbolic link (only regular files land)"
+    try:
+        mode = path.lstat().st_mode
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if not S_ISREG(mode):
+        return "not a regular file (a device, pipe, socket or folder)"
+    try:
+        path.resolve(strict=True).relative_to(zone.resolve())
+    except (OSError, ValueError):
+        return "resolves outside the landing zone"
+    return None
+
+
+def _entries(zone: Path) -> list[Path]:
+    """`<organization>/<source>/<file>` entries, without following any symlink."""
+    found = []
+    for org in sorted(zone.iterdir()):
+        if org.name.startswith(".") or not org.is_dir() or org.is_symlink():
+            if org.is_symlink():
+                found.append(org)
+            continue
+        for source in sorted(org.iterdir()):
+            if source.is_symlink():
+                found.append(source)
+            elif source.is_dir() and not source.name.startswith("."):
+                found.extend(sorted(source.iterdir()))
+    return found
+
+
 def scan_landing_zone(zone: Path) -> list[LandingPath]:
-    """Files waiting in the zone, oldest first (hidden and partial `.tmp` files skipped)."""
+    """Files waiting in the zone, oldest first (hidden, partial `.tmp` and refused skipped)."""
+    return [item for item, reason in scan_with_refusals(zone) if reason is None]
+
+
+def scan_with_refusals(zone: Path) -> list[tuple[LandingPath, str | None]]:
+    """Every entry waiting in the zone with the reason it is refused (None: it may land)."""
     if not zone.exists():
         return []
     found = []
-    for path in zone.glob("*/*/*"):
-        if not path.is_file() or path.name.startswith(".") or path.suffix == ".tmp":
+    for path in _entries(zone):
+        if path.name.startswith(".") or path.suffix == ".tmp":
             continue
-        parsed = parse_landing_path(zone, path)
-        if parsed is not None:
-            found.append(parsed)
-    return sorted(found, key=lambda p: (p.path.stat().st_mtime_ns, str(p.relative)))
+        relative = path.relative_to(zone)
+        parts = relative.parts
+        item = LandingPath(path, relative, parts[0], parts[1] if len(parts) > 1 else "")
+        reason = refusal(zone, path)
+        if reason is None and len(parts) != 3:
+            continue
+        found.append((item, reason))
+    return sorted(found, key=lambda p: (_mtime(p[0].path), str(p[0].relative)))
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.lstat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+class LandingRefused(ReconError):
+    """A landing-zone entry that must not be read (see `refusal`)."""
 
 
 def sha256_of(path: Path) -> str:
@@ -246,8 +317,12 @@ def land_file(
     result names the earlier file in `duplicate_of`, and the zone copy moves to `processed/`.
     `known` is the sensor's fingerprint of the file: its hash is used, and the file not read,
     only while the file's size and mtime_ns are still the fingerprint's; otherwise the file is
-    hashed here.
+    hashed here. A symlink, a non-regular file or a path outside the zone is refused
+    (`LandingRefused`), nothing read or moved.
     """
+    reason = refusal(store.landing, item.path)
+    if reason is not None:
+        raise LandingRefused(f"{item.relative}: refused: {reason}")
     stat = item.path.stat()
     if known is not None and known.matches(stat):
         sha = known.sha256
@@ -357,7 +432,8 @@ def archive(store: FileStore, item: LandingPath, kind: str, uploaded_file_id: in
     """Move a landing-zone file to `processed/` or `quarantine/` (after its rows are committed)."""
     target = store.archive(kind, item.relative, uploaded_file_id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if item.path.exists():
+    # only a regular file really inside the zone is moved, never what a symlink points at
+    if item.path.exists() and refusal(store.landing, item.path) is None:
         shutil.move(item.path, target)
     return target
 
