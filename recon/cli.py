@@ -22,7 +22,7 @@ import typer
 from recon.cli_db import db_app
 from recon.cli_db import ready_url as _ready_url
 from resources import migrations
-from resources.database import libpq_url
+from resources.database import masked_url
 from resources.errors import ReconError
 from resources.settings import PROJECT_ROOT
 
@@ -454,7 +454,7 @@ def demo(
     rid = shown["reconciliation_id"]
     first, last = shown["week"]
     typer.echo(f"rules used: {DEMO_RULES}; feeds: {shown['feeds_file']}")
-    typer.echo(f"database: {libpq_url(url)}")
+    typer.echo(f"database: {masked_url(url)}")
     typer.echo(
         f"""
 next: `recon ui`, then open http://127.0.0.1:3000

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from resources import migrations
-from resources.database import check_database, libpq_url, resolve_database_url
+from resources.database import check_database, libpq_url, masked_url, resolve_database_url
 from resources.embedded import stop_embedded_server
 from resources.errors import ReconError
 from resources.settings import configured_database_url, recon_home
@@ -34,7 +34,7 @@ def db_up() -> None:
     url = ready_url()
     applied = migrations.migrate(url)
     where = "RECON_DATABASE_URL" if configured_database_url() else f"embedded, {recon_home()}"
-    typer.echo(f"database ready ({where}): {libpq_url(url)}")
+    typer.echo(f"database ready ({where}): {masked_url(url)}")
     typer.echo(f"migrations applied now: {', '.join(applied) if applied else 'none (up to date)'}")
     instance_for(url, typer.echo)  # runs whose process died are failed now
 

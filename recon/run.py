@@ -92,7 +92,7 @@ def land_and_process(url: str, instance: Any, path: Path, organization: str, sou
     from resources.file_store import FileStoreResource
 
     zone = FileStoreResource().store().landing
-    folder = zone / landing.safe_display_name(organization) / source
+    folder = zone / landing.folder_name(organization, "organization") / source
     folder.mkdir(parents=True, exist_ok=True)
     dropped = folder / path.name
     if dropped.exists():
@@ -134,6 +134,7 @@ def run_reconciliation(
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Reconcile two files end to end; returns the summary (status may be FAILED)."""
+    landing.folder_name(request.organization, "organization")  # before anything is written
     if request.rules is not None:
         rule_set = load_rule_set_file(request.rules)
         ai_generated = False

@@ -65,12 +65,23 @@ def with_driver(url: str, driver: str, **query: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def libpq_url(url: str) -> str:
-    """A plain `postgresql://` URL that psql and libpq accept."""
-    rendered = _parse(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def libpq_url(url: str, *, hide_password: bool = False) -> str:
+    """A plain `postgresql://` URL that psql and libpq accept (password as `***` if hidden).
+
+    Only `recon db url` (whose job it is) and connections use the password; anything printed
+    or logged elsewhere is `masked_url`.
+    """
+    rendered = (
+        _parse(url).set(drivername="postgresql").render_as_string(hide_password=hide_password)
+    )
     base, sep, query = rendered.partition("?")
     # libpq takes a socket directory unescaped; it reads better that way too.
     return base + sep + query.replace("%2F", "/")
+
+
+def masked_url(url: str) -> str:
+    """The URL to show a person: the password replaced by `***`."""
+    return libpq_url(url, hide_password=True)
 
 
 def check_database(url: str) -> str:

@@ -29,3 +29,20 @@ def test_copy_rows_writes_in_the_callers_transaction(database_url: str) -> None:
         ).fetchone()[0]
         conn.execute("DELETE FROM organizations WHERE name LIKE 'copy-org-%%'")
     assert count == 500
+
+
+def test_recon_db_up_never_prints_the_password(database_url: str) -> None:
+    from helpers import run_recon
+
+    secret = "planted-s3cret-42"
+    with_password = database_url.replace(
+        "postgresql://postgres@", f"postgresql://postgres:{secret}@"
+    )
+    assert secret in with_password
+    code, out, err = run_recon("db", "up", env={"RECON_DATABASE_URL": with_password})
+    assert code == 0, err
+    assert "database ready" in out and "postgres:***@" in out
+    assert secret not in out + err
+    # printing the URL is `recon db url`'s job
+    code, out, _ = run_recon("db", "url", env={"RECON_DATABASE_URL": with_password})
+    assert code == 0 and secret in out

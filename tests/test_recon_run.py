@@ -561,6 +561,29 @@ def test_a_bad_rules_file_writes_nothing(
     assert _table_counts(database_url) == before
 
 
+@pytest.mark.parametrize("org", ["Attacker/TenantB", "..", "a\\b", ".hidden"])
+def test_an_organization_name_that_cannot_be_one_folder_is_refused(
+    database_url: str, tmp_path: Path, org: str
+) -> None:
+    case = write_case(tmp_path, "unused")
+    before = _table_counts(database_url)
+    code, out, err = run_recon(
+        "run",
+        "--source",
+        str(case.bank),
+        "--target",
+        str(case.ledger),
+        "--rules",
+        str(case.rules),
+        "--org",
+        org,
+    )
+    assert code == 1 and out.strip() == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("recon: error: organization name") and "landing-zone folder" in line
+    assert _table_counts(database_url) == before
+
+
 def test_deleting_a_reconciliation_deletes_its_matches(database_url: str, case: Case) -> None:
     engine = engine_for(database_url)
     summary = run_reconciliation(

@@ -468,3 +468,43 @@ def test_stored_values_round_trip(engine: sa.Engine, org_id: int) -> None:
 def test_loading_a_rule_set_that_does_not_exist(engine: sa.Engine) -> None:
     with pytest.raises(RuleSetError, match="rule set 987654321 does not exist"):
         load_stored_rule_set(engine, 987_654_321)
+
+
+def test_an_alias_bomb_is_refused_quickly_with_nothing_written(tmp_path: Path) -> None:
+    import resource
+    import time
+
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        refs = ", ".join([f"*a{i - 1}"] * 9)
+        levels.append(f"a{i}: &a{i} [{refs}]")
+    body = "\n".join(f"    {line}" for line in levels)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        "name: bomb\nfield_mappings:\n  - source_field: A\n    target_field: a\n"
+        "    transformation_type: DATE_FORMAT\n    transformation_config:\n"
+        f"      format:\n{body.replace('    ', '        ')}\n"
+        "matching_rules:\n  - {match_type: EXACT, fields: [a]}\n",
+        encoding="utf-8",
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(RuleSetError, match="expands to more than 100,000 values"):
+        load_rule_set_file(path)
+    assert time.perf_counter() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: deep\nx: " + "[" * 60 + "]" * 60 + "\n", "nested more than 40 levels"),
+        ("name: big\n# " + "x" * 1_100_000 + "\n", "may be 1,000,000 at most"),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_rules_files_are_read_with_limits(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RuleSetError, match=expected):
+        load_rule_set_file(path)

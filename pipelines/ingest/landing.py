@@ -84,6 +84,26 @@ def safe_display_name(name: str) -> str:
     return cleaned[:500] or "unnamed"
 
 
+def folder_name(name: str, what: str) -> str:
+    """`name` as one landing-zone folder, exactly; refused when it cannot be one.
+
+    The folder decides the organization (or data source) of every file dropped in it, so a
+    name is never reduced to a part of itself: `Attacker/TenantB` must not become `TenantB`.
+    """
+    if (
+        not name.strip()
+        or name in (".", "..")
+        or name.startswith(".")
+        or safe_display_name(name) != name
+        or len(name.encode()) > 200
+    ):
+        raise ReconError(
+            f"{what} name {name!r} cannot name a landing-zone folder: use one without '/', "
+            "'\\', control characters or a leading '.', at most 200 bytes"
+        )
+    return name
+
+
 def partition_key_for(relative: Path, sha256: str) -> str:
     """A Dagster partition key for a landed file: its zone path plus a content-hash prefix."""
     text = "/".join(safe_display_name(part) for part in relative.parts)

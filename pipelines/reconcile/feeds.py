@@ -44,12 +44,12 @@ from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
-import yaml
 
 from pipelines.ingest import landing
 from pipelines.reconcile.rules import RuleSetError, load_rule_set_file, store_rule_set
 from resources.errors import ReconError
 from resources.file_store import FileStore
+from resources.safe_yaml import load_yaml
 
 FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 DEFAULT_DATE_PATTERN = r"(?P<date>\d{4}-?\d{2}-?\d{2})"
@@ -274,11 +274,7 @@ def load_feeds_file(path: Path) -> list[FeedSpec]:
     """Read and validate a feeds YAML file (and each feed's rules file)."""
     if not path.is_file():
         raise FeedError(f"{path}: no such feeds file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise FeedError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    specs = parse_feeds(data, str(path), path.parent)
+    specs = parse_feeds(load_yaml(path, FeedError), str(path), path.parent)
     for spec in specs:
         try:
             load_rule_set_file(spec.rules)

@@ -57,6 +57,7 @@ from pipelines.reconcile.rule_shapes import (
     normalization_content,
     parse_text_normalization,
 )
+from resources.safe_yaml import load_yaml
 
 TRANSFORMATIONS = (
     "DIRECT",
@@ -280,13 +281,9 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
 
 def load_rule_set_file(path: Path) -> RuleSet:
     """Read and validate a rule set YAML file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RuleSetError(f"rules file {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise RuleSetError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return parse_rule_set(data, str(path))
+    if not path.exists():
+        raise RuleSetError(f"rules file {path} does not exist")
+    return parse_rule_set(load_yaml(path, RuleSetError), str(path))
 
 
 def check_against_columns(

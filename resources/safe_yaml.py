@@ -1,0 +1,75 @@
+"""YAML a person wrote, read with limits: no input may exhaust the machine.
+
+`yaml.safe_load` refuses arbitrary Python objects but not the "billion laughs": anchors and
+aliases inside allowed keys that expand, nine references a level, into gigabytes once the
+document is walked (a 1 KB rules file became a 39 MB database row after 30 s). `load_yaml`
+reads at most `MAX_BYTES`, composes the document (aliases stay shared references, cheap), and
+counts the nodes it would expand to and its nesting depth before constructing anything; over
+`MAX_NODES` or `MAX_DEPTH` is refused with one line. Constructing a document within the limits
+is then bounded too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_BYTES = 1_000_000
+MAX_NODES = 100_000  # nodes once every alias is expanded (a large rules file has ~1,000)
+MAX_DEPTH = 40
+
+
+def _expanded(node: yaml.Node, memo: dict[int, tuple[int, int]], depth: int) -> tuple[int, int]:
+    """(nodes once expanded, nesting depth) of `node`; each shared node is counted once."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    if depth > MAX_DEPTH:
+        return 1, depth
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    total, deepest = 1, 0
+    for child in children:
+        size, child_depth = _expanded(child, memo, depth + 1)
+        total += size
+        deepest = max(deepest, child_depth)
+        if total > MAX_NODES:
+            break
+    memo[id(node)] = (total, deepest + 1)
+    return total, deepest + 1
+
+
+def load_yaml(path: Path, error: type[Exception]) -> Any:
+    """The document in `path`, or `error` with one line naming the file and what is wrong."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise error(f"{path} does not exist") from None
+    if size > MAX_BYTES:
+        raise error(f"{path}: {size:,} bytes; a rules or feeds file may be {MAX_BYTES:,} at most")
+    loader = yaml.SafeLoader(path.read_text(encoding="utf-8", errors="replace"))
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        nodes, depth = _expanded(node, {}, 0)
+        if nodes > MAX_NODES:
+            raise error(
+                f"{path}: expands to more than {MAX_NODES:,} values (anchors and aliases "
+                "repeated inside each other?); write the values out"
+            )
+        if depth > MAX_DEPTH:
+            raise error(f"{path}: nested more than {MAX_DEPTH} levels deep")
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply to read") from None
+    finally:
+        loader.dispose()
