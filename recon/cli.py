@@ -21,6 +21,7 @@ import typer
 
 from recon.cli_db import db_app
 from recon.cli_db import ready_url as _ready_url
+from recon.scope import DEFAULT_ORGANIZATION, require_owned
 from resources import migrations
 from resources.database import masked_url
 from resources.errors import ReconError
@@ -127,8 +128,8 @@ def run(
     if embed and summary["status"] == "COMPLETED" and count > EMBED_NOW_LIMIT:
         say(
             f"{count:,} exceptions: not embedded now (about {count // 50 // 60 + 1} min on this "
-            f"machine); run `recon embed {summary['reconciliation_id']}` when you want them "
-            "searchable"
+            f"machine); run `recon embed {summary['reconciliation_id']} --org {org!r}` when you "
+            "want them searchable"
         )
     elif embed and summary["status"] == "COMPLETED" and count:
         say(f"embedding {count} exceptions for search and suggestions")
@@ -161,10 +162,16 @@ def _embed(url: str, reconciliation_id: int) -> bool:
 @app.command("embed")
 def embed_command(
     reconciliation_id: Annotated[int, typer.Argument(help="A COMPLETED reconciliation.")],
+    org: Annotated[
+        str, typer.Option(help="Organization the id belongs to (another's ids are refused).")
+    ] = DEFAULT_ORGANIZATION,
 ) -> None:
     """Embed a reconciliation's exceptions for search and suggested resolutions (cached)."""
+    from resources.database import engine_for
+
     url = _ready_url()
     migrations.migrate(url)
+    require_owned(engine_for(url), org, "reconciliation", reconciliation_id)
     typer.echo(f"embedding the exceptions of reconciliation {reconciliation_id}", err=True)
     if not _embed(url, reconciliation_id):
         raise typer.Exit(1)
@@ -225,6 +232,9 @@ def search(
 def ask(
     reconciliation_id: Annotated[int, typer.Argument(help="The reconciliation to ask about.")],
     question: Annotated[str, typer.Argument(help="Your question, in plain words.")],
+    org: Annotated[
+        str, typer.Option(help="Organization the id belongs to (another's ids are refused).")
+    ] = DEFAULT_ORGANIZATION,
 ) -> None:
     """Ask about a reconciliation; the answer cites its exceptions (kept in chat_sessions)."""
     from pipelines.embed.chat import ask as answer_question
@@ -233,6 +243,7 @@ def ask(
 
     url = _ready_url()
     migrations.migrate(url)
+    require_owned(engine_for(url), org, "reconciliation", reconciliation_id)
     answer = answer_question(
         engine_for(url), SentenceTransformerEmbedder(), reconciliation_id, question
     )
@@ -283,12 +294,17 @@ def runs(
 @app.command("cancel")
 def cancel(
     reconciliation_id: Annotated[int, typer.Argument(help="The reconciliation to cancel.")],
+    org: Annotated[
+        str, typer.Option(help="Organization the id belongs to (another's ids are refused).")
+    ] = DEFAULT_ORGANIZATION,
 ) -> None:
     """Cancel a PENDING or RUNNING reconciliation (its run stops at the next stage)."""
     from pipelines.reconcile.records import cancel as cancel_reconciliation
     from resources.database import engine_for
 
-    if not cancel_reconciliation(engine_for(_ready_url()), reconciliation_id):
+    engine = engine_for(_ready_url())
+    require_owned(engine, org, "reconciliation", reconciliation_id)
+    if not cancel_reconciliation(engine, reconciliation_id):
         raise ReconError(f"reconciliation {reconciliation_id} is not pending or running")
     typer.echo(f"reconciliation {reconciliation_id} cancelled")
 
@@ -424,6 +440,9 @@ def backfill(
 def lineage(
     exception_id: Annotated[int, typer.Argument(help="A reconciliation_exceptions.id.")],
     as_json: Annotated[bool, typer.Option("--json", help="The chain as one JSON object.")] = False,
+    org: Annotated[
+        str, typer.Option(help="Organization the id belongs to (another's ids are refused).")
+    ] = DEFAULT_ORGANIZATION,
 ) -> None:
     """From one exception to its rows, their files, the rule-set version and the Dagster run."""
     import json
@@ -433,6 +452,7 @@ def lineage(
     from resources.file_store import FileStoreResource
 
     url = _ready_url()
+    require_owned(engine_for(url), org, "exception", exception_id)
     chain = exception_lineage(engine_for(url), FileStoreResource().store(), exception_id)
     typer.echo(json.dumps(chain, default=str) if as_json else format_lineage(chain))
 
@@ -466,7 +486,8 @@ next: `recon ui`, then open http://127.0.0.1:3000
   - Runs > Backfills: {shown["backfill_id"]} (queued; the daemon runs it, idempotently)
   - Automation: landing_zone_sensor, feed_pairing_sensor, daily_reconciliation
 then: `recon search 'amount differs' --org '{DEMO_ORGANIZATION}'`, `recon ask {rid} 'what is
-missing?'`, `recon feeds list`, `recon lineage <exception id>`, `recon backfill --help`"""
+missing?' --org '{DEMO_ORGANIZATION}'`, `recon feeds list`, `recon lineage <exception id> --org
+'{DEMO_ORGANIZATION}'`, `recon backfill --help`"""
     )
 
 

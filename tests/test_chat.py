@@ -36,7 +36,8 @@ def test_ask_answers_from_the_reconciliation_and_cites_its_exceptions(
     database_url: str, reconciled: dict[str, Any]
 ) -> None:
     rid = reconciled["summary"]["reconciliation_id"]
-    code, out, err = run_recon("ask", str(rid), "which amounts differ between bank and ledger?")
+    question = "which amounts differ between bank and ledger?"
+    code, out, err = run_recon("ask", str(rid), question, "--org", reconciled["org"])
     assert code == 0, err[-2000:]
     assert f"Reconciliation {rid}" in out and "AMOUNT_MISMATCH" in out
     with psycopg.connect(database_url) as conn:
@@ -74,7 +75,7 @@ def test_a_second_question_continues_the_session(
 ) -> None:
     rid = reconciled["summary"]["reconciliation_id"]
     for question in ("what is missing in the ledger?", "any dates off?"):
-        code, _, err = run_recon("ask", str(rid), question)
+        code, _, err = run_recon("ask", str(rid), question, "--org", reconciled["org"])
         assert code == 0, err[-2000:]
     with psycopg.connect(database_url) as conn:
         sessions = conn.execute(
@@ -90,7 +91,32 @@ def test_a_second_question_continues_the_session(
 
 def test_ask_about_a_missing_reconciliation_is_one_line(database_url: str) -> None:
     code, out, err = run_recon("ask", "987654321", "anything?")
-    assert code == 1 and "does not exist" in err and "Traceback" not in err
+    assert code == 1 and "is not one of" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ids_of_another_organization_are_refused(
+    database_url: str, reconciled: dict[str, Any]
+) -> None:
+    """ask, embed, cancel and lineage act for --org only; another's id is one line, no rows."""
+    rid = reconciled["summary"]["reconciliation_id"]
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO organizations (name) VALUES ('Tenant B') ON CONFLICT DO NOTHING")
+        exception_id = conn.execute(
+            "SELECT min(id) FROM reconciliation_exceptions WHERE reconciliation_id = %s", (rid,)
+        ).fetchone()[0]
+    for args in (
+        ("ask", str(rid), "what is missing?"),
+        ("embed", str(rid)),
+        ("cancel", str(rid)),
+        ("lineage", str(exception_id)),
+    ):
+        for org in ("Tenant B", "Default Organization"):
+            code, out, err = run_recon(*args, "--org", org)
+            assert code == 1, (args, org, out)
+            [line] = err.strip().splitlines()
+            assert "is not one of" in line and reconciled["org"] not in line
+            assert out.strip() == ""
 
 
 def test_recon_search_cli_is_restricted_to_the_organization(
@@ -129,7 +155,7 @@ def test_recon_embed_makes_an_unembedded_reconciliation_searchable(
     query = ("search", "amount differs", "--org", case.org, "--json")
     code, out, _ = run_recon(*query)
     assert code == 0 and out.strip() == ""  # nothing embedded yet
-    code, out, err = run_recon("embed", str(rid))
+    code, out, err = run_recon("embed", str(rid), "--org", case.org)
     assert code == 0, err[-2000:]
     code, out, _ = run_recon(*query)
     hits = [json.loads(line) for line in out.strip().splitlines()]

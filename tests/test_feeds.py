@@ -261,7 +261,7 @@ def test_lineage_goes_from_an_exception_to_its_row_file_rules_and_run(world: Wor
     text = format_lineage(chain)
     assert f"row {exc['target_row_number']} of #{rec['target_file_id']}" in text
     assert outcome.run_id in text
-    code, out, err = run_recon("lineage", str(exc["id"]))
+    code, out, err = run_recon("lineage", str(exc["id"]), "--org", world.org)
     assert code == 0, err
     assert target["row"]["entry_ref"] in out and world.key(D1) in out
 

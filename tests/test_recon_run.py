@@ -433,7 +433,7 @@ def test_a_rerun_keeps_a_manual_match(
 
 
 def test_a_cancelled_reconciliation_does_not_complete(
-    database_url: str, first_run: dict[str, Any]
+    database_url: str, case: Case, first_run: dict[str, Any]
 ) -> None:
     engine = engine_for(database_url)
     rid = records.create_reconciliation(
@@ -446,7 +446,7 @@ def test_a_cancelled_reconciliation_does_not_complete(
     assert _one(database_url, "SELECT status FROM reconciliations WHERE id = %s", rid) == (
         "PENDING",
     )
-    code, out, err = run_recon("cancel", str(rid))
+    code, out, err = run_recon("cancel", str(rid), "--org", case.org)
     assert code == 0, err
     assert f"reconciliation {rid} cancelled" in out
     assert not _materialize(database_url, rid).success
@@ -461,7 +461,7 @@ def test_a_cancelled_reconciliation_does_not_complete(
     )
     assert rows == 0
     # an ended reconciliation cannot be cancelled again
-    code, _, err = run_recon("cancel", str(rid))
+    code, _, err = run_recon("cancel", str(rid), "--org", case.org)
     assert code == 1
     assert err.strip() == f"recon: error: reconciliation {rid} is not pending or running"
 
