@@ -336,7 +336,7 @@ def test_checks_compare_a_day_with_the_feeds_history(world: World) -> None:
 
 
 def test_a_database_hiccup_is_retried(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.reconciliation as stages
+    import pipelines.reconcile_stages as stages
 
     world.land(D1)
     [request] = world.tick()

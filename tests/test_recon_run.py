@@ -322,7 +322,7 @@ def test_a_failure_midway_leaves_it_failed_with_nothing_written(
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("severity table unavailable")
 
-    monkeypatch.setattr("pipelines.reconciliation.build_exceptions", broken)
+    monkeypatch.setattr("pipelines.reconcile_stages.build_exceptions", broken)
     summary = run_reconciliation(
         database_url,
         RunRequest(source=case.bank, target=case.ledger, rules=case.rules, organization=case.org),
