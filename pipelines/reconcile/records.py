@@ -18,6 +18,8 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+from pipelines.reconcile.model_store import load_model as load_model  # re-exported
+from pipelines.reconcile.model_store import save_model as save_model  # re-exported
 from resources.database import copy_frame
 from resources.errors import ReconError
 
@@ -242,46 +244,6 @@ def fail(engine: sa.Engine, reconciliation_id: int, message: str) -> None:
                 "completed_at = NOW() WHERE id = :i AND status IN ('PENDING', 'RUNNING')"
             ),
             {"i": reconciliation_id, "m": message[:4000]},
-        )
-
-
-def load_model(
-    engine: sa.Engine, rule_set_id: int
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The Splink model kept for this rule-set version and its training facts, if any."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.text("SELECT model, training FROM linkage_models WHERE rule_set_id = :r"),
-            {"r": rule_set_id},
-        ).first()
-    return (row.model, row.training) if row is not None else (None, None)
-
-
-def save_model(
-    engine: sa.Engine,
-    rule_set_id: int,
-    organization_id: int,
-    model: dict[str, Any],
-    training: dict[str, Any],
-) -> None:
-    """Keep a trained model with its rule-set version (a retrained one replaces it)."""
-    import splink
-
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO linkage_models (rule_set_id, organization_id, engine_version, model, "
-                "training) VALUES (:r, :o, :v, CAST(:m AS jsonb), CAST(:t AS jsonb)) "
-                "ON CONFLICT (rule_set_id) DO UPDATE SET engine_version = EXCLUDED.engine_version, "
-                "model = EXCLUDED.model, training = EXCLUDED.training, trained_at = NOW()"
-            ),
-            {
-                "r": rule_set_id,
-                "o": organization_id,
-                "v": splink.__version__,
-                "m": json.dumps(model),
-                "t": json.dumps(training, default=str),
-            },
         )
 
 
