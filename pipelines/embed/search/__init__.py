@@ -36,23 +36,39 @@ uses (no planning per query; the words search excepted, see `_text_candidates`).
 from __future__ import annotations
 
 import math
-import re
-import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
+from pipelines.embed.search.routing import IDENTIFIER as IDENTIFIER
+from pipelines.embed.search.routing import WEAK_SIMILARITY as WEAK_SIMILARITY
+from pipelines.embed.search.routing import needs_words, wants_words
+from pipelines.embed.search.sql import (
+    EXCEPTION_COLUMNS,
+    Filters,
+    _candidates_from,
+    _filters,
+    _sql_params,
+)
+from pipelines.embed.search.stats import _STATISTICS as _STATISTICS
+from pipelines.embed.search.stats import STATISTICS_SECONDS as STATISTICS_SECONDS
+from pipelines.embed.search.stats import LexemeStats, _organization_texts, _own_texts, _statistics
+from pipelines.embed.search.vectors import DISTANCE as DISTANCE
+from pipelines.embed.search.vectors import MAX_EF_SEARCH as MAX_EF_SEARCH
+from pipelines.embed.search.vectors import MIN_EF_SEARCH as MIN_EF_SEARCH
+from pipelines.embed.search.vectors import _vector_candidates
+from pipelines.embed.search.vectors import tune_hnsw as tune_hnsw
+from pipelines.embed.search.vectors import vector_literal as vector_literal
+from pipelines.embed.search.vectors import vector_statement as vector_statement
 from pipelines.embed.store import EXCEPTION_DOCUMENT
 from resources.embedder import Embedder, SentenceTransformerEmbedder
 from resources.errors import ReconError
 
+# tests and bench/embed_bench.py replace TEXT_MATCH_CAP, _text_candidates and
+# _vector_candidates on this module: the code reading them is kept here
 RRF_K = 60
-WEAK_SIMILARITY = 0.5
-IDENTIFIER = re.compile(r"\w*\d\w*")
 TEXT_MATCH_CAP = 2000
 MAX_QUERY_TERMS = 16
 COUNT_CAP = 50_000
@@ -63,210 +79,8 @@ MIN_CANDIDATES = 40
 # costs the HNSW scan ~0.02 ms at 1M rows (a filter keeping a sixth of them needs ~6x the
 # list), and ranks past 2 x limit barely move a fused top `limit`
 MIN_VECTOR_CANDIDATES = 20
-MIN_EF_SEARCH = 200
-MAX_EF_SEARCH = 1000
-# the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
-DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
-EXCEPTION_COLUMNS = (
-    "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
-)
-STATISTICS_SECONDS = 60.0
-_VECTOR_VERSIONS: dict[str, tuple[int, ...]] = {}
-# ANALYZE's view of the table, per (database, organization, document type, model): it changes
-# only when the table is analyzed, and reading it costs a round trip of ~1.3 ms at 1M rows
-_STATISTICS: dict[tuple[str, Any, Any, Any], tuple[float, Any]] = {}
-_STATISTICS_LOCK = threading.Lock()
 # the words search of a query holding a reference runs here, beside the vector search
 _WORDS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="recon-search-words")
-
-
-def vector_literal(vector: np.ndarray) -> str:
-    """A pgvector text literal (`[0.1,0.2,...]`) for a query vector."""
-    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
-
-
-def _pgvector_version(conn: sa.Connection) -> tuple[int, ...]:
-    key = str(conn.engine.url)
-    if key not in _VECTOR_VERSIONS:
-        version = conn.execute(
-            sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        ).scalar()
-        _VECTOR_VERSIONS[key] = tuple(int(p) for p in str(version or "0").split(".") if p.isdigit())
-    return _VECTOR_VERSIONS[key]
-
-
-def tune_hnsw(conn: sa.Connection, candidates: int, *, serial: bool = False) -> None:
-    """Transaction-local HNSW settings: ef_search for `candidates`, iterative scans if possible
-    (one statement). `serial`: no parallel workers either - the search's statements read a few
-    dozen rows, and starting workers (which the planner picks when it overestimates a rare
-    word's matches) costs 5-10 ms."""
-    ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, 4 * candidates))
-    iterative = _pgvector_version(conn) >= (0, 8)
-    conn.execute(
-        sa.text(
-            "SELECT set_config('hnsw.ef_search', :v, true)"
-            + (", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if iterative else "")
-            + (", set_config('max_parallel_workers_per_gather', '0', true)" if serial else "")
-        ),
-        {"v": str(ef_search)},
-    )
-
-
-@dataclass
-class Filters:
-    """The organization and the optional filters as SQL clauses on `document_embeddings d`
-    and on `reconciliation_exceptions e`, with their parameters."""
-
-    on_embedding: str = ""
-    on_exception: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def _filters(
-    reconciliation_id: int | None, type: str | None, severity: str | None, status: str | None
-) -> Filters:
-    found = Filters()
-    if reconciliation_id is not None:
-        found.on_embedding += " AND d.reconciliation_id = :rid"
-        found.on_exception += " AND e.reconciliation_id = :rid"
-        found.params["rid"] = reconciliation_id
-    exception_only = ""
-    for column, value in (("type", type), ("severity", severity), ("status", status)):
-        if value is not None:
-            exception_only += f" AND e.{column} = :{column}"
-            found.params[column] = value.upper()
-    found.on_exception += exception_only
-    # rows the index scan must join to the exception to keep (type, severity, status)
-    found.params["_join"] = bool(exception_only)
-    return found
-
-
-def _candidates_from(filters: Filters) -> str:
-    """FROM and WHERE of a candidate search: the organization's embeddings of exceptions of
-    the model, joined to their exception rows only when a filter is on those."""
-    join = (
-        " JOIN reconciliation_exceptions e ON e.id = d.document_id AND e.organization_id = :org"
-        if filters.params.get("_join")
-        else ""
-    )
-    where = filters.on_embedding + (filters.on_exception if join else "")
-    return (
-        " FROM document_embeddings d" + join + " WHERE d.organization_id = :org"
-        " AND d.document_type = :doc AND d.model_name = :model" + where
-    )
-
-
-def _sql_params(filters: Filters) -> dict[str, Any]:
-    return {k: v for k, v in filters.params.items() if not k.startswith("_")}
-
-
-def vector_statement(filters: Filters) -> str:
-    """The vector search: the `:k` nearest exceptions by the HNSW index, nearest first, with
-    their rows (organization and filters checked on them)."""
-    return (
-        f"WITH nearest AS MATERIALIZED (SELECT d.document_id, {DISTANCE} AS distance"
-        f"{_candidates_from(filters)} ORDER BY {DISTANCE} LIMIT :k)"
-        f" SELECT n.document_id, n.distance, {EXCEPTION_COLUMNS} FROM nearest n"
-        " JOIN reconciliation_exceptions e ON e.id = n.document_id"
-        f" AND e.organization_id = :org{filters.on_exception}"
-        " ORDER BY n.distance, n.document_id"
-    )
-
-
-def _vector_candidates(
-    conn: sa.Connection, query: np.ndarray, filters: Filters, k: int
-) -> list[Any]:
-    """`vector_statement`'s rows (the transaction's settings made first: `tune_hnsw`)."""
-    tune_hnsw(conn, k, serial=True)
-    return conn.execute(
-        sa.text(vector_statement(filters)),
-        {**_sql_params(filters), "q": vector_literal(query), "k": k},
-    ).all()
-
-
-def _statistics(
-    conn: sa.Connection, params: dict[str, Any]
-) -> tuple[float, dict[str, float], float, float]:
-    """ANALYZE's view of `document_embeddings`, in one statement: (rows, share of each listed
-    lexeme of `content_tsv`, share of an unlisted one at most, estimated rows of the
-    organization's texts of the model); no rows when the table was never analyzed.
-
-    Kept for `STATISTICS_SECONDS` per database, organization, document type and model (the
-    statistics change only when the table is analyzed); a table without statistics is asked
-    again every time."""
-    key = (str(conn.engine.url), params["org"], params["doc"], params["model"])
-    now = time.monotonic()
-    with _STATISTICS_LOCK:
-        kept = _STATISTICS.get(key)
-    if kept is not None and now - kept[0] < STATISTICS_SECONDS:
-        return kept[1]
-    found = _read_statistics(conn, params)
-    if found[0] > 0:
-        with _STATISTICS_LOCK:
-            _STATISTICS[key] = (now, found)
-    return found
-
-
-def _read_statistics(
-    conn: sa.Connection, params: dict[str, Any]
-) -> tuple[float, dict[str, float], float, float]:
-    stats = conn.execute(
-        sa.text(
-            "WITH s AS (SELECT attname, CAST(most_common_elems AS text) AS elems,"
-            " most_common_elem_freqs AS elem_freqs, CAST(most_common_vals AS text) AS vals,"
-            " most_common_freqs AS freqs FROM pg_stats WHERE schemaname = current_schema()"
-            " AND tablename = 'document_embeddings'"
-            " AND attname IN ('content_tsv', 'organization_id', 'document_type', 'model_name'))"
-            " SELECT c.reltuples,"
-            " (SELECT CAST(elems AS text[]) FROM s WHERE attname = 'content_tsv') AS elems,"
-            " (SELECT elem_freqs FROM s WHERE attname = 'content_tsv') AS elem_freqs,"
-            " (SELECT f FROM s, unnest(CAST(vals AS text[]), freqs) AS m(v, f)"
-            "  WHERE attname = 'organization_id' AND v = CAST(:org AS text)) AS org_share,"
-            " (SELECT f FROM s, unnest(CAST(vals AS text[]), freqs) AS m(v, f)"
-            "  WHERE attname = 'document_type' AND v = :doc) AS doc_share,"
-            " (SELECT f FROM s, unnest(CAST(vals AS text[]), freqs) AS m(v, f)"
-            "  WHERE attname = 'model_name' AND v = :model) AS model_share"
-            " FROM pg_class c WHERE c.oid = to_regclass('document_embeddings')"
-        ),
-        {"org": str(params["org"]), "doc": params["doc"], "model": params["model"]},
-    ).first()
-    if stats is None or stats.reltuples <= 0:
-        return 0.0, {}, 1.0, 0.0
-    rows = float(stats.reltuples)
-    shares = (stats.org_share, stats.doc_share, stats.model_share)
-    estimate = rows * math.prod(float(s) for s in shares) if None not in shares else 0.0
-    if not stats.elems or not stats.elem_freqs:
-        return rows, {}, 1.0, estimate
-    listed = dict(zip(stats.elems, (float(f) for f in stats.elem_freqs), strict=False))
-    # the frequencies end with their minimum, maximum and the share of nulls
-    freqs = stats.elem_freqs
-    rarest = freqs[len(stats.elems)] if len(freqs) > len(stats.elems) else 0.0
-    return rows, listed, float(rarest or min(listed.values())), estimate
-
-
-def _own_texts() -> str:
-    return (
-        "FROM document_embeddings d WHERE d.organization_id = :org AND d.document_type = :doc"
-        " AND d.model_name = :model"
-    )
-
-
-def _organization_texts(conn: sa.Connection, params: dict[str, Any], cap: int) -> int:
-    """How many texts the organization has, counted up to `cap` (an index-only count)."""
-    return conn.execute(
-        sa.text(f"SELECT count(*) FROM (SELECT 1 {_own_texts()} LIMIT :cap) s"),
-        {"org": params["org"], "doc": params["doc"], "model": params["model"], "cap": cap},
-    ).scalar_one()
-
-
-@dataclass
-class LexemeStats:
-    """What `lexeme_shares` found: the organization's texts (up to COUNT_CAP), the share of
-    them holding each lexeme, and the rows of the whole table holding each (estimated)."""
-
-    texts: float
-    shares: dict[str, float]
-    postings: dict[str, float]
 
 
 def _lexeme_stats(conn: sa.Connection, lexemes: list[str], params: dict[str, Any]) -> LexemeStats:
@@ -414,32 +228,10 @@ def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -
     return found[:k]
 
 
-def wants_words(text: str) -> bool:
-    """Whether the query holds something vectors are poor at matching exactly (a token with a
-    digit: a reference, an id, an amount; or a quoted phrase): known before any search, so
-    the words search then runs beside the vector search, on a connection of its own."""
-    return bool(IDENTIFIER.search(text)) or '"' in text
-
-
 def _words_beside(engine: sa.Engine, text: str, filters: Filters, k: int) -> list[int]:
     """`_text_candidates` in a transaction of its own (run on `_WORDS`)."""
     with engine.begin() as conn:
         return _text_candidates(conn, text, filters, k)
-
-
-def needs_words(text: str, vector_hits: list[tuple[int, float]], limit: int) -> bool:
-    """Whether the full-text search must run beside the vectors (it costs more than they do).
-
-    It runs when the query holds something vectors are poor at matching exactly
-    (`wants_words`), and as the fallback when the vector search came back short or with
-    nothing close (best cosine similarity below WEAK_SIMILARITY). A plain-words question is
-    answered by the vectors alone.
-    """
-    if wants_words(text):
-        return True
-    if len(vector_hits) < limit or not vector_hits:
-        return True
-    return 1.0 - vector_hits[0][1] < WEAK_SIMILARITY
 
 
 def search_exceptions(

