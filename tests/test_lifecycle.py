@@ -49,14 +49,24 @@ def test_the_owner_of_a_run_is_this_process_until_it_is_gone() -> None:
     assert owner_alive({}) is None
 
 
-def _write(folder: Path) -> tuple[Path, Path, Path]:
-    rng = random.Random(3)
+def _case(
+    folder: Path, *, seed: int, rows: int, missing: float = 0.0, fee_every: int = 50
+) -> tuple[Path, Path, Path]:
+    """A bank file, a ledger and the rules: every `fee_every`-th ledger amount off by 5.00,
+    each side missing `missing` of the records."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
     bank, ledger = ["ref,booked,amount"], ["ref,booked,amount"]
-    for i in range(ROWS):
+    for i in range(rows):
         day = date(2024, 1, 1) + timedelta(days=rng.randint(0, 300))
         amount = rng.randint(100, 900_000) / 100
-        bank.append(f"R{i:07},{day.isoformat()},{amount:.2f}")
-        ledger.append(f"R{i:07},{day.isoformat()},{amount + (5 if i % 50 == 0 else 0):.2f}")
+        ref = f"S{seed}-{i:07}"
+        if rng.random() >= missing:
+            bank.append(f"{ref},{day.isoformat()},{amount:.2f}")
+        if rng.random() >= missing:
+            ledger.append(
+                f"{ref},{day.isoformat()},{amount + (5 if i % fee_every == 0 else 0):.2f}"
+            )
     paths = folder / "bank.csv", folder / "ledger.csv", folder / "rules.yaml"
     paths[0].write_text("\n".join(bank) + "\n", encoding="utf-8")
     paths[1].write_text("\n".join(ledger) + "\n", encoding="utf-8")
@@ -88,7 +98,7 @@ def _started_runs_of(url: str, pid: int) -> int:
 def test_a_killed_recon_run_is_failed_by_the_next_command(
     database_url: str, tmp_path: Path
 ) -> None:
-    bank, ledger, rules = _write(tmp_path)
+    bank, ledger, rules = _case(tmp_path, seed=3, rows=ROWS)
     org, name = f"kill-{uuid.uuid4().hex[:8]}", "killed mid-way"
     recon = Path(sys.executable).with_name("recon")
     command = [str(recon), "run", "--no-embed", "--source", str(bank), "--target", str(ledger)]
@@ -146,25 +156,6 @@ def test_recon_runs_lists_what_is_unfinished(database_url: str, as_json: bool) -
         assert "unfinished Dagster run(s)" in out and "pending or running" in out
 
 
-def _small_case(folder: Path, seed: int, rows: int) -> tuple[Path, Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    bank, ledger = ["ref,booked,amount"], ["ref,booked,amount"]
-    for i in range(rows):
-        day = date(2024, 1, 1) + timedelta(days=rng.randint(0, 300))
-        amount = rng.randint(100, 900_000) / 100
-        if rng.random() > 0.03:
-            bank.append(f"S{seed}-{i:06},{day.isoformat()},{amount:.2f}")
-        if rng.random() > 0.02:
-            off = 7.5 if rng.random() < 0.02 else 0
-            ledger.append(f"S{seed}-{i:06},{day.isoformat()},{amount + off:.2f}")
-    paths = folder / "bank.csv", folder / "ledger.csv", folder / "rules.yaml"
-    paths[0].write_text("\n".join(bank) + "\n", encoding="utf-8")
-    paths[1].write_text("\n".join(ledger) + "\n", encoding="utf-8")
-    paths[2].write_text(RULES, encoding="utf-8")
-    return paths
-
-
 def _command(paths: tuple[Path, Path, Path], org: str) -> list[str]:
     recon = Path(sys.executable).with_name("recon")
     bank, ledger, rules = paths
@@ -186,7 +177,7 @@ def test_two_recon_runs_at_the_same_moment_each_come_out_as_alone(
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     cases = [
-        _small_case(tmp_path / name, seed, rows)
+        _case(tmp_path / name, seed=seed, rows=rows, missing=0.03, fee_every=40)
         for name, seed, rows in (("a", 1, 4000), ("b", 2, 6000))
     ]
     alone = []

@@ -504,6 +504,20 @@ def test_create_reconciliation_refuses_different_organizations(
 # ---------------------------------------------------------------- bad rules write nothing
 
 
+def _refused_with_nothing_written(database_url: str, case: Case, org: str) -> str:
+    """`recon run` of the case under `org`: exit 1, one line, nothing written; that line."""
+    before = _table_counts(database_url)
+    code, out, err = run_recon(
+        "run", "--source", str(case.bank), "--target", str(case.ledger),
+        "--rules", str(case.rules), "--org", org,
+    )  # fmt: skip
+    assert code == 1 and out.strip() == "" and "Traceback" not in err
+    [line] = err.strip().splitlines()
+    assert line.startswith("recon: error: ")
+    assert _table_counts(database_url) == before
+    return line
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -541,47 +555,16 @@ def test_a_bad_rules_file_writes_nothing(
     case = write_case(tmp_path, org)
     assert change[0] in RULES
     case.rules.write_text(RULES.replace(*change), encoding="utf-8")
-    before = _table_counts(database_url)
-    code, out, err = run_recon(
-        "run",
-        "--source",
-        str(case.bank),
-        "--target",
-        str(case.ledger),
-        "--rules",
-        str(case.rules),
-        "--org",
-        org,
-    )
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("recon: error: ") and expected in lines[0]
-    assert "Traceback" not in err and out.strip() == ""
-    assert _table_counts(database_url) == before
+    line = _refused_with_nothing_written(database_url, case, org)
+    assert expected in line
 
 
 @pytest.mark.parametrize("org", ["Attacker/TenantB", "..", "a\\b", ".hidden"])
 def test_an_organization_name_that_cannot_be_one_folder_is_refused(
     database_url: str, tmp_path: Path, org: str
 ) -> None:
-    case = write_case(tmp_path, "unused")
-    before = _table_counts(database_url)
-    code, out, err = run_recon(
-        "run",
-        "--source",
-        str(case.bank),
-        "--target",
-        str(case.ledger),
-        "--rules",
-        str(case.rules),
-        "--org",
-        org,
-    )
-    assert code == 1 and out.strip() == ""
-    [line] = err.strip().splitlines()
+    line = _refused_with_nothing_written(database_url, write_case(tmp_path, "unused"), org)
     assert line.startswith("recon: error: organization name") and "landing-zone folder" in line
-    assert _table_counts(database_url) == before
 
 
 def test_deleting_a_reconciliation_deletes_its_matches(database_url: str, case: Case) -> None:
