@@ -20,7 +20,7 @@ one (best evidence first, ties by row numbers, so results are deterministic):
    yields a bounded number of pairs. Pairs at or above `match_threshold` are accepted. The
    model (u by random sampling with `max_pairs` 1e6, m by EM on tight blocking rules) is kept
    per rule-set version and reused only where it fits the records (`model_misfit`).
-4. Near (`NEAR`, `near_pass`): leftovers whose names agree strongly, amounts within 10 % and
+4. Near (`NEAR`, `near_pass`): leftovers whose names agree strongly, amounts within 25 % and
    dates within the window, at most one of them beyond tolerance, paired only where the
    choice is clear (`assign_unambiguous`).
 

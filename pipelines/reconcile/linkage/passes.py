@@ -28,6 +28,8 @@ HINT_SIMILARITY = 0.8  # a reference found in free text, against 1.0 for the fie
 FUZZY_FLOOR = 0.3  # a name this far below the rule's threshold contradicts a shared reference
 STRONG_NAME = 0.92  # Jaro-Winkler of a typo, not of two names sharing a first word
 NEAR_MARGIN = 0.05  # a near candidate this close to a rival is ambiguous
+# a bank fee of up to 25.00 on a payment of 100: a quarter of the larger amount
+NEAR_AMOUNT_SHARE = 0.25
 # relative differences graded as identity evidence (a bank fee, FX, a partial payment)
 AMOUNT_STEPS = (0.01, 0.1, AMOUNT_SHARE)
 
@@ -322,14 +324,14 @@ def near_pass(
     no identifier ties together and whose amount kept Splink below the threshold: a payment
     a bank fee short with a blank reference. Two leftovers are candidates when their names
     agree at the rule's threshold (or an EXACT field is equal; a name or key is required),
-    their amounts are of the same sign within `AMOUNT_STEPS[1]` of the larger and their dates
+    their amounts are of the same sign within `NEAR_AMOUNT_SHARE` of the larger and their dates
     within `date_window`, at most one amount or date is beyond its tolerance (one break, not
     two) and nothing else contradicts. Names must agree strongly: equal once normalised,
     one cut short of the other, or Jaro-Winkler `STRONG_NAME` (a typo), not merely share a
     first word. Candidates are assigned one to one, nearest first, and only where the choice
     is clear (`assign_unambiguous`): two candidates within `NEAR_MARGIN` of each other leave
     both records unmatched. The score is the rules' weighted similarity, an amount's falling
-    to 0 at `AMOUNT_STEPS[1]` apart and a date's at `date_window`.
+    to 0 at `NEAR_AMOUNT_SHARE` apart and a date's at `date_window`.
     """
     evidence, conditions, breaks, sims, weights = [], [], [], [], []
     keys = []
@@ -357,10 +359,10 @@ def near_pass(
                 larger = f"greatest(abs(s.{c}), abs(t.{c}))"
                 diff = f"abs(s.{c} - t.{c})"
                 conditions.append(
-                    f"sign(s.{c}) = sign(t.{c}) AND {diff} <= {AMOUNT_STEPS[1]} * {larger}"
+                    f"sign(s.{c}) = sign(t.{c}) AND {diff} <= {NEAR_AMOUNT_SHARE} * {larger}"
                 )
                 breaks.append(f"{diff} > {(rule.tolerance or 0.0) + TOLERANCE_EPSILON}")
-                sim = f"1.0 - least(1.0, {diff} / greatest({AMOUNT_STEPS[1]} * {larger}, 0.01))"
+                sim = f"1.0 - least(1.0, {diff} / greatest({NEAR_AMOUNT_SHARE} * {larger}, 0.01))"
             else:
                 days = f"abs(date_diff('day', s.{c}, t.{c}))"
                 conditions.append(f"{days} <= {date_window(rule)}")
