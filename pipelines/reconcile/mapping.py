@@ -27,6 +27,7 @@ Transformations (applied to the source column, as their names say):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,4 +353,9 @@ def conform(
             out = out.with_columns(_hints(frame, free, out, keys).alias(HINTS))
         return out
 
-    return Conformed(reduce(mapped, source_exprs), reduce(target, target_exprs), types)
+    # the two sides on two threads: their text normalisation is most of the time, and polars
+    # runs most string expressions of one column on one core
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="recon-conform") as pool:
+        source_side = pool.submit(reduce, mapped, source_exprs)
+        target_side = pool.submit(reduce, target, target_exprs)
+        return Conformed(source_side.result(), target_side.result(), types)
