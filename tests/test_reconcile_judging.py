@@ -307,3 +307,33 @@ def test_only_identifier_like_exact_fields_pair_by_reference() -> None:
     target = pl.DataFrame({"ref": ["a", "b", "c", "d"], "currency": ["USD"] * 4})
     col = {"ref": "ref", "currency": "currency"}
     assert identifier_keys(source, target, list(rule_set.matching_rules), col) == ["ref"]
+
+
+def test_a_text_exact_field_that_is_no_identifier_needs_no_hints() -> None:
+    """EXACT on a currency (text, few values) beside a free-text column: no reference pass and
+    no hint handling (this crashed with an IndexError: hints were assumed for any text key)."""
+    rule_set = parse_rule_set(
+        {
+            "name": "currency-and-amount",
+            "matching_rules": [
+                {"match_type": "EXACT", "fields": ["currency"]},
+                {"match_type": "RANGE", "fields": ["amount"], "tolerance": 0.01},
+            ],
+        }
+    )
+    rows = 40
+    source = pl.DataFrame(
+        {
+            "_row_number": list(range(1, rows + 1)),
+            "currency": ["USD", None] * (rows // 2),
+            "amount": [float(i * 10 + 1) for i in range(rows)],
+            "memo": [f"payment {i} ref 9{i:04}" for i in range(rows)],
+        }
+    )
+    target = source.drop("memo").with_columns(pl.col("currency").fill_null("USD"))
+    conformed = conform(source, target, rule_set)
+    assert HINTS in conformed.source.columns  # the currency is blank on some rows
+    linked = link(conformed, rule_set)
+    assert linked.stats["key_prepass"] == "skipped: no identifier field"
+    exact = linked.links.filter(pl.col("kind") == "EXACT")
+    assert exact.select("source_row", "target_row").rows() == [(i, i) for i in range(1, rows, 2)]

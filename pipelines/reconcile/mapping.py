@@ -278,12 +278,13 @@ def _hints(frame: pl.DataFrame, free: list[str], out: pl.DataFrame, keys: list[s
     blank = out.select(pl.any_horizontal(pl.col(k).is_null() for k in keys)).to_series()
     if not free or not blank.any():
         return pl.Series(HINTS, [None] * frame.height, dtype=pl.List(pl.String))
-    quoting = frame.filter(blank)  # only the records with a blank key need hints
+    # only the records with a blank key need hints; their free text is built once
     text = pl.concat_str([pl.col(c) for c in free], separator=" ", ignore_nulls=True)
-    text = text.str.slice(0, HINT_TEXT_CHARS)
-    words = normalize_plain(text, ascii_only=is_ascii(quoting.select(text).to_series())).str.split(
-        " "
+    quoting = frame.filter(blank).select(
+        pl.col(ROW).cast(pl.Int64), text.str.slice(0, HINT_TEXT_CHARS).alias("_text")
     )
+    plain = is_ascii(quoting.get_column("_text"))
+    words = normalize_plain(pl.col("_text"), ascii_only=plain).str.split(" ")
     one = pl.element()
     runs = pl.concat_list(
         words,
@@ -292,7 +293,7 @@ def _hints(frame: pl.DataFrame, free: list[str], out: pl.DataFrame, keys: list[s
     ).list.eval(
         one.filter(one.str.contains(r"\d") & (one.str.len_chars() >= 4)).unique(maintain_order=True)
     )
-    hints = quoting.select(pl.col(ROW).cast(pl.Int64), runs.alias(HINTS))
+    hints = quoting.select(ROW, runs.alias(HINTS))
     joined = out.select(ROW).join(hints, on=ROW, how="left", maintain_order="left")
     return joined.get_column(HINTS)
 

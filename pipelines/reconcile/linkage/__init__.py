@@ -202,7 +202,8 @@ def link(
     _register(con, rest_source, rest_target)
     keys = identifier_keys(source, target, rules, col)
     key_budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (rest_source.height + rest_target.height))
-    hints = HINTS in source.columns and all(source.schema[k] == pl.String for k in keys)
+    # free-text hints stand in for one text identifier (see key_prepass)
+    hints = HINTS in source.columns and len(keys) == 1 and source.schema[keys[0]] == pl.String
     by_key, key_stats = key_prepass(con, rules, col, keys, key_budget, hints=hints)
     stats.update(key_stats)
     keyed = assign_one_to_one(by_key)
@@ -214,16 +215,11 @@ def link(
     # records that repeat its fields without quoting it (twins with blank references)
     hinted = pl.lit(False)
     if hints:
-        quoted = pl.concat(
-            [
-                source.filter(pl.col(keys[0]).is_null()).select(pl.col(ROW).alias("source_row")),
-                target.filter(pl.col(keys[0]).is_null()).select(pl.col(ROW).alias("target_row")),
-            ],
-            how="diagonal",
+        blank_s = source.filter(pl.col(keys[0]).is_null()).get_column(ROW)
+        blank_t = target.filter(pl.col(keys[0]).is_null()).get_column(ROW)
+        hinted = pl.col("source_row").is_in(blank_s.implode()) | pl.col("target_row").is_in(
+            blank_t.implode()
         )
-        hinted = pl.col("source_row").is_in(
-            quoted.get_column("source_row").drop_nulls().implode()
-        ) | pl.col("target_row").is_in(quoted.get_column("target_row").drop_nulls().implode())
     paired = pl.concat([exact, keyed.filter(~hinted)])
     rest_source = _unmatched_originals(source, rest_source, paired, "source_row")
     rest_target = _unmatched_originals(target, rest_target, paired, "target_row")

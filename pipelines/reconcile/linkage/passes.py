@@ -253,8 +253,8 @@ def key_prepass(
     `date_window`, names at least `FUZZY_FLOOR` below the rule's threshold, other EXACT
     fields equal; a blank on either side is no evidence. Tolerances are NOT applied: a pair
     beyond them is a break (AMOUNT_MISMATCH / DATE_MISMATCH), judged later. With `hints`
-    (one text key), a record whose key is blank also pairs with the record whose key its
-    free text quotes, under the same conditions.
+    (the caller decides: only for exactly one text key), a record whose key is blank also
+    pairs with the record whose key its free text quotes, under the same conditions.
     """
     if not keys:
         return pl.DataFrame(schema=LINK_SCHEMA), {"key_prepass": "skipped: no identifier field"}
@@ -293,7 +293,7 @@ def key_prepass(
             weights.append(rule.weight)
     equal = " AND ".join(f"s.{k} = t.{k}" for k in keys)
     pairs = f"SELECT s.{ROW} AS sr, t.{ROW} AS tr, 1.0 AS key_sim FROM s JOIN t ON {equal}"
-    if hints and len(keys) == 1:
+    if hints:
         # a blank reference quoted in the other side's free text (see mapping._hints)
         k = keys[0]
         for quoting, other in (("s", "t"), ("t", "s")):
