@@ -6,8 +6,9 @@
   not yet COMPLETED with those files. The run key names the files (`<date>|<feed>|<source
   file id>|<target file id>`), so a date runs once per pair of files and a late corrected file
   (a newer file id) runs it again.
-- `daily_reconciliation` (cron `RECON_SCHEDULE_CRON`, default 06:00 in
-  `RECON_SCHEDULE_TIMEZONE`, default UTC): reconciles whatever is due (ready but not COMPLETED
+- `daily_reconciliation` (`build_daily_schedule`: cron and timezone from
+  `pipelines/definitions.py`, RECON_SCHEDULE_CRON / RECON_SCHEDULE_TIMEZONE, default 06:00 UTC):
+  reconciles whatever is due (ready but not COMPLETED
   with its newest files: missed while the sensor was off, or failed and worth another try)
   and runs `database_upkeep`.
 - `database_upkeep`: VACUUM ANALYZE on the busy tables and expired embedding-cache cleanup.
@@ -15,20 +16,21 @@
 
 import hashlib
 import json
-import os
 import time
-from datetime import date
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
     AssetSelection,
+    DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -42,17 +44,15 @@ from dagster import (
 )
 
 from pipelines.embeddings import feed_exception_embeddings
-from pipelines.partitions import business_dates, feed_names
+from pipelines.partitions import add_business_dates, feed_names
 from pipelines.reconcile import feeds
 from pipelines.reconciliation import FEED_RECONCILIATION_ASSETS
 from resources.database import DatabaseResource
 from resources.file_store import FileStoreResource
-from resources.settings import feeds_file
+from resources.settings import DEFAULT_SCHEDULE_CRON, DEFAULT_SCHEDULE_TIMEZONE
 
 FEED_TAG = "recon/feed"
 DATE_TAG = "recon/business_date"
-SCHEDULE_CRON = os.environ.get("RECON_SCHEDULE_CRON", "0 6 * * *")
-SCHEDULE_TIMEZONE = os.environ.get("RECON_SCHEDULE_TIMEZONE", "UTC")
 BUSY_TABLES = (
     "reconciliation_matches",
     "reconciliation_exceptions",
@@ -64,8 +64,6 @@ BUSY_TABLES = (
     "sync_logs",
     "chat_messages",
 )
-# cache entries without an explicit expiry go when unused this long
-CACHE_IDLE_DAYS = int(os.environ.get("RECON_CACHE_IDLE_DAYS", "90"))
 
 # what one feed partition's run materializes
 FEED_ASSETS = [*FEED_RECONCILIATION_ASSETS, feed_exception_embeddings]
@@ -76,14 +74,6 @@ reconcile_feed_job = define_asset_job(
     description="Reconcile one feed's business date (partition <date>|<feed>) and embed it.",
     tags={"recon/kind": "feed"},
 )
-
-
-def partition_exists(day: date) -> bool:
-    """Whether the business date is inside the daily partitions (start date to today)."""
-    try:
-        return business_dates.has_partition_key(day.isoformat())
-    except Exception:  # noqa: BLE001 - malformed or out-of-range keys are simply absent
-        return False
 
 
 def _run_request(ready: feeds.ReadyPartition, reason: str, run_key_suffix: str) -> RunRequest:
@@ -101,9 +91,10 @@ def _run_request(ready: feeds.ReadyPartition, reason: str, run_key_suffix: str) 
     )
 
 
-def load_feeds_if_changed(engine: sa.Engine, cursor: dict[str, Any], log: Any) -> list[str]:
-    """Load the feeds file into the database when its content changed; the feeds loaded."""
-    path = feeds_file()
+def load_feeds_if_changed(
+    engine: sa.Engine, path: Path, cursor: dict[str, Any], log: Any
+) -> list[str]:
+    """Load the feeds file `path` into the database when its content changed; the feeds loaded."""
     if not path.is_file():
         return []
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -119,28 +110,24 @@ def load_feeds_if_changed(engine: sa.Engine, cursor: dict[str, Any], log: Any) -
 def due_requests(
     engine: sa.Engine,
     store: Any,
+    instance: DagsterInstance,
     *,
     reason: str,
-    log: Any,
     run_key_suffix: str = "",
 ) -> list[RunRequest]:
-    """Run requests for every ready feed business date not yet reconciled with its files."""
-    requests = []
-    for feed in feeds.active_feeds(engine):
-        for ready in feeds.ready_partitions(engine, store, feed):
-            if ready.reconciled:
-                continue
-            if not partition_exists(ready.business_date):
-                log.warning(
-                    "feed %s: business date %s is outside the partitions (from %s to today); "
-                    "set RECON_FEED_START_DATE to include it",
-                    feed.name,
-                    ready.business_date,
-                    business_dates.start.date(),
-                )
-                continue
-            requests.append(_run_request(ready, reason, run_key_suffix))
-    return requests
+    """Run requests for every ready feed business date not yet reconciled with its files.
+
+    Each business date asked for becomes a date partition first (the date axis grows with the
+    files, from each feed's first one).
+    """
+    ready_now = [
+        ready
+        for feed in feeds.active_feeds(engine)
+        for ready in feeds.ready_partitions(engine, store, feed)
+        if not ready.reconciled
+    ]
+    add_business_dates(instance, [r.business_date for r in ready_now])
+    return [_run_request(ready, reason, run_key_suffix) for ready in ready_now]
 
 
 @sensor(
@@ -159,7 +146,7 @@ def feed_pairing_sensor(
     engine = database.engine()
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     try:
-        loaded = load_feeds_if_changed(engine, cursor, context.log)
+        loaded = load_feeds_if_changed(engine, file_store.store().feeds_file, cursor, context.log)
     except feeds.FeedError as err:
         # a broken feeds file stops nothing already declared: report it and keep pairing
         context.log.error("feeds file not loaded: %s", err)
@@ -168,7 +155,7 @@ def feed_pairing_sensor(
     new_names = [n for n in names if not context.instance.has_dynamic_partition(feed_names.name, n)]
     # run keys name the files: a date whose files already ran (even if it FAILED) is not
     # asked again by the sensor; the daily schedule retries what is still due
-    requests = due_requests(engine, file_store.store(), reason="pairing", log=context.log)
+    requests = due_requests(engine, file_store.store(), context.instance, reason="pairing")
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[feed_names.build_add_request(new_names)] if new_names else [],
@@ -176,15 +163,16 @@ def feed_pairing_sensor(
     )
 
 
-def run_upkeep(engine: sa.Engine) -> dict[str, Any]:
-    """Expired cache entries deleted, then VACUUM ANALYZE on each busy table (timed)."""
+def run_upkeep(engine: sa.Engine, cache_idle_days: int) -> dict[str, Any]:
+    """Expired cache entries (and those unused `cache_idle_days`) deleted, then VACUUM ANALYZE
+    on each busy table (timed)."""
     with engine.begin() as conn:
         expired = conn.execute(
             sa.text(
                 "DELETE FROM embedding_cache WHERE expires_at < NOW() OR (expires_at IS NULL "
                 "AND last_used_at < NOW() - make_interval(days => :d))"
             ),
-            {"d": CACHE_IDLE_DAYS},
+            {"d": cache_idle_days},
         ).rowcount
     tables: list[dict[str, Any]] = []
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -214,13 +202,14 @@ def run_upkeep(engine: sa.Engine) -> dict[str, Any]:
     kinds={"postgres"},
     description=(
         "Database upkeep: expired embedding-cache entries deleted (expires_at passed, or unused "
-        f"for RECON_CACHE_IDLE_DAYS={CACHE_IDLE_DAYS} days), VACUUM ANALYZE on the busy tables."
+        "for the database resource's cache_idle_days, RECON_CACHE_IDLE_DAYS, default 90), "
+        "VACUUM ANALYZE on the busy tables."
     ),
 )
 def database_upkeep(
     context: AssetExecutionContext, database: DatabaseResource
 ) -> MaterializeResult:
-    done = run_upkeep(database.engine())
+    done = run_upkeep(database.engine(), database.cache_idle_days)
     context.log.info("upkeep: %s expired cache entries deleted", done["expired_cache_entries"])
     schema = TableSchema(
         columns=[
@@ -244,18 +233,7 @@ upkeep_job = define_asset_job(
 )
 
 
-@schedule(
-    target=AssetSelection.assets(*FEED_SELECTION, database_upkeep),
-    name="daily_reconciliation",
-    cron_schedule=SCHEDULE_CRON,
-    execution_timezone=SCHEDULE_TIMEZONE,
-    default_status=DefaultScheduleStatus.RUNNING,
-    description=(
-        "Daily (RECON_SCHEDULE_CRON, default 06:00 UTC): reconciles every feed business date "
-        "that is ready but not reconciled with its newest files, and runs database_upkeep."
-    ),
-)
-def daily_reconciliation(
+def daily_requests(
     context: ScheduleEvaluationContext, database: DatabaseResource, file_store: FileStoreResource
 ) -> list[RunRequest]:
     stamp = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else ""
@@ -263,9 +241,31 @@ def daily_reconciliation(
     requests = due_requests(
         database.engine(),
         file_store.store(),
+        context.instance,
         reason="schedule",
-        log=context.log,
         run_key_suffix=f"|{stamp}",
     )
     upkeep = RunRequest(run_key=f"upkeep|{stamp}", asset_selection=[database_upkeep.key])
     return [*requests, upkeep]
+
+
+def build_daily_schedule(
+    cron: str = DEFAULT_SCHEDULE_CRON, timezone: str = DEFAULT_SCHEDULE_TIMEZONE
+) -> ScheduleDefinition:
+    """The `daily_reconciliation` schedule (`daily_requests`) on `cron` in `timezone`."""
+    return schedule(
+        target=AssetSelection.assets(*FEED_SELECTION, database_upkeep),
+        name="daily_reconciliation",
+        cron_schedule=cron,
+        execution_timezone=timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Daily ({cron} {timezone}; RECON_SCHEDULE_CRON, RECON_SCHEDULE_TIMEZONE): reconciles "
+            "every feed business date that is ready but not reconciled with its newest files, "
+            "and runs database_upkeep."
+        ),
+    )(daily_requests)
+
+
+# with the default cron and timezone (the definitions build their own from the environment)
+daily_reconciliation = build_daily_schedule()

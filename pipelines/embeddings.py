@@ -1,7 +1,7 @@
 """Stage 3, AI: the exceptions of a completed reconciliation embedded, with suggested resolutions.
 
-`exception_embeddings` runs after `reconciliation_record` (config `reconciliation_id`, the same
-as `mapped_records`), and `feed/exception_embeddings` after `feed/reconciliation_record` in the
+`exception_embeddings` runs after `reconciliation_record` in the same reconciliation partition,
+and `feed/exception_embeddings` after `feed/reconciliation_record` in the
 same feed partition: it embeds every exception and the reconciliation's summary with the
 packaged all-MiniLM-L6-v2 (cached by text hash; `pipelines.embed.store`), then stores on
 each OPEN exception the resolution of its closest resolved precedents
@@ -25,11 +25,10 @@ from dagster import (
 
 from pipelines.embed.store import embed_reconciliation
 from pipelines.embed.suggest import suggest_resolutions, suggestions_of
-from pipelines.partitions import feed_partitions
+from pipelines.partitions import feed_partitions, reconciliations
 from pipelines.reconcile.feeds import reconciliation_for_partition
 from pipelines.reconciliation import (
     FEED_PREFIX,
-    ReconciliationConfig,
     feed_reconciliation_record,
     reconciliation_record,
 )
@@ -110,16 +109,16 @@ def embed_and_suggest(
 @asset(
     group_name="ai",
     kinds={"sentence_transformers", "pgvector"},
+    partitions_def=reconciliations,
     deps=[reconciliation_record],
-    description=DESCRIPTION,
+    description="One reconciliation (partition = reconciliations.id): " + DESCRIPTION,
 )
 def exception_embeddings(
     context: AssetExecutionContext,
-    config: ReconciliationConfig,
     database: DatabaseResource,
     embedder: EmbedderResource,
 ) -> MaterializeResult:
-    return embed_and_suggest(context, config.reconciliation_id, database, embedder)
+    return embed_and_suggest(context, int(context.partition_key), database, embedder)
 
 
 @asset(

@@ -10,13 +10,14 @@ the run has no such tags). `uploaded_file` records the file and stores the origi
 `canonical_file` (`process_landed_file`) reads it (any supported format and encoding), detects
 its schema, validates it with pandera and writes typed parquet keyed by `uploaded_files.id`.
 Row-level failures become an asset check with examples and flow on; file-level failures mark
-the file FAILED, quarantine it and stop its downstream assets.
+the file FAILED, quarantine it and stop its downstream assets. An entry the zone refuses (a
+symlink, a hard link, a device, a FIFO, a socket: `zone.refusal`) gets no run: it is left in
+place, and recorded in `sync_logs` and warned about once for as long as it is unchanged.
 """
 
 import json
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -39,19 +40,12 @@ from dagster import (
     sensor,
 )
 
-from pipelines.ingest import landing
-from pipelines.ingest.profiling import preview_rows, profile
-from pipelines.ingest.readers import ROW_NUMBER, FileFormatError, TableRead, read_table
-from pipelines.ingest.validation import (
-    FAILURE_SCHEMA,
-    FileLevelError,
-    check_file_level,
-    declared_columns,
-    examples,
-    validate,
-)
+from pipelines.ingest import landing, refusals
+from pipelines.ingest.processing import landed_file_for_partition, process_landed_file
+from pipelines.ingest.readers import ROW_NUMBER
+from pipelines.ingest.validation import examples
 from resources.database import DatabaseResource
-from resources.file_store import FileStore, FileStoreResource
+from resources.file_store import FileStoreResource
 
 landed_files = DynamicPartitionsDefinition(name="landed_files")
 MAX_RUNS_PER_TICK = 500
@@ -117,7 +111,7 @@ def uploaded_file(
         )
     else:
         # a re-run or backfill of a file landed before: process its stored original again
-        earlier = landing.landed_file_for_partition(database.engine(), store, context.partition_key)
+        earlier = landed_file_for_partition(database.engine(), store, context.partition_key)
         if earlier is None:
             raise Failure(
                 description=f"no file for partition {context.partition_key} in {store.landing}: "
@@ -253,110 +247,13 @@ def canonical_file(
     )
 
 
-CANONICAL_COMPRESSION = "lz4"
-"""Codec of the canonical parquet: ~0.05 s faster than zstd per million rows written, read as
-fast, files about 1.6x larger (still a fraction of the CSV)."""
-
-
-@dataclass(frozen=True)
-class ProcessedFile:
-    """What `process_landed_file` read, detected and wrote for one landed file."""
-
-    read: TableRead
-    detected: list[dict]
-    typed: pl.DataFrame
-    failures: pl.DataFrame
-    invalid_rows: pl.Series
-    canonical_path: Path
-
-
-def process_landed_file(
-    engine: sa.Engine,
-    store: FileStore,
-    uploaded_file: landing.LandedFile,
-    item: landing.LandingPath | None,
-    stage: Callable[[str], None] = lambda _name: None,
-) -> ProcessedFile:
-    """Read, profile, convert and validate a landed file; write its parquet; mark it PROCESSED.
-
-    The work of `canonical_file` without Dagster's metadata (the ingest benchmark runs this very
-    function). `stage(name)` is called as each stage ends ("read", "detect schema", "convert
-    types", "validate", "write parquet", "record"). A file-level problem marks the file FAILED,
-    quarantines the zone copy and raises `Failure`.
-    """
-    name = uploaded_file.original_filename
-    try:
-        read = read_table(uploaded_file.stored_path, name)
-        stage("read")
-        profiled = profile(read.frame, stage)
-        detected, converted = profiled.schema, profiled.conversion
-        declared = declared_columns(
-            landing.data_source_config(engine, uploaded_file.data_source_id)
-        )
-        check_file_level(name, detected, declared)
-        conversion_failures = converted.failures.select(
-            pl.lit(name).alias("file"), "row_number", "column", "check", "value"
-        ).cast(FAILURE_SCHEMA)
-        failures = pl.concat(
-            [conversion_failures, validate(name, converted.frame, detected, declared)]
-        )
-        stage("validate")
-    except (FileFormatError, FileLevelError) as err:
-        _fail(engine, store, item, uploaded_file, str(err))
-        raise Failure(
-            description=str(err), metadata={"uploaded_file_id": uploaded_file.uploaded_file_id}
-        ) from err
-    except Exception as err:
-        message = (
-            f"{name}: unexpected {type(err).__name__} while reading ({err}); the original is kept "
-            "in quarantine and the database; report this with the file"
-        )
-        _fail(engine, store, item, uploaded_file, message)
-        raise
-
-    invalid_rows = failures.get_column("row_number").unique()
-    typed = converted.frame.with_columns(
-        (~pl.col(ROW_NUMBER).is_in(invalid_rows.implode())).alias("_valid")
-    )
-    canonical_path = store.canonical(uploaded_file.uploaded_file_id)
-    canonical_path.parent.mkdir(parents=True, exist_ok=True)
-    typed.write_parquet(canonical_path, compression=CANONICAL_COMPRESSION)
-    failures.write_parquet(store.row_failures(uploaded_file.uploaded_file_id))
-    stage("write parquet")
-    landing.record_processed(
-        engine,
-        uploaded_file,
-        content_type=read.content_type,
-        detected_schema=detected,
-        row_count=typed.height,
-        invalid_row_count=invalid_rows.len(),
-        preview=preview_rows(read.frame),
-    )
-    if item is not None:
-        landing.archive(store, item, "processed", uploaded_file.uploaded_file_id)
-    stage("record")
-    return ProcessedFile(read, detected, typed, failures, invalid_rows, canonical_path)
-
-
-def _fail(
-    engine: sa.Engine,
-    store: FileStore,
-    item: landing.LandingPath | None,
-    landed: landing.LandedFile,
-    message: str,
-) -> None:
-    landing.record_failed(engine, landed, message)
-    if item is not None:
-        landing.archive(store, item, "quarantine", landed.uploaded_file_id)
-
-
 @sensor(
     target=[uploaded_file, canonical_file],
     minimum_interval_seconds=15,
     description="Starts one run per new file in the landing zone (<organization>/<source>/<file>).",
 )
 def landing_zone_sensor(
-    context: SensorEvaluationContext, file_store: FileStoreResource
+    context: SensorEvaluationContext, file_store: FileStoreResource, database: DatabaseResource
 ) -> SensorResult:
     # The cursor caches each waiting file's SHA-256 by (path, mtime, size), so a big file is
     # hashed once, not on every tick while it waits for its run; the hash, size and mtime go
@@ -369,20 +266,23 @@ def landing_zone_sensor(
     cursor: dict[str, str] = {}
     for item, reason in entries:
         if reason is not None:
-            # said once per entry (kept in the cursor), left where it is, never read
-            marker = f"refused|{item.relative}"
-            if marker not in known:
-                context.log.warning(f"landing zone: {item.relative}: refused: {reason}")
+            # recorded in sync_logs and said once per entry as it is (size, mtime: kept in
+            # the cursor); left where it is, never read
+            marker = refused_marker(item)
+            if marker not in known and not _record_refusal(context, database, item, reason):
+                continue  # not recorded (no database): tried again next tick
             cursor[marker] = "refused"
     waiting = [item for item, reason in entries if reason is None][:MAX_RUNS_PER_TICK]
     requests = []
     for item in waiting:
-        stat = item.path.stat()
-        marker = f"{item.relative}|{stat.st_mtime_ns}|{stat.st_size}"
-        cached = known.get(marker, "")
-        found = landing.fingerprint(
-            item.path, stat, cached if landing.SHA256_RE.fullmatch(cached) else None
-        )
+        try:
+            stat = item.path.lstat()  # a regular file, as scanned: never a link to follow
+            marker = f"{item.relative}|{stat.st_mtime_ns}|{stat.st_size}"
+            cached = known.get(marker, "")
+            sha = cached if landing.SHA256_RE.fullmatch(cached) else None
+            found = landing.fingerprint(item.path, stat, sha, zone=zone)
+        except (OSError, landing.LandingRefused):
+            continue  # gone or swapped since the scan: the next tick sees what is there
         key = landing.partition_key_for(item.relative, found.sha256)
         cursor[marker] = found.sha256
         requests.append(
@@ -403,3 +303,30 @@ def landing_zone_sensor(
         dynamic_partitions_requests=[landed_files.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(cursor, sort_keys=True),
     )
+
+
+def refused_marker(item: landing.LandingPath) -> str:
+    """The sensor's cursor entry for a refused entry as it is now (path, mtime, size)."""
+    try:
+        found = item.path.lstat()
+    except OSError:
+        return f"refused|{item.relative}"
+    return f"refused|{item.relative}|{found.st_mtime_ns}|{found.st_size}"
+
+
+def _record_refusal(
+    context: SensorEvaluationContext,
+    database: DatabaseResource,
+    item: landing.LandingPath,
+    reason: str,
+) -> bool:
+    try:
+        new = refusals.record_refusal(database.engine(), item, reason)
+    except sa.exc.SQLAlchemyError as err:  # the database is away: good files still get runs
+        context.log.warning(
+            f"landing zone: {item.relative}: refused: {reason}; not recorded: {err}"
+        )
+        return False
+    if new:
+        context.log.warning(f"landing zone: {item.relative}: refused: {reason}")
+    return True

@@ -22,7 +22,6 @@ import psycopg
 import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
-    Config,
     MetadataValue,
     Output,
     RetryRequested,
@@ -47,12 +46,6 @@ FEED_PREFIX = "feed"
 MAX_RETRIES = 3
 # a database that went away for a moment: worth another try, unlike a data problem
 RETRYABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError)
-
-
-class ReconciliationConfig(Config):
-    """Which reconciliation this run computes (a `reconciliations.id`, created PENDING)."""
-
-    reconciliation_id: int
 
 
 @dataclass

@@ -1,20 +1,21 @@
 """Stage 2, reconciliation: mapping, linkage, exceptions and the reconciliation record as assets.
 
 The four assets are built twice by one factory, so both share every line of stage code:
-- group `reconcile`: ad hoc, one run per `reconciliations` row (config `reconciliation_id`;
-  `recon run` creates it PENDING with its two landed files and rule-set version);
+- group `reconcile`: ad hoc, partitioned by reconciliation (dynamic partitions
+  `reconciliations`, key = `reconciliations.id`; `recon run` creates it PENDING with its two
+  landed files and rule-set version and adds its partition), so the catalog keeps every
+  reconciliation's materializations;
 - group `feed_reconcile` (keys `feed/...`): partitioned by business date x feed, one partition
   = one feed's reconciliation of one day (`pipelines.reconcile.feeds`); the pairing sensor,
   the daily schedule and backfills run these. Re-running a partition replaces its results.
-The stages hand each other parquet files in the file store (`store/reconciliations/<id>/`),
+Every reconcile asset is partitioned. The stages hand each other a small `ReconciliationWork`
+through a run- and partition-keyed IO manager (`pipelines.handoff`) and the data itself as
+parquet files in the file store (`store/reconciliations/<id>/`),
 and only the last one writes matches and exceptions to PostgreSQL, in one transaction, so a
 failure anywhere leaves the record FAILED with its error and nothing half-written. A lost
 database connection is retried with backoff (1, 2, 4 s) before the stage gives up. The logic
 lives in `pipelines.reconcile`; these are the edges.
 """
-
-# no `from __future__ import annotations` here: Dagster reads the assets' Config annotation
-# (ReconciliationConfig) at definition time
 
 from statistics import median
 from typing import Any
@@ -37,11 +38,10 @@ from dagster import (
 )
 
 from pipelines.files import canonical_file
-from pipelines.partitions import feed_partitions
+from pipelines.partitions import feed_partitions, reconciliations
 from pipelines.reconcile import feeds, records
 from pipelines.reconcile_stages import (
     FEED_PREFIX,
-    ReconciliationConfig,
     ReconciliationWork,
     commit_record,
     find_exceptions,
@@ -99,18 +99,21 @@ def history_checks(
 
 
 def build_reconcile_assets(*, partitioned: bool) -> list[AssetsDefinition]:
-    """The four stages as assets: ad hoc (config reconciliation_id) or per feed partition."""
+    """The four stages as assets: per ad-hoc reconciliation or per feed partition."""
     prefix = [FEED_PREFIX] if partitioned else []
     group = "feed_reconcile" if partitioned else "reconcile"
     where = (
         "One feed's business date (partition <date>|<feed>)"
         if partitioned
-        else "One reconciliation (config reconciliation_id)"
+        else "One reconciliation (partition = reconciliations.id)"
     )
     # each run's hand-off under its own run id: two reconciliations in flight never share it
-    shared: dict[str, Any] = {"group_name": group, "io_manager_key": "handoff_io_manager"}
-    if partitioned:
-        shared.update(partitions_def=feed_partitions, key_prefix=prefix)
+    shared: dict[str, Any] = {
+        "group_name": group,
+        "io_manager_key": "handoff_io_manager",
+        "partitions_def": feed_partitions if partitioned else reconciliations,
+        "key_prefix": prefix,
+    }
 
     def upstream(name: str) -> dict[str, AssetIn]:
         return {"work_in": AssetIn(key=AssetKey([*prefix, name]))}
@@ -147,17 +150,18 @@ def build_reconcile_assets(*, partitioned: bool) -> list[AssetsDefinition]:
         @asset(
             name="mapped_records",
             kinds={"polars", "parquet"},
-            deps=[canonical_file],
+            # the reconciliation row names its two landed files
+            deps=[AssetDep(canonical_file, partition_mapping=AllPartitionMapping())],
             description=mapping_description,
             **shared,
         )
         def mapped_records(
             context: AssetExecutionContext,
-            config: ReconciliationConfig,
             database: DatabaseResource,
             file_store: FileStoreResource,
         ) -> Output[ReconciliationWork]:
-            return map_records(context, config.reconciliation_id, database, file_store.store())
+            rid = int(context.partition_key)
+            return map_records(context, rid, database, file_store.store())
 
         mapped = mapped_records
 

@@ -20,9 +20,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from pipelines.reconcile import feeds
-from recon.lifecycle import owner_tags
-from recon.run import QUIET
+from recon.execution import execute
 from resources.errors import ReconError
+
+# one backfill covers at most this many business dates (x feeds): a range of years is a mistake
+MAX_BACKFILL_DAYS = 366
 
 
 @dataclass(frozen=True)
@@ -38,39 +40,39 @@ class PartitionOutcome:
 
 def load_feeds(engine: sa.Engine, instance: Any, path: Path) -> dict[str, list[str]]:
     """Load a feeds file into the database and register each feed as a Dagster partition."""
-    from pipelines.partitions import feed_names
+    from pipelines.partitions import add_keys, feed_names
 
     specs = feeds.load_feeds_file(path)
     outcome = feeds.store_feeds(engine, specs, path)
-    missing = [s.name for s in specs if not instance.has_dynamic_partition(feed_names.name, s.name)]
-    if missing:
-        instance.add_dynamic_partitions(feed_names.name, missing)
+    add_keys(instance, feed_names, [s.name for s in specs])
     return outcome
 
 
 def partition_keys(
     engine: sa.Engine, instance: Any, feed_list: list[str], start: date, end: date
 ) -> list[str]:
-    """`<date>|<feed>` keys for every date in [start, end] and every named (or active) feed."""
-    from pipelines.automation import partition_exists
-    from pipelines.partitions import feed_names
+    """`<date>|<feed>` keys for every date in [start, end] and every named (or active) feed.
+
+    The dates and feeds become partitions if they were not (the date axis grows on demand).
+    """
+    from pipelines.partitions import add_business_dates, add_keys, feed_names
 
     if end < start:
         raise ReconError(f"--to {end} is before --from {start}")
+    if end > date.today() + timedelta(days=1):
+        raise ReconError(f"--to {end} is in the future; a business date has files by then")
+    if (end - start).days >= MAX_BACKFILL_DAYS:
+        raise ReconError(
+            f"{start}..{end} is more than {MAX_BACKFILL_DAYS} days; backfill it in parts"
+        )
     names = feed_list or [f.name for f in feeds.active_feeds(engine)]
     if not names:
         raise ReconError("no active feeds; load a feeds file first (`recon feeds load FILE`)")
     for name in names:
         feeds.feed_named(engine, name)  # a clear error for an unknown feed
-        if not instance.has_dynamic_partition(feed_names.name, name):
-            instance.add_dynamic_partitions(feed_names.name, [name])
+    add_keys(instance, feed_names, names)
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    outside = [d for d in days if not partition_exists(d)]
-    if outside:
-        raise ReconError(
-            f"{outside[0]} is outside the business-date partitions (RECON_FEED_START_DATE to "
-            "today); narrow the range or set RECON_FEED_START_DATE"
-        )
+    add_business_dates(instance, days)
     return [feeds.feed_partition_key(d, n) for d in days for n in sorted(names)]
 
 
@@ -93,29 +95,20 @@ def run_in_process(
     tags: dict[str, str] | None = None,
 ) -> list[PartitionOutcome]:
     """Materialize the feed assets for each partition in turn; every partition is attempted."""
-    from dagster import materialize
-
     from pipelines.automation import FEED_ASSETS
-    from pipelines.definitions import defs
     from resources.database import engine_for
 
     engine = engine_for(url)
     backfill_id = f"local-{int(time.time())}"
     outcomes = []
     for index, key in enumerate(keys, start=1):
-        result = materialize(
+        result = execute(
+            instance,
+            url,
             FEED_ASSETS,
             partition_key=key,
-            instance=instance,
-            resources=defs.resources,
-            raise_on_error=False,
-            run_config=QUIET,
-            tags={
-                "recon/backfill": backfill_id,
-                "recon/command": "backfill",
-                **(tags or {}),
-                **owner_tags(),
-            },
+            tags={"recon/backfill": backfill_id, "recon/command": "backfill", **(tags or {})},
+            say=say,
         )
         try:
             rid = feeds.reconciliation_for_partition(engine, key)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,8 @@ import typer
 from recon.cli_db import db_app
 from recon.cli_db import ready_url as _ready_url
 from recon.cli_feeds import feeds_app
+from recon.cli_land import land_command
+from recon.cli_secrets import secrets_app
 from recon.scope import DEFAULT_ORGANIZATION, require_owned
 from resources import migrations
 from resources.database import masked_url
@@ -38,6 +41,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(secrets_app, name="secrets")
 
 
 @app.command("ui")
@@ -46,11 +50,11 @@ def ui(
     port: Annotated[int, typer.Option(help="Port the webserver listens on.")] = 3000,
 ) -> None:
     """Start the Dagster webserver and daemon on the PostgreSQL-backed instance."""
-    from resources.dagster_instance import prepare_dagster_environment
+    from resources.dagster_instance import dagster_process_environment
 
     url = _ready_url()
     migrations.migrate(url)
-    prepare_dagster_environment(url)
+    child_env = dagster_process_environment(url)  # this process's environment is not changed
     base = f"http://{host}:{port}"
     typer.echo(f"Dagster UI on {base} (Ctrl-C stops it; the database keeps running)")
     typer.echo(
@@ -71,7 +75,7 @@ nothing there yet? `recon demo` lands sample files and a week of two feeds"""
         "-p",
         str(port),
     ]
-    raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT))
+    raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT, env=child_env))
 
 
 @app.command("run")
@@ -111,6 +115,7 @@ def run(
     """
     import json
 
+    from pipelines.definitions import defs
     from pipelines.reconcile.proposal import propose_rule_set
     from recon.run import RunRequest, run_reconciliation
 
@@ -122,7 +127,8 @@ def run(
     summary = run_reconciliation(
         url,
         RunRequest(source=source, target=target, rules=rules, organization=org, name=name),
-        propose_rules=propose_rule_set,
+        # the definitions' embedder resource (the model loads only if a proposal is needed)
+        propose_rules=partial(propose_rule_set, embedder=defs.resources["embedder"].embedder()),
         say=say,
     )
     count = summary["exception_count"] or 0
@@ -149,7 +155,7 @@ def _embed(url: str, reconciliation_id: int) -> bool:
     from recon.run import embed_exceptions
     from resources.dagster_instance import dagster_instance
 
-    ok, run_id = embed_exceptions(dagster_instance(url), reconciliation_id)
+    ok, run_id = embed_exceptions(dagster_instance(url), url, reconciliation_id)
     if not ok:
         typer.echo(
             f"recon: warning: embedding failed (Dagster run {run_id}); the reconciliation "
@@ -240,13 +246,13 @@ def ask(
     """Ask about a reconciliation; the answer cites its exceptions (kept in chat_sessions)."""
     from pipelines.embed.chat import ask as answer_question
     from resources.database import engine_for
-    from resources.embedder import SentenceTransformerEmbedder
+    from resources.embedder import EmbedderResource
 
     url = _ready_url()
     migrations.migrate(url)
-    require_owned(engine_for(url), org, "reconciliation", reconciliation_id)
+    org_id = require_owned(engine_for(url), org, "reconciliation", reconciliation_id)
     answer = answer_question(
-        engine_for(url), SentenceTransformerEmbedder(), reconciliation_id, question
+        engine_for(url), EmbedderResource().embedder(), reconciliation_id, question, org_id
     )
     typer.echo(answer.text)
     typer.echo(f"(chat session {answer.session_id})")
@@ -311,6 +317,7 @@ def cancel(
 
 
 app.add_typer(feeds_app, name="feeds")
+app.command("land")(land_command)
 
 
 def _date(value: str, option: str) -> date:
@@ -390,8 +397,9 @@ def lineage(
     from resources.file_store import FileStoreResource
 
     url = _ready_url()
-    require_owned(engine_for(url), org, "exception", exception_id)
-    chain = exception_lineage(engine_for(url), FileStoreResource().store(), exception_id)
+    org_id = require_owned(engine_for(url), org, "exception", exception_id)
+    store = FileStoreResource().store()
+    chain = exception_lineage(engine_for(url), store, exception_id, organization_id=org_id)
     typer.echo(json.dumps(chain, default=str) if as_json else format_lineage(chain))
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
 
 from resources import migrations
 from resources.database import check_database, libpq_url, masked_url, resolve_database_url
@@ -40,9 +42,16 @@ def db_up() -> None:
 
 
 @db_app.command("url")
-def db_url() -> None:
+def db_url(
+    dagster: Annotated[
+        bool, typer.Option("--dagster", hidden=True, help="Dagster's URL (for `db env`).")
+    ] = False,
+) -> None:
     """Print a libpq URL of the database (psql accepts it: psql "$(recon db url)")."""
-    typer.echo(libpq_url(ready_url()))
+    from resources.dagster_instance import dagster_pg_url
+
+    url = ready_url()
+    typer.echo(dagster_pg_url(url) if dagster else libpq_url(url))
 
 
 @db_app.command("migrate")
@@ -93,8 +102,14 @@ def db_env() -> None:
     """Print the shell exports Dagster needs to use this instance: eval "$(recon db env)"."""
     from resources.dagster_instance import prepare_dagster_environment
 
-    for key, value in prepare_dagster_environment(ready_url()).items():
-        typer.echo(f"export {key}={shlex.quote(value)}")
+    url = ready_url()
+    for key, value in prepare_dagster_environment(url).items():
+        if key == "RECON_DAGSTER_PG_URL" and make_url(url).password:
+            # only `recon db url` prints a password: the shell asks it when it evaluates this
+            value = f"$({shlex.quote(sys.executable)} -m recon db url --dagster)"
+            typer.echo(f'export {key}="{value}"')
+        else:
+            typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 @db_app.command("down")

@@ -33,28 +33,16 @@ DEMO_FEED_RULES = (HERE / "demo_rules.yaml", HERE / "demo_invoice_rules.yaml")
 BACKFILL_DAYS = 3
 
 
-def process_landing_zone(instance: Any, say: Callable[[str], None]) -> list[str]:
-    """One landing-sensor tick evaluated here, and a run per new file; their partition keys."""
-    from dagster import build_sensor_context
+def process_landing_zone(instance: Any, url: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """One landing-zone pass as the sensor's (`recon land --scan`); what it landed and refused."""
+    from recon.land import scan_pass
 
-    from pipelines.files import landed_files, landing_zone_sensor
-    from recon.run import process_file_partition
-    from resources.file_store import FileStoreResource
-
-    tick = landing_zone_sensor(
-        build_sensor_context(instance=instance, resources={"file_store": FileStoreResource()})
-    )
-    keys = [request.partition_key for request in tick.run_requests if request.partition_key]
-    new = [k for k in keys if not instance.has_dynamic_partition(landed_files.name, k)]
-    instance.add_dynamic_partitions(landed_files.name, new)
-    for key in keys:
-        result = process_file_partition(
-            instance,
-            key,
-            {"recon/command": "demo", "recon/trigger": "landing_zone_sensor (in process)"},
-        )
-        say(f"  landed {key}: {'ok' if result.success else 'FAILED'}")
-    return keys
+    outcome = scan_pass(url, instance)
+    for summary in outcome["landed"]:
+        say(f"  landed {summary.get('path')}: {summary['status']}")
+    for summary in outcome["failed"]:
+        say(f"  {summary.get('path')}: FAILED ({summary.get('processing_error')})")
+    return outcome
 
 
 def pair_feeds(url: str, instance: Any, say: Callable[[str], None]) -> list[Any]:
@@ -97,13 +85,11 @@ def install_feeds_file(feeds_path: Path, say: Callable[[str], None]) -> None:
 
 def run_demo(url: str, say: Callable[[str], None], *, days: int = 7) -> dict[str, Any]:
     """Everything the demo shows; returns what a newcomer should look at."""
-    from dagster import materialize
-
     from pipelines.database import database_schema
-    from pipelines.definitions import defs
     from pipelines.reconcile.rules import load_rule_set_file
     from recon.backfill import load_feeds, partition_keys, submit
-    from recon.lifecycle import instance_for, owner_tags
+    from recon.execution import execute
+    from recon.lifecycle import instance_for
     from recon.run import embed_exceptions, reconcile_files
     from recon.samples import write_feed_day, write_samples
     from resources.database import engine_for
@@ -113,9 +99,7 @@ def run_demo(url: str, say: Callable[[str], None], *, days: int = 7) -> dict[str
     logging.getLogger("splink").setLevel(logging.ERROR)
     engine = engine_for(url)
     instance = instance_for(url, say)
-    schema_run = materialize(
-        [database_schema], instance=instance, resources=defs.resources, tags=owner_tags()
-    )
+    schema_run = execute(instance, url, [database_schema], tags={"recon/command": "demo"})
     if not schema_run.success:
         raise ReconError("the database_schema run failed; open `recon ui` to see its logs")
     zone = FileStoreResource().store().landing / DEMO_ORGANIZATION
@@ -123,7 +107,7 @@ def run_demo(url: str, say: Callable[[str], None], *, days: int = 7) -> dict[str
     # 1. ad hoc: one bank export against one ledger
     write_samples(zone / "bank", zone / "ledger")
     say(f"landed sample files in {zone}")
-    process_landing_zone(instance, say)
+    process_landing_zone(instance, url, say)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
@@ -158,7 +142,7 @@ def run_demo(url: str, say: Callable[[str], None], *, days: int = 7) -> dict[str
     )
     if summary["status"] != "COMPLETED":
         raise ReconError(f"the demo reconciliation failed: {summary['error_message']}")
-    embedded, run_id = embed_exceptions(instance, summary["reconciliation_id"])
+    embedded, run_id = embed_exceptions(instance, url, summary["reconciliation_id"])
     if not embedded:
         say(f"embedding the exceptions failed (Dagster run {run_id}); see `recon ui`")
 
@@ -172,7 +156,7 @@ def run_demo(url: str, say: Callable[[str], None], *, days: int = 7) -> dict[str
     for day in week:
         write_feed_day(zone, day)
     say(f"landed {4 * len(week)} feed files for {week[0]} .. {week[-1]}")
-    process_landing_zone(instance, say)
+    process_landing_zone(instance, url, say)
     partitions = pair_feeds(url, instance, say)
     failed = [p for p in partitions if not p.success]
     if failed:

@@ -12,8 +12,6 @@ The result is the reconciliation's summary (`records.summary`), read back from t
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +28,13 @@ from pipelines.reconcile.rules import (
     load_rule_set_file,
     store_rule_set,
 )
-from recon.lifecycle import RECONCILIATION_TAG, instance_for, owner_tags
+from recon.execution import execute
+from recon.land import land_and_process
+from recon.lifecycle import RECONCILIATION_TAG, instance_for
 from resources.database import engine_for
 from resources.errors import ReconError
 
 DEFAULT_ORGANIZATION = "Default Organization"
-# Dagster's console logger stays quiet here (errors come as one line): the run's full log,
-# tracebacks included, is in its event log in the UI
-QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass(frozen=True)
@@ -66,64 +63,6 @@ def _columns(path: Path) -> list[str]:
 def _data_source_name(path: Path, given: str | None, side: str) -> str:
     name = given or path.stem or side
     return landing.safe_display_name(name).replace("\\", "_")
-
-
-def process_file_partition(instance: Any, key: str, tags: dict[str, str]) -> Any:
-    """One `landed_files` partition's `uploaded_file` + `canonical_file` run, in process."""
-    from dagster import materialize
-
-    from pipelines.definitions import defs
-    from pipelines.files import canonical_file, uploaded_file
-
-    return materialize(
-        [uploaded_file, canonical_file],
-        partition_key=key,
-        instance=instance,
-        resources=defs.resources,
-        raise_on_error=False,
-        run_config=QUIET,
-        tags={**tags, **owner_tags()},
-    )
-
-
-def land_and_process(url: str, instance: Any, path: Path, organization: str, source: str) -> int:
-    """Land one file through the landing zone and its partition's assets; its file id."""
-    from pipelines.files import LANDING_PATH_TAG, landed_files
-    from resources.file_store import FileStoreResource
-
-    zone = FileStoreResource().store().landing
-    folder = zone / landing.folder_name(organization, "organization") / source
-    folder.mkdir(parents=True, exist_ok=True)
-    dropped = folder / path.name
-    if dropped.exists():
-        dropped = folder / f"{uuid.uuid4().hex[:8]}-{path.name}"
-    shutil.copyfile(path, dropped)
-    item = landing.parse_landing_path(zone, dropped)
-    if item is None:
-        raise ReconError(f"{dropped}: not a landing-zone path")
-    # hashed once: the run trusts this fingerprint while the file's size and mtime match
-    found = landing.fingerprint(dropped)
-    key = landing.partition_key_for(item.relative, found.sha256)
-    instance.add_dynamic_partitions(landed_files.name, [key])
-    tags = {"recon/command": "run", LANDING_PATH_TAG: str(item.relative), **found.tags()}
-    result = process_file_partition(instance, key, tags)
-    landed = None
-    try:
-        landed = result.output_for_node("uploaded_file")
-    except Exception:  # noqa: BLE001 - the run failed before landing: say why below
-        landed = None
-    if landed is None:
-        raise ReconError(f"{path}: landing failed (Dagster run {result.run_id}); see `recon ui`")
-    file_id = landed.duplicate_of or landed.uploaded_file_id
-    with engine_for(url).connect() as conn:
-        row = conn.execute(
-            sa.text("SELECT status, processing_error FROM uploaded_files WHERE id = :i"),
-            {"i": file_id},
-        ).first()
-    if row is None or row.status != "PROCESSED":
-        reason = row.processing_error if row is not None else "not recorded"
-        raise ReconError(f"{path.name} could not be processed: {reason}")
-    return file_id
 
 
 def run_reconciliation(
@@ -179,10 +118,11 @@ def reconcile_files(
     is_ai_generated: bool = False,
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
-    """Store the rule set version, create a PENDING reconciliation and run the reconcile assets."""
-    from dagster import materialize
+    """Store the rule set version, create a PENDING reconciliation and run the reconcile assets.
 
-    from pipelines.definitions import defs
+    The reconciliation is a partition of the reconcile assets (key: its id), added here.
+    """
+    from pipelines.partitions import add_keys, reconciliations
     from pipelines.reconciliation import RECONCILIATION_ASSETS
 
     engine = engine_for(url)
@@ -201,39 +141,32 @@ def reconcile_files(
         say(f"reconciliation {rid} had failed: running it again in place")
     else:
         rid = records.create_reconciliation(engine, **same, rule_set_id=stored.id)
+    add_keys(instance, reconciliations, [str(rid)])
     say(f"reconciliation {rid}: running")
-    result = materialize(
+    result = execute(
+        instance,
+        url,
         RECONCILIATION_ASSETS,
-        instance=instance,
-        resources=defs.resources,
-        run_config={
-            **QUIET,
-            "ops": {"mapped_records": {"config": {"reconciliation_id": rid}}},
-        },
-        raise_on_error=False,
-        tags={"recon/command": "run", RECONCILIATION_TAG: str(rid), **owner_tags()},
+        partition_key=str(rid),
+        tags={"recon/command": "run", RECONCILIATION_TAG: str(rid)},
+        say=say,
     )
     if not result.success:
         records.fail(engine, rid, f"Dagster run {result.run_id} failed; see `recon ui`")
     return records.summary(engine, rid)
 
 
-def embed_exceptions(instance: Any, reconciliation_id: int) -> tuple[bool, str]:
+def embed_exceptions(instance: Any, url: str, reconciliation_id: int) -> tuple[bool, str]:
     """Run `exception_embeddings` for a COMPLETED reconciliation (a Dagster run of its own)."""
-    from dagster import materialize
-
-    from pipelines.definitions import defs
     from pipelines.embeddings import exception_embeddings
+    from pipelines.partitions import add_keys, reconciliations
 
-    result = materialize(
+    add_keys(instance, reconciliations, [str(reconciliation_id)])
+    result = execute(
+        instance,
+        url,
         [exception_embeddings],
-        instance=instance,
-        resources=defs.resources,
-        run_config={
-            **QUIET,
-            "ops": {"exception_embeddings": {"config": {"reconciliation_id": reconciliation_id}}},
-        },
-        raise_on_error=False,
-        tags={"recon/command": "run", RECONCILIATION_TAG: str(reconciliation_id), **owner_tags()},
+        partition_key=str(reconciliation_id),
+        tags={"recon/command": "run", RECONCILIATION_TAG: str(reconciliation_id)},
     )
     return result.success, result.run_id

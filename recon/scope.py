@@ -3,13 +3,16 @@
 Commands that read or change an organization's rows by id (`recon lineage`, `recon ask`,
 `recon embed`, `recon cancel`) take `--org` (default: the default organization) and refuse an
 id of another organization with one line that does not say whose it is. `recon search` was
-already restricted to its `--org` in SQL.
+already restricted to its `--org` in SQL. The name is resolved as the owner (it is who the
+command acts for); the row is looked up as `recon_app` with that organization set, so
+row-level security (migration 0010) alone decides whether it is visible.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from resources.database import organization_transaction
 from resources.errors import ReconError
 
 DEFAULT_ORGANIZATION = "Default Organization"
@@ -27,11 +30,12 @@ def require_owned(engine: sa.Engine, organization: str, what: str, row_id: int) 
         org_id = conn.execute(
             sa.text("SELECT id FROM organizations WHERE name = :n"), {"n": organization}
         ).scalar()
+    if org_id is None:
+        raise ReconError(f"no organization named {organization!r}")
+    with organization_transaction(engine, org_id) as conn:
         owner = conn.execute(
             sa.text(f"SELECT organization_id FROM {table} WHERE id = :i"), {"i": row_id}
         ).scalar()
-    if org_id is None:
-        raise ReconError(f"no organization named {organization!r}")
     if owner is None or owner != org_id:
         # the same words whether it is missing or another organization's: nothing leaks
         raise ReconError(

@@ -4,12 +4,14 @@
 set, otherwise the embedded server under `RECON_HOME`. `check_database()` turns the usual
 ways that goes wrong (server unreachable, wrong credentials, no pgvector, too old a server)
 into one-line `ReconError`s. `DatabaseResource` hands Dagster assets a SQLAlchemy engine
-(psycopg 3) on that database.
+(psycopg 3) on that database. `organization_transaction` is a transaction of that engine as
+the role `recon_app` with one organization set, under row-level security (migration 0010).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -17,15 +19,25 @@ import polars as pl
 import psycopg
 import sqlalchemy as sa
 from dagster import ConfigurableResource
+from pydantic import Field
 from sqlalchemy.engine import URL, make_url
 
 from resources.embedded import ensure_embedded_server
 from resources.errors import ReconError
-from resources.settings import configured_database_url, recon_home
+from resources.settings import (
+    DEFAULT_CACHE_IDLE_DAYS,
+    configured_database_url,
+    home_path,
+    recon_home,
+)
 
 MIN_SERVER_VERSION = 150000
 CONNECT_TIMEOUT_SECONDS = 5
 COPY_CHUNK_ROWS = 100_000
+# migration 0010: the role organization-scoped queries run as, and the setting naming the
+# organization whose rows it sees
+APP_ROLE = "recon_app"
+ORGANIZATION_SETTING = "recon.organization_id"
 
 
 def resolve_database_url() -> str:
@@ -38,7 +50,7 @@ def _parse(url: str) -> URL:
         parsed = make_url(url)
     except sa.exc.ArgumentError as err:
         raise ReconError(
-            f"RECON_DATABASE_URL is not a database URL ({url!r}); "
+            "RECON_DATABASE_URL is not a database URL (not shown: it may hold a password); "
             "expected postgresql://user:password@host:port/database"
         ) from err
     if parsed.get_backend_name() not in {"postgresql", "postgres"}:
@@ -120,6 +132,36 @@ def engine_for(url: str) -> sa.Engine:
     return sa.create_engine(with_driver(url, "psycopg"), pool_pre_ping=True, future=True)
 
 
+@contextmanager
+def organization_transaction(engine: sa.Engine, organization_id: int) -> Iterator[sa.Connection]:
+    """A transaction as `recon_app` with `organization_id` set (both `SET LOCAL`: gone at its
+    end, so a pooled connection comes back as the owner with nothing set).
+
+    Row-level security then shows and accepts only that organization's rows: another's are
+    not there (no error) and writing one is refused. Committed when the block ends, rolled
+    back when it raises. COPY FROM is not allowed on these tables as `recon_app` (PostgreSQL
+    refuses COPY FROM under row-level security): COPY into a temporary table and INSERT from it.
+    """
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("SELECT set_config('role', :role, true), set_config(:setting, :org, true)"),
+            {"role": APP_ROLE, "setting": ORGANIZATION_SETTING, "org": str(int(organization_id))},
+        )
+        yield conn
+
+
+@contextmanager
+def scoped_transaction(engine: sa.Engine, organization_id: int | None) -> Iterator[sa.Connection]:
+    """`organization_transaction` when an organization is given, else the owner's own
+    transaction (the callers not yet given their organization, and owner-level work)."""
+    if organization_id is None:
+        with engine.begin() as conn:
+            yield conn
+    else:
+        with organization_transaction(engine, organization_id) as conn:
+            yield conn
+
+
 def copy_rows(
     conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> int:
@@ -156,12 +198,33 @@ def copy_frame(conn: sa.Connection, table: str, frame: pl.DataFrame) -> int:
 
 
 class DatabaseResource(ConfigurableResource):
-    """The product database for Dagster assets: `url` when given, else the environment's."""
+    """The product database for Dagster assets, configured in `pipelines/definitions.py`.
 
-    url: str | None = None
+    `url` (RECON_DATABASE_URL) names an existing server; blank, the embedded server under
+    `home` (RECON_HOME). Built with neither (a helper outside the definitions), it is the
+    `recon` commands' own choice, `resolve_database_url()`.
+    """
+
+    url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (RECON_DATABASE_URL); empty: the embedded server under home",
+    )
+    home: str | None = Field(
+        default=None, description="State directory of the embedded server (RECON_HOME)"
+    )
+    cache_idle_days: int = Field(
+        default=DEFAULT_CACHE_IDLE_DAYS,
+        description="Upkeep deletes embedding-cache entries unused this many days "
+        "(RECON_CACHE_IDLE_DAYS)",
+    )
 
     def database_url(self) -> str:
-        return self.url or resolve_database_url()
+        url = (self.url or "").strip()
+        if url:
+            return url
+        if self.home is None:
+            return resolve_database_url()
+        return ensure_embedded_server(home_path(self.home))
 
     def engine(self) -> sa.Engine:
         return engine_for(self.database_url())

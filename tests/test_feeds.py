@@ -7,6 +7,7 @@ daily schedule, partition runs and backfills the way the daemon would.
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -65,13 +66,13 @@ class World:
 
     def land(self, day: date, which: tuple[str, ...] = ("bank", "ledger")) -> None:
         write_feed_day(self.zone, day, which=which)
-        process_landing_zone(self.instance, lambda _m: None)
+        process_landing_zone(self.instance, self.url, lambda _m: None)
 
     def land_text(self, side: str, name: str, text: str) -> None:
         path = self.zone / side / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        process_landing_zone(self.instance, lambda _m: None)
+        process_landing_zone(self.instance, self.url, lambda _m: None)
 
     def tick(self) -> list[Any]:
         """The pairing sensor's run requests for this feed."""
@@ -366,10 +367,10 @@ def test_feeds_files_are_checked_before_anything_is_stored(tmp_path: Path) -> No
         "name: Bad Name": "lowercase letters",
         "name: ok\n    source: bank\n    target: bank": "different data sources",
         "name: ok\n    rules: missing.yaml": "does not exist",
-        "name: ok\n    business_date: {from: header}": "filename or column",
+        "name: ok\n    business_date: {from: header}": "'filename' or 'column', not 'header'",
         "name: ok\n    business_date: {from: column}": "`column`",
         "name: ok\n    checks: {history: -1}": "positive number",
-        "name: ok\n    colour: blue": "unknown field",
+        "name: ok\n    colour: blue": "feeds[1]: unknown key 'colour'; accepted: name,",
     }
     base = {"organization": "O", "source": "bank", "target": "ledger", "rules": "rules.yaml"}
     for snippet, expected in cases.items():
@@ -377,7 +378,7 @@ def test_feeds_files_are_checked_before_anything_is_stored(tmp_path: Path) -> No
         text = "feeds:\n  - " + snippet + "\n" + "\n".join(lines) + "\n"
         path = tmp_path / "feeds.yaml"
         path.write_text(text)
-        with pytest.raises(feeds.FeedError, match=expected.replace("(", r"\(")):
+        with pytest.raises(feeds.FeedError, match=re.escape(expected)):
             feeds.load_feeds_file(path)
     rule = feeds.BusinessDateRule()
     assert rule.from_filename("bank_2025-03-04.csv") == date(2025, 3, 4)
@@ -406,3 +407,60 @@ def test_a_business_date_can_come_from_a_date_column(tmp_path: Path) -> None:
     assert feeds._date_from_data(store, 7, "missing") is None
     pl.DataFrame({"_row_number": [1], "booked": ["2025-03-05"]}).write_parquet(store.canonical(8))
     assert feeds._date_from_data(store, 8, "booked") == date(2025, 3, 5)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("checks: {history: .nan}", "feeds[1].checks.history (feed 'ok'): expected a whole number"),
+        (
+            "checks: {match_rate_drop: .inf}",
+            "match_rate_drop (feed 'ok'): expected a finite",
+        ),
+        ("checks: {exception_growth: .nan}", "checks.exception_growth (feed 'ok'): expected a fin"),
+        (
+            "checks: {history: true}",
+            "history (feed 'ok'): expected a whole number, got True",
+        ),
+        ("checks: {histroy: 3}", "feeds[1].checks: unknown key 'histroy'; accepted: history, "),
+        ("checks: 5", "feeds[1].checks (feed 'ok'): expected a mapping, got 5"),
+        ("name: 5", "feeds[1].name: expected text, got 5"),
+        ("organization: [a, b]", "feeds[1].organization (feed 'ok'): expected text"),
+        ("source: 12", "feeds[1].source (feed 'ok'): expected text, got 12"),
+        ("rules: 12", "feeds[1].rules (feed 'ok'): expected text, got 12"),
+        ("description: {a: 1}", "feeds[1].description (feed 'ok'): expected text"),
+        ('description: "x\\0y"', "line 3: text with a NUL character"),
+        ('organization: "a\\0b"', "line 3: text with a NUL character"),
+        ("organization: Attacker/TenantB", "organization (feed 'ok'): organization name 'Attack"),
+        ("organization: ..", "organization (feed 'ok'): organization name '..' cannot name"),
+        ("organization: " + "x" * 300, "at most 200 bytes"),
+        ("source: bank/../x", "feeds[1].source (feed 'ok'): data source name 'bank/../x'"),
+        ("business_date: {from: filename, colum: x}", "business_date: unknown key 'colum'"),
+        ("business_date: {from: filename, format: 5}", "business_date.format (feed 'ok'):"),
+        ("business_date: {from: filename, format: '%Y', column: d}", "column needs `from: col"),
+        ("business_date: {pattern: '(['}", "business_date.pattern (feed 'ok'): not a regular"),
+    ],
+)
+def test_the_feeds_file_is_as_strict_as_the_rules_file(
+    tmp_path: Path, snippet: str, expected: str
+) -> None:
+    shutil.copyfile(DEMO_RULES, tmp_path / "rules.yaml")
+    base = {"organization": "O", "source": "bank", "target": "ledger", "rules": "rules.yaml"}
+    lines = [f"    {k}: {v}" for k, v in base.items() if not snippet.startswith(f"{k}:")]
+    name = "" if snippet.startswith("name:") else "name: ok\n    "
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds:\n  - " + name + snippet + "\n" + "\n".join(lines) + "\n")
+    with pytest.raises(feeds.FeedError) as caught:
+        feeds.load_feeds_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert expected in message
+
+
+def test_the_top_level_of_a_feeds_file_takes_only_feeds(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text("feeds: []\nfeed: []\n")
+    with pytest.raises(
+        feeds.FeedError, match=r"the top level: unknown key 'feed'; accepted: feeds;"
+    ):
+        feeds.load_feeds_file(path)

@@ -796,3 +796,39 @@ def test_a_million_rows_detect_and_convert() -> None:
     assert result.failures.height == 0
     assert result.frame.height == 1_000_000
     assert result.frame["amount"].null_count() == 0
+
+
+def test_validation_in_parts_finds_what_one_pandera_schema_finds() -> None:
+    import pandera.polars as pa
+
+    from pipelines.ingest import validation
+
+    width = validation.COLUMNS_PER_SCHEMA * 2 + 5  # three parts, the last one short
+    values = [1, 5, 10, None, 50, 5]
+    typed = pl.DataFrame(
+        {"_row_number": list(range(1, 7)), **{f"c{i}": values for i in range(width)}},
+        schema_overrides={f"c{i}": pl.Int64 for i in range(width)},
+    )
+    detected = [{"name": f"c{i}", "dataType": "INTEGER"} for i in range(width)]
+    config = {
+        "columns": [
+            {"name": f"c{i}", "min": 2, "max": 20, "nullable": i % 2 == 0, "unique": i % 3 == 0}
+            for i in [*range(0, width, 7), width - 1]
+        ]
+    }
+    declared = validation.declared_columns(config)
+    found = validation.validate("f.csv", typed, detected, declared)
+    try:
+        validation.build_schema(detected, declared).validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases.filter(pl.col("index").is_not_null())
+    expected = cases.select(
+        pl.lit("f.csv").alias("file"),
+        (pl.col("index") + 1).cast(pl.Int64).alias("row_number"),
+        "column",
+        "check",
+        pl.col("failure_case").cast(pl.String).alias("value"),
+    )
+    key = ["column", "row_number", "check", "value"]
+    assert found.height > 0 and set(found.get_column("column")) >= {"c0", f"c{width - 1}"}
+    assert found.sort(key, nulls_last=True).equals(expected.sort(key, nulls_last=True))

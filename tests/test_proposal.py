@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import random
-import zlib
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
 
 from pipelines.ingest.profiling import convert, detect_schema
-from pipelines.reconcile.proposal import (
-    default_embedder,
-    name_words,
-    propose_from_frames,
-    propose_rule_set,
-)
+from pipelines.reconcile.proposal import name_words, propose_from_frames, propose_rule_set
 from pipelines.reconcile.rules import RuleSet, check_against_columns, parse_rule_set
+from resources.embedder import EmbedderResource, HashingEmbedder, SentenceTransformerEmbedder
 
 ROWS = 400
 _NAMES = [
@@ -30,20 +24,15 @@ _NAMES = [
 ]
 
 
-class WordEmbedder:
-    """A stand-in model: one dimension per hashed word, so shared words mean similar names."""
-
-    def encode(self, sentences: list[str]) -> np.ndarray:
-        out = np.zeros((len(sentences), 64))
-        for i, sentence in enumerate(sentences):
-            for word in sentence.split():
-                out[i, zlib.crc32(word.encode()) % 64] += 1.0
-        return out
+# the embedder resource's fake: hashed words, so shared words mean similar names, no model
+FAKE = EmbedderResource(implementation="hashing")
 
 
 @pytest.fixture(scope="module")
 def model() -> Any:
-    return default_embedder()  # the packaged MiniLM, loaded once for the module
+    embedder = EmbedderResource().embedder()  # the resource's real one: the packaged MiniLM
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    return embedder
 
 
 def typed(columns: dict[str, list[str | None]]) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
@@ -188,7 +177,7 @@ def test_lowercase_when_the_target_writes_lower_case_and_direct_for_same_format_
     days = [(date(2024, 3, 1) + timedelta(days=i % 90)).isoformat() for i in range(200)]
     source, s_schema = typed({"account_code": codes, "booked": days})
     target, t_schema = typed({"account_code": [c.lower() for c in codes], "booked": days})
-    rule_set = propose_from_frames(source, target, s_schema, t_schema, embedder=WordEmbedder())
+    rule_set = propose_from_frames(source, target, s_schema, t_schema, embedder=FAKE.embedder())
     assert _mappings(rule_set) == {
         "account_code": ("account_code", "LOWERCASE", None),
         "booked": ("booked", "DIRECT", None),
@@ -209,7 +198,7 @@ def test_an_unrelated_unique_column_never_becomes_a_rule() -> None:
             "reference": [f"R{i:05d}" for i in range(200)],
         }
     )
-    rule_set = propose_from_frames(source, target, s_schema, t_schema, embedder=WordEmbedder())
+    rule_set = propose_from_frames(source, target, s_schema, t_schema, embedder=FAKE.embedder())
     assert set(_rules(rule_set)) == {"reference"}
 
 
@@ -217,3 +206,27 @@ def test_name_words_spell_out_abbreviations() -> None:
     assert name_words("Txn Amt") == "transaction amount"
     assert name_words("invoiceNo") == "invoice number"
     assert name_words("posting_date") == "posting date"
+
+
+def test_the_names_are_embedded_by_the_embedder_resource_handed_in() -> None:
+    fake = FAKE.embedder()
+    assert isinstance(fake, HashingEmbedder)
+    seen: list[str] = []
+
+    class Recording:
+        """The resource's fake, noting what the proposal asks it to embed."""
+
+        model_name, dimensions = fake.model_name, fake.dimensions
+
+        def encode(self, texts: Any) -> Any:
+            seen.extend(texts)
+            return fake.encode(texts)
+
+    invoices = [f"INV-{i:05d}" for i in range(200)]
+    amounts = [f"{i * 3.25:.2f}" for i in range(200)]
+    source, s_schema = typed({"invoiceNo": invoices, "Txn Amt": amounts})
+    target, t_schema = typed({"invoice_number": invoices, "transaction_amount": amounts})
+    rule_set = propose_from_frames(source, target, s_schema, t_schema, embedder=Recording())
+    assert seen == ["invoice number", "transaction amount"] * 2  # source names, then target's
+    assert _mappings(rule_set)["invoiceNo"][0] == "invoice_number"
+    assert _mappings(rule_set)["Txn Amt"][0] == "transaction_amount"

@@ -504,7 +504,9 @@ def test_enormous_first_line(tmp_path: Path) -> None:
 
 def test_enormous_data_line(tmp_path: Path) -> None:
     path = write(tmp_path, b"a,b\n" + b"x" * (20 << 20) + b"\n")
-    assert "data row 1 has 1 field, the header has 2" in fails(path, "long.csv")
+    # one 20 MB cell: refused as that, before the check for short rows copies every line
+    message = fails(path, "long.csv")
+    assert "data row 1, column 1 ('a') holds 20.0 MB, more than the 1.0 MB" in message
 
 
 def test_enormous_unclosed_quote(tmp_path: Path) -> None:
@@ -581,3 +583,53 @@ def test_default_name_is_the_stored_file_name(tmp_path: Path) -> None:
     path = write(tmp_path, "", stored="upload-123.csv")
     with pytest.raises(FileFormatError, match=r"^upload-123\.csv: the file is empty"):
         read_table(path)
+
+
+# --- limits: columns and cell size ------------------------------------------------------------
+
+
+def test_the_column_limit_is_inclusive(tmp_path: Path) -> None:
+    width = readers.MAX_COLUMNS
+    text = ",".join(f"c{i}" for i in range(width)) + "\n" + ",".join(["1"] * width) + "\n"
+    assert read_table(write(tmp_path, text), "widest.csv").frame.width == width + 1
+
+
+@pytest.mark.parametrize("header_name", ["c{i}", "a_long_column_name_of_thirty_{i:05d}"])
+def test_one_column_too_many_is_refused_before_parsing(tmp_path: Path, header_name: str) -> None:
+    # the second header is ~140 KB: longer than the 64 KB the delimiter is sniffed on
+    width = readers.MAX_COLUMNS + 1
+    header = ",".join(header_name.format(i=i) for i in range(width))
+    message = fails(write(tmp_path, header + "\n" + ",".join(["1"] * width) + "\n"), "wide.csv")
+    assert message == (
+        f"wide.csv: has {width:,} comma-separated fields, more than the "
+        f"{readers.MAX_COLUMNS:,} columns a file may have; split it into files of fewer "
+        "columns, or leave out the columns the reconciliation does not need"
+    )
+
+
+def test_too_many_columns_in_other_formats(tmp_path: Path) -> None:
+    width = readers.MAX_COLUMNS + 1
+    frame = pl.DataFrame({f"c{i}": [1] for i in range(width)})
+    frame.write_parquet(tmp_path / "wide.parquet")
+    message = fails(tmp_path / "wide.parquet", "wide.parquet")
+    assert f"has {width:,} columns, more than the {readers.MAX_COLUMNS:,}" in message
+    (tmp_path / "wide.jsonl").write_text(frame.write_ndjson())
+    message = fails(tmp_path / "wide.jsonl", "wide.jsonl")
+    assert f"has {width:,} distinct keys, more than the {readers.MAX_COLUMNS:,}" in message
+
+
+def test_a_cell_over_the_limit_names_its_row_and_column(tmp_path: Path) -> None:
+    limit = readers.MAX_CELL_BYTES
+    fits = b"id,memo\n1,ok\n2," + b"m" * limit + b"\n"
+    assert read_table(write(tmp_path, fits), "fits.csv").frame.height == 2
+    quoted = b'id,memo\n1,ok\n2,"' + b"m" * (limit + 1) + b'"\n3,ok\n'
+    assert fails(write(tmp_path, quoted), "big.csv") == (
+        "big.csv: data row 2, column 2 ('memo') holds 1.0 MB, more than the 1.0 MB a cell may "
+        "have; look for a quote that is never closed or missing line breaks, or leave that "
+        "value out of the export"
+    )
+    pl.DataFrame({"id": ["1"], "h" * (limit + 1): ["2"]}).write_parquet(tmp_path / "h.parquet")
+    assert "the header, column 2 holds 1.0 MB" in fails(tmp_path / "h.parquet", "h.parquet")
+    frame = pl.DataFrame({"id": ["1"], "blob": ["b" * (limit + 10)]})
+    frame.write_parquet(tmp_path / "big.parquet")
+    assert "data row 1, column 2 ('blob')" in fails(tmp_path / "big.parquet", "big.parquet")

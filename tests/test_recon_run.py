@@ -122,16 +122,17 @@ def _materialize(url: str, reconciliation_id: int) -> Any:
     from dagster import materialize
 
     from pipelines.definitions import defs
+    from pipelines.partitions import add_keys, reconciliations
     from pipelines.reconciliation import RECONCILIATION_ASSETS
     from resources.dagster_instance import dagster_instance
 
+    instance = dagster_instance(url)
+    add_keys(instance, reconciliations, [str(reconciliation_id)])
     return materialize(
         RECONCILIATION_ASSETS,
-        instance=dagster_instance(url),
+        instance=instance,
         resources=defs.resources,
-        run_config={
-            "ops": {"mapped_records": {"config": {"reconciliation_id": reconciliation_id}}}
-        },
+        partition_key=str(reconciliation_id),
         raise_on_error=False,
     )
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from pipelines.embed.search import search_exceptions
 from pipelines.reconcile.records import summary
+from resources.database import scoped_transaction
 from resources.embedder import Embedder
 from resources.errors import ReconError
 
@@ -106,13 +107,20 @@ def compose_answer(
     return "\n".join(lines)
 
 
-def ask(engine: sa.Engine, embedder: Embedder, reconciliation_id: int, question: str) -> Answer:
-    """Answer a question about one reconciliation and keep both in its chat session."""
+def ask(
+    engine: sa.Engine,
+    embedder: Embedder,
+    reconciliation_id: int,
+    question: str,
+    organization_id: int | None = None,
+) -> Answer:
+    """Answer a question about one reconciliation and keep both in its chat session (as
+    `recon_app` with the organization set, when given; the search always is)."""
     question = " ".join(question.split())
     if not question:
         raise ReconError("the question is empty")
-    reconciliation = summary(engine, reconciliation_id)
-    with engine.connect() as conn:
+    reconciliation = summary(engine, reconciliation_id, organization_id)
+    with scoped_transaction(engine, organization_id) as conn:
         breakdown = _breakdown(conn, reconciliation_id)
     hits = search_exceptions(
         engine,
@@ -132,7 +140,7 @@ def ask(engine: sa.Engine, embedder: Embedder, reconciliation_id: int, question:
         }
         for h in hits
     ]
-    with engine.begin() as conn:
+    with scoped_transaction(engine, organization_id) as conn:
         session_id = _session(conn, reconciliation_id, reconciliation["organization_id"])
         conn.execute(
             sa.text(

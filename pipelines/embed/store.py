@@ -9,7 +9,9 @@ hits) and, in the same transaction, its vectors into the cache, so a failure lat
 was paid for. A run that needs no model call logs one SKIPPED row. Finally the documents are
 upserted on their unique key (organization, type, id, model) from a binary COPY, unchanged
 ones left alone, and the embeddings of exceptions that no longer exist removed, so a re-run
-replaces rather than duplicates.
+replaces rather than duplicates. The documents are written as `recon_app` with the
+reconciliation's organization set (row-level security, migration 0010); the cache, shared by
+every organization, and the model-call log are the owner's.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import psycopg
 import sqlalchemy as sa
 
 from pipelines.embed.texts import exception_text, reconciliation_text
+from resources.database import organization_transaction
 from resources.embedder import Embedder
 from resources.errors import ReconError
 
@@ -206,7 +209,7 @@ def write_documents(
     raw = dbapi(conn)
     raw.execute(
         "CREATE TEMP TABLE IF NOT EXISTS embed_docs_in (document_type text, document_id bigint, "
-        "content text, embedding vector) ON COMMIT DELETE ROWS"
+        "content text, embedding vector) ON COMMIT DROP"
     )
     with raw.cursor() as cursor:
         statement = (
@@ -323,7 +326,7 @@ def embed_reconciliation(
     if not batches:
         with engine.begin() as conn:
             log_model_call(conn, **log, records=0, latency_ms=0.0, status="SKIPPED", metadata=base)
-    with engine.begin() as conn:
+    with organization_transaction(engine, organization_id) as conn:
         written = write_documents(
             conn,
             organization_id=organization_id,

@@ -1,7 +1,7 @@
 """File landing: the landing zone, the file store and the `uploaded_files` bookkeeping.
 
 A landing zone is `<root>/<organization>/<data source>/<file>`. Landing a file hashes it
-(SHA-256, streamed), links it into the file store under a UUID-based name, and records it in
+(SHA-256, streamed), copies it into the file store under a UUID-based name, and records it in
 `uploaded_files` (linked to its `data_sources` row, created on first sight as type FILE) and in
 `sync_logs`. Identical content already landed for the organization is recognised by its hash
 and not processed again. The landing-zone copy is moved out (to `processed/` or `quarantine/`)
@@ -14,8 +14,10 @@ otherwise, so a large file is read for hashing once, not twice, and a file repla
 in between is never recorded under the hash of its earlier content.
 
 Only regular files really inside the zone are read (`refusal`): a symlink (to a file or a
-folder), a device, a pipe or a path resolving elsewhere is refused, left where it is and
-never moved; the sensor says so once in its log.
+folder), a hard link, a device, a FIFO, a socket or a path resolving elsewhere is refused, left
+where it is and never moved; the sensor says so once in its log and records it once in
+`sync_logs` (`pipelines.ingest.refusals`). The file is read (hashed, copied) only through the
+descriptor `open_in_zone` checked, never by its path again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +33,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pipelines.ingest.zone import LandingPath, LandingRefused, archive, open_in_zone, refusal
 from pipelines.ingest.zone import (  # re-exported: the landing zone is part of landing
-    LandingPath as LandingPath,
-)
-from pipelines.ingest.zone import (
-    LandingRefused as LandingRefused,
-)
-from pipelines.ingest.zone import (
     folder_name as folder_name,
 )
 from pipelines.ingest.zone import (
@@ -48,18 +44,13 @@ from pipelines.ingest.zone import (
     partition_key_for as partition_key_for,
 )
 from pipelines.ingest.zone import (
-    refusal as refusal,
-)
-from pipelines.ingest.zone import (
     safe_display_name as safe_display_name,
-)
-from pipelines.ingest.zone import (
-    scan_landing_zone as scan_landing_zone,
 )
 from pipelines.ingest.zone import (
     scan_with_refusals as scan_with_refusals,
 )
-from resources.file_store import FileStore
+from resources import secrets
+from resources.file_store import FileStore, copy_into_store
 
 SYNC_SYSTEM = "landing-zone"
 HASH_CHUNK = 1 << 20
@@ -85,8 +76,8 @@ class LandedFile:
     duplicate_of: int | None = None
 
 
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, read in chunks into one reused buffer.
+def sha256_of(path: Path | int) -> str:
+    """SHA-256 of a file (a path, or an open descriptor read from its start), in chunks.
 
     Reading into the same buffer spares allocating (and faulting in) a new bytes object per
     chunk, and hashlib releases the GIL while it digests each chunk. (A memory map is hardly
@@ -95,7 +86,9 @@ def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     buffer = bytearray(HASH_CHUNK)
     view = memoryview(buffer)
-    with path.open("rb", buffering=0) as handle:
+    if isinstance(path, int):
+        os.lseek(path, 0, os.SEEK_SET)
+    with open(path, "rb", buffering=0, closefd=not isinstance(path, int)) as handle:
         while size := handle.readinto(buffer):
             digest.update(view[:size])
     return digest.hexdigest()
@@ -133,17 +126,27 @@ class Fingerprint:
 
 
 def fingerprint(
-    path: Path, stat: os.stat_result | None = None, known_sha256: str | None = None
+    path: Path,
+    stat: os.stat_result | None = None,
+    known_sha256: str | None = None,
+    zone: Path | None = None,
 ) -> Fingerprint:
     """A file's fingerprint: `known_sha256` if given, else its hash, with its size and mtime_ns.
 
     `stat` (taken now when None) must be from before hashing: a write while hashing then
     changes the mtime, the fingerprint no longer matches the file, and whoever trusts it
-    hashes again.
+    hashes again. With `zone`, the file is read through `open_in_zone` (`LandingRefused` when
+    it was swapped for a link or another file since `stat`).
     """
     stat = stat if stat is not None else path.stat()
-    sha = known_sha256 if known_sha256 is not None else sha256_of(path)
-    return Fingerprint(sha, stat.st_size, stat.st_mtime_ns)
+    if known_sha256 is not None or zone is None:
+        sha = known_sha256 if known_sha256 is not None else sha256_of(path)
+        return Fingerprint(sha, stat.st_size, stat.st_mtime_ns)
+    fd = open_in_zone(zone, path, stat)
+    try:
+        return Fingerprint(sha256_of(fd), stat.st_size, stat.st_mtime_ns)
+    finally:
+        os.close(fd)
 
 
 def ensure_organization(conn: sa.Connection, name: str) -> int:
@@ -172,13 +175,16 @@ def ensure_data_source(conn: sa.Connection, organization_id: int, name: str) -> 
     ).scalar_one()
 
 
-def data_source_config(engine: sa.Engine, data_source_id: int) -> dict[str, Any]:
-    """The data source's declared config (required columns, types, ranges, keys)."""
+def data_source_config(
+    engine: sa.Engine, data_source_id: int, *, decrypt: bool = False
+) -> dict[str, Any]:
+    """The data source's declared config (columns, ...); credentials stay sealed unless
+    `decrypt` (then pydantic `Secret`s). Written by `resources.secret_store.write_config`."""
     with engine.connect() as conn:
         config = conn.execute(
             sa.text("SELECT config FROM data_sources WHERE id = :i"), {"i": data_source_id}
         ).scalar_one()
-    return config or {}
+    return secrets.decrypt_config(config) if decrypt else config or {}
 
 
 def _sync_log(
@@ -215,24 +221,37 @@ def land_file(
     run_id: str | None = None,
     known: Fingerprint | None = None,
 ) -> LandedFile:
-    """Record a landing-zone file and link it into the file store (status PROCESSING).
+    """Record a landing-zone file and copy it into the file store (status PROCESSING).
 
     Identical content already PROCESSED for the organization is not landed again: the
     result names the earlier file in `duplicate_of`, and the zone copy moves to `processed/`.
     `known` is the sensor's fingerprint of the file: its hash is used, and the file not read,
     only while the file's size and mtime_ns are still the fingerprint's; otherwise the file is
-    hashed here. A symlink, a non-regular file or a path outside the zone is refused
-    (`LandingRefused`), nothing read or moved.
+    hashed here. A symlink, a hard link, a non-regular file or a path outside the zone is
+    refused (`LandingRefused`), nothing read or moved; the file is then read through one
+    checked descriptor (`open_in_zone`) and its bytes copied into the store.
     """
     reason = refusal(store.landing, item.path)
     if reason is not None:
         raise LandingRefused(f"{item.relative}: refused: {reason}")
-    stat = item.path.stat()
-    if known is not None and known.matches(stat):
-        sha = known.sha256
-    else:
-        sha = sha256_of(item.path)
-        stat = item.path.stat()
+    fd = open_in_zone(store.landing, item.path)
+    try:
+        return _land_open_file(engine, store, item, fd, partition_key, run_id, known)
+    finally:
+        os.close(fd)
+
+
+def _land_open_file(
+    engine: sa.Engine,
+    store: FileStore,
+    item: LandingPath,
+    fd: int,
+    partition_key: str | None,
+    run_id: str | None,
+    known: Fingerprint | None,
+) -> LandedFile:
+    stat = os.fstat(fd)
+    sha = known.sha256 if known is not None and known.matches(stat) else sha256_of(fd)
     size = stat.st_size
     suffix = "".join(item.path.suffixes[-1:]).lower()[:10]
     with engine.begin() as conn:
@@ -311,35 +330,22 @@ def land_file(
     if landed.duplicate_of is not None:
         archive(store, item, "processed", landed.duplicate_of)
         return landed
-    _link_or_copy(item.path, landed.stored_path)
+    fresh = not landed.stored_path.exists()
+    copied = copy_into_store(fd, landed.stored_path)
+    after = os.fstat(fd)
+    if copied != size or (after.st_size, after.st_mtime_ns) != (size, stat.st_mtime_ns):
+        # written to while copied: the copy may not be the content hashed; keep neither
+        if fresh:
+            landed.stored_path.unlink(missing_ok=True)
+        message = f"{item.relative}: changed while being landed; it was not stored, drop it again"
+        record_failed(engine, landed, message)
+        raise LandingRefused(message)
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE uploaded_files SET status = 'PROCESSING' WHERE id = :i"),
             {"i": landed.uploaded_file_id},
         )
     return landed
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        return
-    try:
-        os.link(source, target)  # same filesystem: free, and the bytes are never duplicated
-    except OSError:
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        shutil.copyfile(source, tmp)
-        tmp.rename(target)
-
-
-def archive(store: FileStore, item: LandingPath, kind: str, uploaded_file_id: int | None) -> Path:
-    """Move a landing-zone file to `processed/` or `quarantine/` (after its rows are committed)."""
-    target = store.archive(kind, item.relative, uploaded_file_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # only a regular file really inside the zone is moved, never what a symlink points at
-    if item.path.exists() and refusal(store.landing, item.path) is None:
-        shutil.move(item.path, target)
-    return target
 
 
 def record_processed(
@@ -384,30 +390,3 @@ def record_failed(engine: sa.Engine, landed: LandedFile, error: str) -> None:
             {"e": error, "id": landed.uploaded_file_id},
         )
         _sync_log(conn, landed, "FAILED", 0, error)
-
-
-def landed_file_for_partition(
-    engine: sa.Engine, store: FileStore, partition_key: str
-) -> LandedFile | None:
-    """The file an earlier run landed for this partition (for re-runs and backfills)."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.text(
-                "SELECT id, organization_id, data_source_id, original_filename, stored_filename, "
-                "content_sha256, file_size FROM uploaded_files WHERE partition_key = :k "
-                "ORDER BY id DESC LIMIT 1"
-            ),
-            {"k": partition_key},
-        ).first()
-    if row is None:
-        return None
-    return LandedFile(
-        row.id,
-        row.organization_id,
-        row.data_source_id,
-        row.original_filename,
-        store.original(row.stored_filename),
-        partition_key.rsplit("#", 1)[0],
-        row.content_sha256,
-        row.file_size,
-    )

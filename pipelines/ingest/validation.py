@@ -8,6 +8,11 @@ row of (file, row_number, column, check, value), so each can become a VALIDATION
 exception and its row be kept out of matching. Missing required columns and a declared type
 the data does not have are file-level problems (`FileLevelError`): nothing downstream can use
 such a file.
+
+pandera's polars backend looks the frame's schema up again for every column of a schema
+(`collect_column_info`), so one schema over N columns costs N x N: 89 s of a 5,000-column file.
+`validate` therefore runs the same per-column checks as schemas of `COLUMNS_PER_SCHEMA`
+columns each over just those columns, which keeps it linear in columns x rows.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ FAILURE_SCHEMA = {
     "value": pl.String,
 }
 MAX_EXAMPLES = 10
+COLUMNS_PER_SCHEMA = 64
+"""Columns validated by one pandera schema (2,000 columns x 10 rows: 32 -> 0.55 s, 64 -> 0.54 s,
+256 -> 0.93 s, 512 -> 1.9 s, all at once -> 10 s)."""
 
 
 class FileLevelError(ValueError):
@@ -135,24 +143,39 @@ def validate(
     detected: list[dict[str, Any]],
     declared: list[DeclaredColumn],
 ) -> pl.DataFrame:
-    """Every failing cell as (file, row_number, column, check, value); empty when all pass."""
+    """Every failing cell as (file, row_number, column, check, value); empty when all pass.
+
+    The schema of `build_schema` is run in parts of `COLUMNS_PER_SCHEMA` columns, each on a
+    frame of only its columns (see the module docstring); failures come out by column order.
+    """
     schema = build_schema(detected, declared)
-    try:
-        schema.validate(typed, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases.filter(pl.col("index").is_not_null())
-        row_numbers = typed.get_column(ROW_NUMBER)
-        return pl.DataFrame(
-            {
-                "file": [file_name] * cases.height,
-                "row_number": row_numbers.gather(cases.get_column("index")).to_list(),
-                "column": cases.get_column("column").to_list(),
-                "check": cases.get_column("check").to_list(),
-                "value": cases.get_column("failure_case").cast(pl.String).to_list(),
-            },
-            schema=FAILURE_SCHEMA,
-        )
-    return pl.DataFrame(schema=FAILURE_SCHEMA)
+    row_numbers = typed.get_column(ROW_NUMBER)
+    names = list(schema.columns)
+    available = set(typed.columns)  # `typed.columns` builds a list: not once per column
+    found: list[pl.DataFrame] = []
+    for start in range(0, len(names), COLUMNS_PER_SCHEMA):
+        part = names[start : start + COLUMNS_PER_SCHEMA]
+        columns = {name: schema.columns[name] for name in part}
+        present = [name for name in part if name in available]
+        try:
+            pa.DataFrameSchema(columns, strict=False, name=schema.name).validate(
+                typed.select(present), lazy=True
+            )
+        except pa.errors.SchemaErrors as err:
+            cases = err.failure_cases.filter(pl.col("index").is_not_null())
+            found.append(
+                pl.DataFrame(
+                    {
+                        "file": [file_name] * cases.height,
+                        "row_number": row_numbers.gather(cases.get_column("index")).to_list(),
+                        "column": cases.get_column("column").to_list(),
+                        "check": cases.get_column("check").to_list(),
+                        "value": cases.get_column("failure_case").cast(pl.String).to_list(),
+                    },
+                    schema=FAILURE_SCHEMA,
+                )
+            )
+    return pl.concat(found) if found else pl.DataFrame(schema=FAILURE_SCHEMA)
 
 
 def examples(failures: pl.DataFrame, limit: int = MAX_EXAMPLES) -> list[dict[str, Any]]:

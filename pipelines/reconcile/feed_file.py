@@ -1,17 +1,25 @@
 """The feeds file a data engineer writes: its YAML, validated into `FeedSpec`s.
 
-Read with the limits of `resources.safe_yaml` (size, expansion, depth); every key and value is
-checked before anything is written, and each feed's rules file is loaded (and so validated)
-too. The layout of the file is in `pipelines.reconcile.feeds`.
+Read with the limits of `resources.safe_yaml` (size, expansion, depth), then held to pydantic
+shapes as strict as the rules file's (`rule_shapes`): an unknown key, text that is not text, a
+number that is not a finite number (NaN, .inf, true), an organization or data
+source that cannot be exactly one landing-zone folder is one `FeedError` line naming the file
+and the key path (`feeds.yaml: feeds[2].checks.history (feed 'x'): expected a whole number,
+got nan`). Every key and value is checked before anything is written, and each feed's rules
+file is loaded (and so validated) too. The layout of the file is in `pipelines.reconcile.feeds`.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines.ingest import landing
 from pipelines.reconcile.rules import RuleSetError, load_rule_set_file
@@ -102,100 +110,203 @@ class FeedSpec:
         }
 
 
-def _date_rule(raw: Any, where: str) -> BusinessDateRule:
+# ------------------------------------------------------------------ the shape of a feeds file
+# As strict as a rules file (`rule_shapes`): no unknown key anywhere, text is text (never a
+# number or a list turned into one), numbers are finite numbers (true is not 1, NaN is not a
+# number), and every problem is one line naming the file and the key path.
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class _DateShape(_Shape):
+    from_: Literal["filename", "column"] = Field("filename", alias="from")
+    pattern: str | None = None
+    format: list[str] | None = None
+    formats: list[str] | None = None
+    column: str | None = None
+    source_column: str | None = None
+    target_column: str | None = None
+
+    @field_validator("format", "formats", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class _ChecksShape(_Shape):
+    history: int = Field(int(DEFAULT_CHECKS["history"]), gt=0, le=3660)
+    match_rate_drop: float = Field(DEFAULT_CHECKS["match_rate_drop"], gt=0)
+    exception_growth: float = Field(DEFAULT_CHECKS["exception_growth"], gt=0)
+
+
+class _FeedShape(_Shape):
+    name: str
+    organization: str
+    source: str
+    target: str
+    rules: str
+    business_date: _DateShape | None = None
+    checks: _ChecksShape | None = None
+    description: str | None = None
+
+
+class _FeedsFileShape(_Shape):
+    feeds: list[_FeedShape]
+
+
+_PROBLEMS = {
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "float_type": "expected a number",
+    "finite_number": "expected a finite number",
+    "greater_than": "must be a positive number",
+    "less_than_equal": "is too large",
+    "list_type": "expected a list",
+    "model_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """`('feeds', 0, 'checks', 'history')` as `feeds[1].checks.history` (1-based, as rules)."""
+    text = ""
+    for part in loc:
+        text += f"[{part + 1}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _shape_error(origin: str, data: Any, err: ValidationError) -> FeedError:
+    """The first problem pydantic found, as one line naming the file and the key path."""
+    problem = err.errors()[0]
+    loc = tuple(problem["loc"])
+    where = f"{origin}: {_key_path(loc)}"
+    if loc[:1] == ("feeds",) and len(loc) > 1 and isinstance(loc[1], int):
+        raw = data["feeds"][loc[1]]
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if isinstance(name, str) and FEED_NAME.match(name) and len(loc) > 2:
+            where += f" (feed {name!r})"
+    kind = problem["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        shape = {"business_date": _DateShape, "checks": _ChecksShape}.get(
+            str(loc[-2]) if len(loc) > 2 else "",
+            _FeedShape if len(loc) > 2 else _FeedsFileShape,
+        )
+        accepted = [field.alias or name for name, field in shape.model_fields.items()]
+        guess = difflib.get_close_matches(key, accepted, n=1, cutoff=0.5)
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        parent = _key_path(loc[:-1]) or "the top level"
+        return FeedError(
+            f"{origin}: {parent}: unknown key {_shown(loc[-1])}; accepted: "
+            f"{', '.join(accepted)}{hint}"
+        )
+    if kind == "missing":
+        return FeedError(f"{where}: is required")
+    if kind == "literal_error":
+        return FeedError(
+            f"{where}: must be {problem['ctx']['expected']}, not {_shown(problem['input'])}"
+        )
+    message = _PROBLEMS.get(kind, problem["msg"].lower())
+    return FeedError(f"{where}: {message}, got {_shown(problem['input'])}")
+
+
+def _date_rule(raw: _DateShape | None, at: Callable[[str], str]) -> BusinessDateRule:
+    """The business-date rule of a feed; `at(key)` says where a key is, for messages."""
     if raw is None:
         return BusinessDateRule()
-    if not isinstance(raw, dict):
-        raise FeedError(f"{where}: business_date must be a mapping (from: filename | column)")
-    kind = raw.get("from", "filename")
-    if kind == "filename":
-        pattern = str(raw.get("pattern", DEFAULT_DATE_PATTERN))
+    if raw.from_ == "filename":
+        extra = [k for k in ("column", "source_column", "target_column") if getattr(raw, k)]
+        if extra:
+            raise FeedError(f"{at('business_date')}: {extra[0]} needs `from: column`")
+        pattern = raw.pattern if raw.pattern is not None else DEFAULT_DATE_PATTERN
         try:
             re.compile(pattern)
         except re.error as err:
             raise FeedError(
-                f"{where}: business_date.pattern is not a regular expression: {err}"
+                f"{at('business_date.pattern')}: not a regular expression: {err}"
             ) from None
-        formats = raw.get("format", raw.get("formats", DEFAULT_DATE_FORMATS))
-        formats = (formats,) if isinstance(formats, str) else tuple(str(f) for f in formats)
-        return BusinessDateRule("filename", pattern, formats)
-    if kind == "column":
-        both = raw.get("column")
-        source, target = raw.get("source_column", both), raw.get("target_column", both)
-        if not source or not target:
+        if raw.format is not None and raw.formats is not None:
+            raise FeedError(f"{at('business_date')}: give `format` or `formats`, not both")
+        formats = raw.format if raw.format is not None else raw.formats
+        if formats is not None and (not formats or not all("%" in f for f in formats)):
             raise FeedError(
-                f"{where}: business_date from column needs `column` (both sides) or "
-                "`source_column` and `target_column`"
+                f"{at('business_date.format')}: expected strptime formats such as '%Y-%m-%d', "
+                f"got {_shown(formats)}"
             )
-        return BusinessDateRule("column", source_column=str(source), target_column=str(target))
-    raise FeedError(f"{where}: business_date.from must be filename or column, not {kind!r}")
-
-
-def _checks(raw: Any, where: str) -> dict[str, float]:
-    checks = dict(DEFAULT_CHECKS)
-    if raw is None:
-        return checks
-    if not isinstance(raw, dict) or set(raw) - set(DEFAULT_CHECKS):
-        raise FeedError(f"{where}: checks may set only {', '.join(DEFAULT_CHECKS)}")
-    for key, value in raw.items():
-        if not isinstance(value, int | float) or value <= 0:
-            raise FeedError(f"{where}: checks.{key} must be a positive number, not {value!r}")
-        checks[key] = float(value)
-    checks["history"] = int(checks["history"])
-    return checks
+        return BusinessDateRule("filename", pattern, tuple(formats or DEFAULT_DATE_FORMATS))
+    extra = [k for k in ("pattern", "format", "formats") if getattr(raw, k) is not None]
+    if extra:
+        raise FeedError(f"{at('business_date')}: {extra[0]} needs `from: filename`")
+    source = raw.source_column or raw.column
+    target = raw.target_column or raw.column
+    if not source or not target:
+        raise FeedError(
+            f"{at('business_date')}: from column needs `column` (both sides) or "
+            "`source_column` and `target_column`"
+        )
+    return BusinessDateRule("column", source_column=source, target_column=target)
 
 
 def parse_feeds(data: Any, origin: str, base: Path) -> list[FeedSpec]:
-    """Validate a feeds document; every problem is one `FeedError` naming the feed and field."""
+    """Validate a feeds document; every problem is one `FeedError` naming the key path."""
     if not isinstance(data, dict) or not isinstance(data.get("feeds"), list):
         raise FeedError(f"{origin}: expected a mapping with a `feeds:` list")
+    try:
+        shape = _FeedsFileShape.model_validate(data)
+    except ValidationError as err:
+        raise _shape_error(origin, data, err) from None
     specs: list[FeedSpec] = []
     seen: set[str] = set()
-    for index, raw in enumerate(data["feeds"], start=1):
-        where = f"{origin}: feed #{index}"
-        if not isinstance(raw, dict):
-            raise FeedError(f"{where}: expected a mapping")
-        name = str(raw.get("name", ""))
-        if not FEED_NAME.match(name):
+    for index, raw in enumerate(shape.feeds, start=1):
+        if not FEED_NAME.match(raw.name):
             raise FeedError(
-                f"{where}: name {name!r} must be lowercase letters, digits, '-', '_' or '.' "
-                "(it is a Dagster partition key)"
+                f"{origin}: feeds[{index}].name: {_shown(raw.name)} must be lowercase letters, "
+                "digits, '-', '_' or '.' (it is a Dagster partition key)"
             )
-        where = f"{origin}: feed {name!r}"
-        if name in seen:
-            raise FeedError(f"{where}: declared twice")
-        seen.add(name)
-        unknown = set(raw) - {
-            "name",
-            "organization",
-            "source",
-            "target",
-            "rules",
-            "business_date",
-            "checks",
-            "description",
-        }
-        if unknown:
-            raise FeedError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        for key in ("organization", "source", "target", "rules"):
-            if not raw.get(key):
-                raise FeedError(f"{where}: `{key}` is required")
-        if raw["source"] == raw["target"]:
-            raise FeedError(f"{where}: source and target must be different data sources")
-        rules = Path(str(raw["rules"]))
+
+        def at(key: str = "", index: int = index, name: str = raw.name) -> str:
+            return f"{origin}: feeds[{index}]{'.' if key else ''}{key} (feed {name!r})"
+
+        if raw.name in seen:
+            raise FeedError(f"{at()}: declared twice")
+        seen.add(raw.name)
+        names = {}
+        for key in ("organization", "source", "target"):
+            value = getattr(raw, key)
+            what = "organization" if key == "organization" else "data source"
+            try:
+                names[key] = landing.folder_name(value, what)
+            except ReconError as err:
+                # the name shortened: a 5,000-character name is not one line a person reads
+                reason = str(err).replace(repr(value), _shown(value))
+                raise FeedError(f"{at(key)}: {reason}") from None
+        if names["source"] == names["target"]:
+            raise FeedError(f"{at()}: source and target must be different data sources")
+        if not raw.rules.strip():
+            raise FeedError(f"{at('rules')}: is required")
+        rules = Path(raw.rules)
         rules = rules if rules.is_absolute() else base / rules
         if not rules.is_file():
-            raise FeedError(f"{where}: rules file {rules} does not exist")
+            raise FeedError(f"{at('rules')}: rules file {rules} does not exist")
+        checks = (raw.checks or _ChecksShape()).model_dump()
         specs.append(
             FeedSpec(
-                name=name,
-                organization=str(raw["organization"]),
-                source=landing.safe_display_name(str(raw["source"])),
-                target=landing.safe_display_name(str(raw["target"])),
+                name=raw.name,
+                organization=names["organization"],
+                source=names["source"],
+                target=names["target"],
                 rules=rules.resolve(),
-                business_date=_date_rule(raw.get("business_date"), where),
-                checks=_checks(raw.get("checks"), where),
-                description=raw.get("description"),
+                business_date=_date_rule(raw.business_date, at),
+                checks={**checks, "history": int(checks["history"])},
+                description=raw.description,
             )
         )
     return specs

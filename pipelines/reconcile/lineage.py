@@ -5,7 +5,8 @@ row numbers (`_row_number`, 1-based data rows of the original file) -> the recon
 `uploaded_files` (original name, stored original, SHA-256, data source, the Dagster run and
 partition that landed it) and the row itself read back from the canonical parquet -> the
 rule-set version -> the reconciliation (feed, business date, partition key) and the Dagster run
-that wrote the exception. `format_lineage` prints it for `recon lineage`.
+that wrote the exception. `format_lineage` prints it for `recon lineage`. Given the
+organization, every row is read as `recon_app` with it set (row-level security).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from pipelines.reconcile.mapping import ROW
+from resources.database import scoped_transaction
 from resources.errors import ReconError
 from resources.file_store import FileStore
 
@@ -47,9 +49,12 @@ def _file(conn: sa.Connection, file_id: int | None) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
-def exception_lineage(engine: sa.Engine, store: FileStore, exception_id: int) -> dict[str, Any]:
-    """Everything from one exception back to its rows, files, rule set and Dagster run."""
-    with engine.connect() as conn:
+def exception_lineage(
+    engine: sa.Engine, store: FileStore, exception_id: int, organization_id: int | None = None
+) -> dict[str, Any]:
+    """Everything from one exception back to its rows, files, rule set and Dagster run (only
+    the organization's rows when it is given: another's exception "does not exist")."""
+    with scoped_transaction(engine, organization_id) as conn:
         exc = conn.execute(
             sa.text(
                 "SELECT id, reconciliation_id, type, severity, status, description, confidence, "

@@ -3,7 +3,8 @@
 `search_exceptions` embeds the query with the same model as the stored exceptions and runs
 two candidate searches, both restricted in SQL to ONE organization and to the optional filters
 (reconciliation, type, severity, status); the hits' exception rows are read with the
-organization and every filter checked again, so no other organization's row can come back:
+organization and every filter checked again, and every statement runs as `recon_app` with the
+organization set (row-level security), so no other organization's row can come back:
 - vector: the half-precision HNSW cosine index of migration 0007 (`DISTANCE`, ordering by
   CAST(embedding AS halfvec(384)) <=> query: a graph ~60% of the float one's size, the same
   recall within noise): the 2 x limit (at least 20) nearest, as the shorter list costs filtered
@@ -63,6 +64,7 @@ from pipelines.embed.search.vectors import tune_hnsw as tune_hnsw
 from pipelines.embed.search.vectors import vector_literal as vector_literal
 from pipelines.embed.search.vectors import vector_statement as vector_statement
 from pipelines.embed.store import EXCEPTION_DOCUMENT
+from resources.database import organization_transaction
 from resources.embedder import Embedder, SentenceTransformerEmbedder
 from resources.errors import ReconError
 
@@ -229,8 +231,8 @@ def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -
 
 
 def _words_beside(engine: sa.Engine, text: str, filters: Filters, k: int) -> list[int]:
-    """`_text_candidates` in a transaction of its own (run on `_WORDS`)."""
-    with engine.begin() as conn:
+    """`_text_candidates` in a transaction of its own, the organization's (run on `_WORDS`)."""
+    with organization_transaction(engine, filters.params["org"]) as conn:
         return _text_candidates(conn, text, filters, k)
 
 
@@ -271,7 +273,7 @@ def search_exceptions(
     beside: Future[list[int]] | None = (
         _WORDS.submit(_words_beside, engine, text, filters, k) if wants_words(text) else None
     )
-    with engine.begin() as conn:
+    with organization_transaction(engine, organization_id) as conn:
         try:
             nearest = _vector_candidates(conn, query, filters, vector_k)
         except BaseException:

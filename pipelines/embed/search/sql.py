@@ -1,6 +1,7 @@
 """The SQL both searches share: the organization and the optional filters as clauses on
 `document_embeddings d` and `reconciliation_exceptions e`, the candidates' FROM and WHERE,
-and the exception columns a hit returns.
+and the exception columns a hit returns. Candidates come from `EMBEDDINGS` (migration 0010):
+under row-level security its full-text `@@` can use the GIN index, the table's cannot.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# document_embeddings as the organization set sees it (every row for the owner), migration 0010
+EMBEDDINGS = "organization_document_embeddings"
 EXCEPTION_COLUMNS = (
     "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
 )
@@ -52,7 +55,7 @@ def _candidates_from(filters: Filters) -> str:
     )
     where = filters.on_embedding + (filters.on_exception if join else "")
     return (
-        " FROM document_embeddings d" + join + " WHERE d.organization_id = :org"
+        f" FROM {EMBEDDINGS} d" + join + " WHERE d.organization_id = :org"
         " AND d.document_type = :doc AND d.model_name = :model" + where
     )
 

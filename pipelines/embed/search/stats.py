@@ -12,6 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pipelines.embed.search.sql import EMBEDDINGS
+
 STATISTICS_SECONDS = 60.0
 # ANALYZE's view of the table, per (database, organization, document type, model): it changes
 # only when the table is analyzed, and reading it costs a round trip of ~1.3 ms at 1M rows
@@ -35,7 +37,10 @@ def _statistics(
         kept = _STATISTICS.get(key)
     if kept is not None and now - kept[0] < STATISTICS_SECONDS:
         return kept[1]
-    found = _read_statistics(conn, params)
+    # as the owner: pg_stats hides a table under row-level security from recon_app (its
+    # values are every organization's); only table-wide shares leave this function
+    with conn.engine.connect() as owner:
+        found = _read_statistics(owner, params)
     if found[0] > 0:
         with _STATISTICS_LOCK:
             _STATISTICS[key] = (now, found)
@@ -81,7 +86,7 @@ def _read_statistics(
 
 def _own_texts() -> str:
     return (
-        "FROM document_embeddings d WHERE d.organization_id = :org AND d.document_type = :doc"
+        f"FROM {EMBEDDINGS} d WHERE d.organization_id = :org AND d.document_type = :doc"
         " AND d.model_name = :model"
     )
 

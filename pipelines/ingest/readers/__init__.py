@@ -7,7 +7,8 @@ data row in the file and whose other columns are the file's columns in order, ev
 exact text of the file (nothing stripped, nothing evaluated, empty cells null), plus the
 detected format, MIME type, encoding and delimiter. It writes nothing except, for text that is
 not UTF-8, a temporary UTF-8 copy made chunk by chunk and deleted after parsing. Anything that
-cannot be read as a table raises `FileFormatError`, whose message is one line naming the file,
+cannot be read as a table, or is wider than `MAX_COLUMNS` columns or has a cell over
+`MAX_CELL_BYTES`, raises `FileFormatError`, whose message is one line naming the file,
 the problem and, where known, the data row and field.
 """
 
@@ -23,12 +24,20 @@ import polars as pl
 from pipelines.ingest.readers.delimited import _read_delimited
 from pipelines.ingest.readers.finishing import _assemble
 from pipelines.ingest.readers.formats import _read_jsonl, _read_parquet, _read_xlsx
-from pipelines.ingest.readers.limits import CONTENT_TYPES, ROW_NUMBER, FileFormatError
+from pipelines.ingest.readers.limits import (
+    CONTENT_TYPES,
+    MAX_CELL_BYTES,
+    MAX_COLUMNS,
+    ROW_NUMBER,
+    FileFormatError,
+)
 from pipelines.ingest.readers.sniffing import _sniff, sniff_format
 from pipelines.ingest.readers.sources import _utf8_source
 
 __all__ = [
     "CONTENT_TYPES",
+    "MAX_CELL_BYTES",
+    "MAX_COLUMNS",
     "ROW_NUMBER",
     "FileFormatError",
     "TableRead",

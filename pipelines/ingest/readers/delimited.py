@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.ingest.readers.finishing import _check_size
 from pipelines.ingest.readers.limits import (
     _DELIMITER_NAMES,
     _MAX_FIELD_CHARS,
@@ -47,6 +48,8 @@ def _read_delimited(
         raise _empty(name)
     raw_names: list[str | None] = list(frame.row(0))
     data = frame.slice(1)
+    # a runaway cell is refused here, before the row checks below copy the file's lines
+    _check_size(name, raw_names, data)
     # Rows with MORE fields than the header make polars raise (handled above). Rows with FEWER
     # fields are silently padded with nulls, and polars 2 gives a missing field the same value
     # as an empty one. Such a row necessarily has a null last column, so only the non-blank

@@ -1,14 +1,23 @@
-"""Common finishing of a read table: column names, row numbers, blank rows and empty cells."""
+"""Common finishing of a read table: the column and cell limits, column names, row numbers,
+blank rows and empty cells."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from pipelines.ingest.readers.limits import ROW_NUMBER, FileFormatError
+from pipelines.ingest.readers.limits import (
+    MAX_CELL_BYTES,
+    MAX_COLUMNS,
+    ROW_NUMBER,
+    FileFormatError,
+    _megabytes,
+    _too_many_columns,
+)
 
 
 def _assemble(name: str, raw_names: list[str | None], data: pl.DataFrame) -> pl.DataFrame:
     """Name the columns, number the rows and drop blank rows and nameless empty columns."""
+    _check_size(name, raw_names, data)
     names = _column_names(name, raw_names)
     data.columns = names
     frame = data.select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER), pl.all())
@@ -28,6 +37,39 @@ def _assemble(name: str, raw_names: list[str | None], data: pl.DataFrame) -> pl.
         if _clean_name(raw) == "" and frame.get_column(column).null_count() == frame.height
     ]
     return frame.drop(empty_unnamed)
+
+
+def _check_size(name: str, raw_names: list[str | None], data: pl.DataFrame) -> None:
+    """Refuse more than MAX_COLUMNS columns, or a cell or header name over MAX_CELL_BYTES.
+
+    One select over every column (a string's length is stored beside it: no cell is scanned);
+    only when some cell is too long is the first such cell looked for. `data` holds the data
+    rows of the file in order (its row i is data row i + 1).
+    """
+    if len(raw_names) > MAX_COLUMNS:
+        raise _too_many_columns(name, len(raw_names))
+    for position, raw in enumerate(raw_names, start=1):
+        size = len(str(raw).encode("utf-8", "replace")) if raw is not None else 0
+        if size > MAX_CELL_BYTES:
+            raise _cell_too_long(name, "the header", f"column {position}", size)
+    if data.width == 0 or data.height == 0:
+        return
+    longest = data.select(pl.all().cast(pl.String).str.len_bytes().max()).row(0)
+    for position, longest_size in enumerate(longest):
+        if longest_size is not None and longest_size > MAX_CELL_BYTES:
+            sizes = data.get_column(data.columns[position]).cast(pl.String).str.len_bytes()
+            row = int(sizes.gt(MAX_CELL_BYTES).arg_true()[0])
+            label = raw_names[position] if position < len(raw_names) else None
+            where = f"column {position + 1}" + (f" ({str(label)[:60]!r})" if label else "")
+            raise _cell_too_long(name, f"data row {row + 1}", where, int(sizes[row]))
+
+
+def _cell_too_long(name: str, row: str, column: str, size: int) -> FileFormatError:
+    return FileFormatError(
+        f"{name}: {row}, {column} holds {_megabytes(size)}, more than the "
+        f"{_megabytes(MAX_CELL_BYTES)} a cell may have; look for a quote that is never closed or "
+        "missing line breaks, or leave that value out of the export"
+    )
 
 
 def _empty_to_null(frame: pl.DataFrame) -> pl.DataFrame:

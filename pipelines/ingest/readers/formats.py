@@ -9,7 +9,13 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.ingest.readers.finishing import _empty_to_null
-from pipelines.ingest.readers.limits import FileFormatError, _empty, _short
+from pipelines.ingest.readers.limits import (
+    MAX_COLUMNS,
+    FileFormatError,
+    _empty,
+    _short,
+    _too_many_columns,
+)
 
 # --- JSON Lines ------------------------------------------------------------------------------
 
@@ -28,6 +34,8 @@ def _read_jsonl(source: Path, name: str) -> tuple[list[str | None], pl.DataFrame
             names = _jsonl_keys(source, name)
         except FileFormatError as err:
             raise err from exc
+    if len(names) > MAX_COLUMNS:
+        raise _too_many_columns(name, len(names), "distinct keys")
     if not names:
         raise FileFormatError(
             f"{name}: the JSON Lines objects have no keys, so there are no columns; each line "
@@ -84,6 +92,12 @@ def _diagnose_jsonl(source: Path, name: str, cause: BaseException) -> FileFormat
 
 
 def _read_parquet(path: Path, name: str) -> tuple[list[str | None], pl.DataFrame]:
+    try:
+        width = len(pl.read_parquet_schema(path))
+    except Exception:
+        width = 0  # a damaged file: reading it below says so
+    if width > MAX_COLUMNS:
+        raise _too_many_columns(name, width)
     try:
         frame = pl.read_parquet(path)
     except Exception as exc:

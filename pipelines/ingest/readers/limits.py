@@ -29,8 +29,14 @@ _DELIMITER_SAMPLE_CHARS = 64 * 1024
 _DELIMITER_SAMPLE_RECORDS = 200
 # Chunk size for streaming transcoding and validation.
 _CHUNK_BYTES = 4 << 20
-# More columns than Excel allows is taken as a wrong delimiter or not a table at all.
-_MAX_COLUMNS = 16_384
+# The most columns a file may have (README, "Limits"). Reading, detection and validation are
+# linear in columns x rows (bench/wide_bench.py); a wider file is refused with one line, and a
+# header wider than this in the sniffed sample is refused before the file is parsed.
+MAX_COLUMNS = 4_096
+# The largest cell (header names included), in UTF-8 bytes: far above any real value (a memo,
+# JSON of a nested Parquet value), far below what makes matching and embedding blow up. A
+# longer cell is refused with its row and column, before the row checks copy the file's lines.
+MAX_CELL_BYTES = 1 << 20
 # Largest field and line the (error path only) csv-module scan accepts; a longer field is
 # taken as a runaway quote. Keeps that scan within a few hundred MB whatever the file.
 _MAX_FIELD_CHARS = 16 << 20
@@ -88,3 +94,15 @@ def _not_a_table(name: str) -> FileFormatError:
         f"{name}: is not a text table (CSV/TSV/JSON Lines), Parquet or Excel file - it looks "
         "like binary data; check that the right file was uploaded and export it as CSV or .xlsx"
     )
+
+
+def _too_many_columns(name: str, count: int, what: str = "columns") -> FileFormatError:
+    return FileFormatError(
+        f"{name}: has {count:,} {what}, more than the {MAX_COLUMNS:,} columns a file may have; "
+        "split it into files of fewer columns, or leave out the columns the reconciliation "
+        "does not need"
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1 << 20):,.1f} MB"

@@ -20,7 +20,6 @@ from pipelines.ingest.readers.limits import (
     _DELIMITER_SAMPLE_RECORDS,
     _DELIMITERS,
     _JSONL_EXTENSIONS,
-    _MAX_COLUMNS,
     _MAX_CONTROL_SHARE,
     _OLE_MAGIC,
     _PARQUET_EXTENSIONS,
@@ -29,9 +28,11 @@ from pipelines.ingest.readers.limits import (
     _TEXT_EXTENSIONS,
     _XLSX_EXTENSIONS,
     _ZIP_MAGICS,
+    MAX_COLUMNS,
     FileFormatError,
     _empty,
     _not_a_table,
+    _too_many_columns,
 )
 
 
@@ -101,14 +102,26 @@ def _sniff(path: Path, name: str) -> _Sniffed:
             "with one row per line"
         )
     delimiter, width = _sniff_delimiter(text, complete, _TEXT_EXTENSIONS.get(suffix, ","))
-    if width > _MAX_COLUMNS:
-        raise FileFormatError(
-            f"{name}: the header has {width} {_DELIMITER_NAMES[delimiter]}-separated fields, "
-            f"more than the {_MAX_COLUMNS} a table can have; check the delimiter and that the "
-            "first line is a header row"
-        )
+    width = max(width, _first_line_width(text, delimiter))
+    if width > MAX_COLUMNS:
+        raise _too_many_columns(name, width, f"{_DELIMITER_NAMES[delimiter]}-separated fields")
     fmt = "tsv" if delimiter == "\t" else "csv"
     return _Sniffed(fmt, encoding, body_encoding, delimiter, cr_only)
+
+
+def _first_line_width(text: str, delimiter: str) -> int:
+    """Fields of the first line of the sample (0 when it does not end in the sample).
+
+    The delimiter is sniffed on the first 64 KB, which may cut a wide header short; the whole
+    first line (up to the 1 MB sample) tells its width before the file is parsed.
+    """
+    line, newline, _ = text.partition("\n")
+    if not newline:
+        return 0
+    try:
+        return len(next(csv.reader([line], delimiter=delimiter)))
+    except (csv.Error, StopIteration):
+        return 0
 
 
 def _detect_encoding(head: bytes, complete: bool, name: str) -> tuple[str, str, str]:

