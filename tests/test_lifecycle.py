@@ -8,6 +8,7 @@ completes in place of the failed one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -25,7 +26,7 @@ from helpers import run_recon
 
 from recon.lifecycle import OWNER_HOST, OWNER_PID, OWNER_STARTED, owner_alive, owner_tags
 
-ROWS = 120_000
+ROWS = 150_000
 RULES = """\
 name: lifecycle
 field_mappings: []
@@ -201,3 +202,69 @@ def test_two_recon_runs_at_the_same_moment_each_come_out_as_alone(
         together.append(json.loads(out.strip().splitlines()[-1]))
     assert [_outcome(s) for s in together] == [_outcome(s) for s in alone]
     assert alone[0]["matched_records"] != alone[1]["matched_records"]  # told apart
+
+
+def test_a_database_killed_mid_run_ends_in_one_line_and_the_next_command_fails_the_run(
+    tmp_path: Path,
+) -> None:
+    """The embedded PostgreSQL (postmaster and backends) SIGKILLed while `recon run` works:
+    the command ends with one line and exit 1; the next command restarts the server, and the
+    run and its reconciliation are FAILED, nothing left STARTED."""
+    import psutil
+
+    from resources.embedded import server_pid
+
+    home = tmp_path / "home"  # a server of its own: the session's keeps serving the others
+    env = {**os.environ, "RECON_HOME": str(home)}
+    env.pop("RECON_DATABASE_URL", None)
+    code, out, err = run_recon("db", "up", env=env, timeout=180)
+    assert code == 0, err
+    code, url, err = run_recon("db", "url", env=env)
+    url = url.strip().splitlines()[-1]
+    bank, ledger, rules = _case(tmp_path / "case", seed=5, rows=ROWS)
+    name = "database killed"
+    recon = Path(sys.executable).with_name("recon")
+    command = [str(recon), "run", "--no-embed", "--source", str(bank), "--target", str(ledger)]
+    command += ["--rules", str(rules), "--name", name]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        found = None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = _reconciliation(url, name)
+            if found and found[1] == "RUNNING":
+                break
+            time.sleep(0.2)
+        assert found and found[1] == "RUNNING", f"never saw it running: {found}"
+        postmaster = psutil.Process(server_pid(home))
+        for process in [*postmaster.children(recursive=True), postmaster]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert lines[-1].startswith("recon: error:"), err[-2000:]
+    assert "recon runs" in lines[-1] or "database" in lines[-1]
+
+    try:
+        code, out, err = run_recon("runs", "--json", env=env, timeout=180)
+        assert code == 0, err
+        state = json.loads(out.strip().splitlines()[-1])
+        assert any(str(found[0]) in line for line in state["reaped"]), state
+        assert _started_runs_of(url, proc.pid) == 0
+        rid, status, reason = _reconciliation(url, name) or (None, None, None)
+        assert (rid, status) == (found[0], "FAILED")
+        assert reason and "ended without finishing" in reason
+    finally:
+        run_recon("db", "down", env=env, timeout=120)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from pipelines.ingest.profiling import (
     strftime_to_seed_pattern,
 )
 from pipelines.ingest.profiling import profile as profile_frame
+from pipelines.ingest.profiling.sample import typical_frame
 
 
 def raw_frame(**columns: list[str | None]) -> pl.DataFrame:
@@ -738,50 +738,13 @@ def test_detected_formats_are_parseable() -> None:
         assert strftime_to_seed_pattern(fmt) == column["format"]
 
 
-# ----------------------------------------------------------------------------- speed
+# ------------------------------------- many rows (their speed: bench/profiling_bench.py)
 
 
-def million_row_frame(n: int = 1_000_000) -> pl.DataFrame:
-    i = pl.int_range(0, n, dtype=pl.Int64)
-    cents = (i * 7919) % 99_999_999
-    dollars, fraction = cents // 100, (cents % 100).cast(pl.String).str.zfill(2)
-    thousands, units = dollars // 1000, (dollars % 1000).cast(pl.String)
-    grouped = (
-        pl.when(thousands > 0)
-        .then(pl.concat_str(thousands.cast(pl.String), pl.lit(","), units.str.zfill(3)))
-        .otherwise(units)
-    )
-    money = pl.concat_str(pl.lit("$"), grouped, pl.lit("."), fraction)
-    return pl.select(
-        _row_number=i + 1,
-        transaction_id=pl.concat_str(pl.lit("TX"), i.cast(pl.String).str.zfill(9)),
-        posted=(pl.date(2020, 1, 1) + pl.duration(days=(i * 13) % 1800)).dt.strftime("%d/%m/%Y"),
-        amount=pl.when(i % 10 == 0).then(pl.concat_str(pl.lit("-"), money)).otherwise(money),
-        description=pl.concat_str(pl.lit("Payment to vendor "), (i % 5000).cast(pl.String)),
-        currency=pl.when(i % 3 == 0)
-        .then(pl.lit("USD"))
-        .when(i % 3 == 1)
-        .then(pl.lit("EUR"))
-        .otherwise(pl.lit("GBP")),
-        cleared=pl.when(i % 2 == 0).then(pl.lit("Y")).otherwise(pl.lit("N")),
-        quantity=((i * 31) % 20001 - 10000).cast(pl.String),
-        created_at=(pl.datetime(2024, 1, 1) + pl.duration(seconds=i * 37)).dt.strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        ),
-    )
-
-
-def test_a_million_rows_detect_and_convert() -> None:
-    frame = million_row_frame()
-    started = time.perf_counter()
+def test_many_rows_detect_and_convert() -> None:
+    frame = typical_frame(20_000)
     schema = detect_schema(frame)
-    detected = time.perf_counter()
     result = convert(frame, schema)
-    finished = time.perf_counter()
-    print(
-        f"\n1M rows x 8 columns: detect_schema {detected - started:.2f} s, "
-        f"convert {finished - detected:.2f} s, total {finished - started:.2f} s"
-    )
     types = {c["name"]: (c["dataType"], c["format"]) for c in schema}
     assert types == {
         "transaction_id": ("STRING", None),
@@ -794,7 +757,7 @@ def test_a_million_rows_detect_and_convert() -> None:
         "created_at": ("TIMESTAMP", "yyyy-MM-dd'T'HH:mm:ssXXX"),
     }
     assert result.failures.height == 0
-    assert result.frame.height == 1_000_000
+    assert result.frame.height == 20_000
     assert result.frame["amount"].null_count() == 0
 
 

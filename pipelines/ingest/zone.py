@@ -59,8 +59,9 @@ def folder_name(name: str, what: str) -> str:
         or safe_display_name(name) != name
         or len(name.encode()) > 200
     ):
+        shown = name if len(name) <= 80 else name[:77] + "..."
         raise ReconError(
-            f"{what} name {name!r} cannot name a landing-zone folder: use one without '/', "
+            f"{what} name {shown!r} cannot name a landing-zone folder: use one without '/', "
             "'\\', control characters or a leading '.', at most 200 bytes"
         )
     return name
