@@ -84,7 +84,7 @@ done("land (store, record)")
 processed = process_landed_file(engine, store, landed, item, done)
 print(json.dumps({"rows": processed.typed.height, "seconds": time.perf_counter() - t0,
        "cpu_total": time.process_time() - c0, "stages": stages, "cpu": cpu,
-       "types": {c["name"]: c["dataType"] for c in processed.detected},
+       "types": {c.name: c.data_type for c in processed.detected},
        "conversion_failures": processed.failures.height,
        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -46,6 +46,7 @@ from dagster import (
 from pipelines.embeddings import feed_exception_embeddings
 from pipelines.partitions import add_business_dates, feed_names
 from pipelines.reconcile import feeds
+from pipelines.reconcile.feed_store import store_feeds
 from pipelines.reconciliation import FEED_RECONCILIATION_ASSETS
 from resources.database import DatabaseResource
 from resources.file_store import FileStoreResource
@@ -101,7 +102,7 @@ def load_feeds_if_changed(
     if cursor.get("feeds_sha256") == digest:
         return []
     specs = feeds.load_feeds_file(path)
-    outcome = feeds.store_feeds(engine, specs, path)
+    outcome = store_feeds(engine, specs, path)
     log.info("feeds file %s loaded: %s", path, json.dumps(outcome))
     cursor["feeds_sha256"] = digest
     return [s.name for s in specs]

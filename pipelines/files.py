@@ -41,6 +41,7 @@ from dagster import (
 )
 
 from pipelines.ingest import landing, refusals
+from pipelines.ingest.column_schema import FileSchema
 from pipelines.ingest.processing import landed_file_for_partition, process_landed_file
 from pipelines.ingest.readers import ROW_NUMBER
 from pipelines.ingest.validation import examples
@@ -131,13 +132,13 @@ def uploaded_file(
     return landed
 
 
-def _column_schema(detected: list[dict]) -> TableSchema:
+def _column_schema(detected: FileSchema) -> TableSchema:
     return TableSchema(
         columns=[
             TableColumn(
-                name=c["name"],
-                type=c["dataType"] + (f" ({c['format']})" if c.get("format") else ""),
-                description=f"samples: {', '.join(map(str, c.get('sampleValues') or []))}"[:200],
+                name=c.name,
+                type=c.data_type + (f" ({c.format})" if c.format else ""),
+                description=f"samples: {', '.join(map(str, c.sample_values))}"[:200],
             )
             for c in detected
         ]
@@ -222,7 +223,7 @@ def canonical_file(
             "invalid_rows": invalid_rows.len(),
             "canonical_path": MetadataValue.path(str(canonical_path)),
             "preview": MetadataValue.md(_preview_markdown(read.frame.drop(ROW_NUMBER))),
-            "detected_schema": MetadataValue.json(json.loads(json.dumps(detected, default=str))),
+            "detected_schema": MetadataValue.json(detected.to_json()),
             "stage_seconds": MetadataValue.json(stage_seconds),
             "rows_per_second": round(typed.height / max(sum(stage_seconds.values()), 1e-6)),
         },

@@ -25,20 +25,22 @@ from dagster import (
     MetadataValue,
     Output,
     RetryRequested,
-    TableColumn,
-    TableColumnDep,
-    TableColumnLineage,
-    TableRecord,
-    TableSchema,
 )
 
-from pipelines.files import canonical_file
 from pipelines.ingest.validation import FAILURE_SCHEMA
 from pipelines.reconcile import records
-from pipelines.reconcile.exceptions import EXCEPTION_TYPES, SEVERITIES, build_exceptions
+from pipelines.reconcile.aggregation_groups import write_quotes
+from pipelines.reconcile.commit import commit_results
+from pipelines.reconcile.exceptions import build_exceptions
 from pipelines.reconcile.linkage import LinkResult, link, match_weights_html
 from pipelines.reconcile.mapping import ROW, Conformed, conform
-from pipelines.reconcile.rules import RuleSet, load_stored_rule_set
+from pipelines.reconcile.rule_store import load_stored_rule_set
+from pipelines.stage_metadata import (
+    column_lineage,
+    group_metadata,
+    histogram,
+    type_severity_table,
+)
 from resources.database import DatabaseResource
 from resources.file_store import FileStore
 
@@ -131,9 +133,11 @@ def map_records(
         records.start(engine, rid, context.run.run_id)
         rule_set = load_stored_rule_set(engine, plan.rule_set_id)
         source_name, target_name = plan.source.original_filename, plan.target.original_filename
+        source_frame = _canonical(store, plan.source_file_id)
+        target_frame = _canonical(store, plan.target_file_id)
         conformed = conform(
-            _canonical(store, plan.source_file_id),
-            _canonical(store, plan.target_file_id),
+            source_frame,
+            target_frame,
             rule_set,
             source_schema=plan.source.detected_schema,
             target_schema=plan.target.detected_schema,
@@ -145,6 +149,7 @@ def map_records(
         conformed.source.write_parquet(work_dir / "source.parquet")
         conformed.target.write_parquet(work_dir / "target.parquet")
         (work_dir / "field_types.json").write_text(json.dumps(conformed.field_types))
+        write_quotes(work_dir, source_frame, target_frame, rule_set, plan.source.detected_schema)
         records.advance(engine, rid, 20)
     elapsed = round(time.perf_counter() - started, 3)
     work = ReconciliationWork(rid, str(work_dir), {"mapping": elapsed})
@@ -165,25 +170,9 @@ def map_records(
             "valid_target_records": int(conformed.target.get_column("_valid").sum()),
             "matching_fields": MetadataValue.json(conformed.field_types),
             "seconds": elapsed,
-            "dagster/column_lineage": _column_lineage(rule_set),
+            "dagster/column_lineage": column_lineage(rule_set),
         },
     )
-
-
-def _column_lineage(rule_set: RuleSet) -> MetadataValue:
-    """Each matched field from its source column (field mapping) and its target column."""
-    columns: dict[str, dict[str, None]] = {}
-    for mapping in rule_set.field_mappings:
-        columns.setdefault(mapping.target_field, {})[mapping.source_field] = None
-    for name in rule_set.matching_fields():
-        columns.setdefault(name, {})[name] = None
-    deps = {
-        target: [
-            TableColumnDep(asset_key=canonical_file.key, column_name=source) for source in sources
-        ]
-        for target, sources in columns.items()
-    }
-    return MetadataValue.column_lineage(TableColumnLineage(deps_by_column=deps))
 
 
 def link_records(
@@ -202,8 +191,14 @@ def link_records(
         types = json.loads(work_in.path("field_types.json").read_text())
         conformed = _load_conformed(work_in, types)
         model, facts = records.load_model(engine, plan.rule_set_id)
+        quotes = work_in.path("quotes.parquet")
         result = link(
-            conformed, rule_set, model=model, model_facts=facts, progress=context.log.info
+            conformed,
+            rule_set,
+            model=model,
+            model_facts=facts,
+            progress=context.log.info,
+            quotes=pl.read_parquet(quotes) if quotes.exists() else None,
         )
         if result.trained and result.model is not None:
             records.save_model(
@@ -242,27 +237,14 @@ def link_records(
         or ("trained now (none kept for this rule-set version)" if result.trained else "none"),
         "key_matches": int(stats.get("key_matches", 0)),
         "blocking_rules": MetadataValue.json(stats.get("blocking_rules", [])),
-        "score_distribution": MetadataValue.md(_histogram(scores)),
+        "score_distribution": MetadataValue.md(histogram(scores)),
         "seconds": elapsed,
         "stage_seconds": MetadataValue.json(stats.get("timings", {})),
     }
+    metadata.update(group_metadata(result.links))
     if chart is not None:
         metadata["match_weights_chart"] = MetadataValue.path(str(chart))
     return Output(work, metadata=metadata)
-
-
-def _histogram(scores: pl.Series, bins: int = 10) -> str:
-    if scores.len() == 0:
-        return "no matched pairs"
-    counts = [0] * bins
-    for value in scores.to_list():
-        counts[min(bins - 1, int(value * bins))] += 1
-    top = max(counts) or 1
-    lines = ["| score | pairs | |", "| --- | ---: | --- |"]
-    for i, n in enumerate(counts):
-        bar = "#" * round(30 * n / top)
-        lines.append(f"| {i / bins:.1f}-{(i + 1) / bins:.1f} | {n} | `{bar}` |")
-    return "\n".join(lines)
 
 
 def find_exceptions(
@@ -305,25 +287,10 @@ def find_exceptions(
         metadata={
             "reconciliation_id": rid,
             "exceptions": found.height,
-            "by_type_and_severity": _type_severity_table(found),
+            "by_type_and_severity": type_severity_table(found),
             "seconds": elapsed,
         },
     )
-
-
-def _type_severity_table(found: pl.DataFrame) -> MetadataValue:
-    counts = {(t, s): n for t, s, n in found.group_by("type", "severity").len().iter_rows()}
-    rows = []
-    for kind in EXCEPTION_TYPES:
-        row = {"type": kind, **{s: counts.get((kind, s), 0) for s in SEVERITIES}}
-        row["total"] = sum(row[s] for s in SEVERITIES)
-        rows.append(TableRecord(row))
-    schema = TableSchema(
-        columns=[TableColumn("type", "string")]
-        + [TableColumn(s, "int") for s in SEVERITIES]
-        + [TableColumn("total", "int")]
-    )
-    return MetadataValue.table(rows, schema=schema)
 
 
 def commit_record(
@@ -341,7 +308,8 @@ def commit_record(
         linkage = work_in.stats.get("linkage", {})
         by_kind = dict(links.group_by("kind").len().iter_rows())
         exact = int(by_kind.get("EXACT", 0))
-        fuzzy = links.height - exact  # paired by reference, by Splink or as nearest
+        # source records paired by reference, by Splink, as nearest or in a group
+        fuzzy = links.filter(pl.col("kind") != "EXACT").get_column("source_row").n_unique()
         base = total_source or 1
         statistics = {
             "exactMatches": exact,
@@ -360,7 +328,7 @@ def commit_record(
             # commit_results adds its own time and the total
             "timings": dict(work_in.timings),
         }
-        counts = records.commit_results(
+        counts = commit_results(
             engine,
             plan,
             links=links,
@@ -379,6 +347,7 @@ def commit_record(
         "matched_records": counts["matched_records"],
         "exception_count": counts["exception_count"],
         "exceptions_by_type": MetadataValue.json(counts["exceptions_by_type"]),
+        **group_metadata(links),
         "stage_seconds": MetadataValue.json(counts["timings"]),
         "seconds": elapsed,
     }

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pipelines.reconcile import feeds
+from pipelines.reconcile.feed_store import store_feeds
 from recon.execution import execute
 from resources.errors import ReconError
 
@@ -43,7 +44,7 @@ def load_feeds(engine: sa.Engine, instance: Any, path: Path) -> dict[str, list[s
     from pipelines.partitions import add_keys, feed_names
 
     specs = feeds.load_feeds_file(path)
-    outcome = feeds.store_feeds(engine, specs, path)
+    outcome = store_feeds(engine, specs, path)
     add_keys(instance, feed_names, [s.name for s in specs])
     return outcome
 

@@ -22,12 +22,8 @@ import sqlalchemy as sa
 from pipelines.ingest import landing
 from pipelines.ingest.readers import ROW_NUMBER, FileFormatError, read_table
 from pipelines.reconcile import records
-from pipelines.reconcile.rules import (
-    RuleSet,
-    check_against_columns,
-    load_rule_set_file,
-    store_rule_set,
-)
+from pipelines.reconcile.rule_store import store_rule_set
+from pipelines.reconcile.rules import RuleSet, check_against_columns, load_rule_set_file
 from recon.execution import execute
 from recon.land import land_and_process
 from recon.lifecycle import RECONCILIATION_TAG, instance_for

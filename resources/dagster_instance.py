@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -97,4 +98,13 @@ def dagster_instance(url: str | None = None) -> DagsterInstance:
     when no directory is given).
     """
     env = prepare_dagster_environment(url)
+    return _instance(tuple(sorted(env.items())))
+
+
+@cache
+def _instance(env_items: tuple[tuple[str, str], ...]) -> DagsterInstance:
+    """One instance per configuration and process, kept: Dagster's storages hold only a weak
+    reference to their instance, so an instance dropped while one of them is still in use
+    fails with "undefined DagsterInstance weakref"."""
+    env = dict(env_items)
     return DagsterInstance.local_temp(env["DAGSTER_HOME"], overrides=instance_overrides(env))

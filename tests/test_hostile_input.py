@@ -5,8 +5,8 @@ file) on the session's embedded database and asserts: exit status 1, exactly one
 (`recon: error: ...`, no traceback) holding the expected words, nothing on stdout, the counts of
 `uploaded_files`, `rule_sets`, `reconciliations`, `reconciliation_feeds` and `organizations`
 unchanged, no file added or moved under RECON_HOME's landing zone and stores, and the child
-bounded: wall time under its limit and peak RSS under `MAX_RSS_MB` (the child's own
-`ru_maxrss`, from `os.wait4` on its pid).
+bounded: wall time under its limit and peak RSS under `MAX_RSS_MB` (the child's own high-water
+mark `VmHWM`, sampled while it runs).
 
 Hostile cases tested elsewhere and not repeated here: organization names with `/`, `\\`, `..`
 or a leading dot (tests/test_recon_run.py), rules files with unknown keys or impossible values
@@ -67,23 +67,41 @@ class Outcome:
     peak_rss_mb: float
 
 
+def _peak_rss_kb(pid: int) -> int:
+    """The process's own high-water RSS (`VmHWM`: its mm since exec), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def run_measured(*args: str, timeout: float = MAX_SECONDS) -> Outcome:
-    """`recon ARGS` with its own wall time and peak RSS (killed after `timeout` seconds)."""
+    """`recon ARGS` with its own wall time and peak RSS (killed after `timeout` seconds).
+
+    The peak is the child's `VmHWM`, sampled every 20 ms until it exits: `ru_maxrss` from
+    `wait4` would also count this (large) pytest process's RSS at fork time.
+    """
     recon = Path(sys.executable).with_name("recon")
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.monotonic()
         proc = subprocess.Popen([str(recon), *args], stdout=out, stderr=err, text=True)
         killer = threading.Timer(timeout, proc.kill)
         killer.start()
+        peak = 0
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            while proc.poll() is None:
+                peak = max(peak, _peak_rss_kb(proc.pid))
+                time.sleep(0.02)
         finally:
             killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.monotonic() - started
         out.seek(0)
         err.seek(0)
-        return Outcome(proc.returncode, out.read(), err.read(), seconds, usage.ru_maxrss / 1024)
+        return Outcome(proc.returncode, out.read(), err.read(), seconds, peak / 1024)
 
 
 def _counts(url: str) -> tuple[int, ...]:

@@ -10,7 +10,9 @@ import pytest
 
 from pipelines.ingest.profiling import (
     DATA_TYPES,
+    ColumnSchema,
     Conversion,
+    FileSchema,
     _conversions,
     _sample_rows,
     convert,
@@ -31,11 +33,11 @@ def raw_frame(**columns: list[str | None]) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
-def profile(values: list[str | None], name: str = "col") -> dict[str, Any]:
+def profile(values: list[str | None], name: str = "col") -> ColumnSchema:
     return detect_schema(raw_frame(**{name: values}))[0]
 
 
-def converted(values: list[str | None], name: str = "col") -> tuple[dict[str, Any], Conversion]:
+def converted(values: list[str | None], name: str = "col") -> tuple[ColumnSchema, Conversion]:
     frame = raw_frame(**{name: values})
     schema = detect_schema(frame)
     return schema[0], convert(frame, schema)
@@ -47,9 +49,9 @@ def converted(values: list[str | None], name: str = "col") -> tuple[dict[str, An
 def test_schema_shape_and_keys() -> None:
     frame = raw_frame(a=["x", "y"], b=["1", "2"])
     schema = detect_schema(frame)
-    assert [c["name"] for c in schema] == ["a", "b"]
+    assert [c.name for c in schema] == ["a", "b"]
     for column in schema:
-        assert list(column)[:8] == [
+        assert list(column.to_json())[:8] == [
             "name",
             "dataType",
             "nullable",
@@ -59,15 +61,15 @@ def test_schema_shape_and_keys() -> None:
             "format",
             "sampleValues",
         ]
-        assert column["dataType"] in DATA_TYPES
-        assert isinstance(column["idLike"], bool)
+        assert column.data_type in DATA_TYPES
+        assert isinstance(column.id_like, bool)
 
 
 def test_all_null_column_is_string() -> None:
     column = profile([None, "  ", None])
-    assert column["dataType"] == "STRING"
-    assert column["nullable"] is True
-    assert column["sampleValues"] == []
+    assert column.data_type == "STRING"
+    assert column.nullable is True
+    assert column.sample_values == ()
 
 
 # ----------------------------------------------------------------------------- money
@@ -76,12 +78,12 @@ def test_all_null_column_is_string() -> None:
 def test_us_money_formats() -> None:
     values = ["$1,234.56", "(1,234.56)", "-1,234.56", "USD 1,234.56", "1234.5", " $0.99 "]
     column, result = converted(values, "Amount")
-    assert column["dataType"] == "DECIMAL"
-    assert column["format"] == "#,##0.00"
-    assert column["currencySymbol"] == "$"
-    assert column["negativeParentheses"] is True
-    assert (column["precision"], column["scale"]) == (6, 2)
-    assert column["decimalSeparator"] == "."
+    assert column.data_type == "DECIMAL"
+    assert column.format == "#,##0.00"
+    assert column.currency_symbol == "$"
+    assert column.negative_parentheses is True
+    assert (column.precision, column.scale) == (6, 2)
+    assert column.decimal_separator == "."
     assert result.frame["Amount"].dtype == pl.Float64
     assert result.frame["Amount"].to_list() == [1234.56, -1234.56, -1234.56, 1234.56, 1234.5, 0.99]
     assert result.failures.height == 0
@@ -90,18 +92,18 @@ def test_us_money_formats() -> None:
 def test_european_money_formats() -> None:
     values = ["1.234,56 €", "€1.234,56", "1 234,56", "12,5", "(3,00)", "-7,10", "1.000.000,00"]
     column, result = converted(values, "Betrag")
-    assert column["dataType"] == "DECIMAL"
-    assert column["decimalSeparator"] == ","
-    assert column["format"] == "#.##0,00"
-    assert column["currencySymbol"] == "€"
+    assert column.data_type == "DECIMAL"
+    assert column.decimal_separator == ","
+    assert column.format == "#.##0,00"
+    assert column.currency_symbol == "€"
     assert result.frame["Betrag"].to_list() == [1234.56, 1234.56, 1234.56, 12.5, -3.0, -7.1, 1e6]
 
 
 def test_space_and_trailing_code_money() -> None:
     column, result = converted(["1 234.50 EUR", "99.00 EUR", "2 000.00 EUR"], "amount")
-    assert column["dataType"] == "DECIMAL"
-    assert column["currencySymbol"] == "EUR"
-    assert column["decimalSeparator"] == "."
+    assert column.data_type == "DECIMAL"
+    assert column.currency_symbol == "EUR"
+    assert column.decimal_separator == "."
     assert result.frame["amount"].to_list() == [1234.5, 99.0, 2000.0]
 
 
@@ -111,28 +113,28 @@ def test_trailing_minus_and_unicode_minus() -> None:
 
 
 def test_words_with_numbers_are_not_money() -> None:
-    assert profile(["INV 123", "ABC 456", "Box 7"], "description")["dataType"] == "STRING"
-    assert profile(["+44 20 7946 0958", "+1 555 0100"], "phone")["idLike"] is True
+    assert profile(["INV 123", "ABC 456", "Box 7"], "description").data_type == "STRING"
+    assert profile(["+44 20 7946 0958", "+1 555 0100"], "phone").id_like is True
 
 
 def test_ambiguous_thousands_prefers_us_grouping() -> None:
     column, result = converted(["1,234", "2,500", "10"], "total")
-    assert column["dataType"] == "INTEGER"
+    assert column.data_type == "INTEGER"
     assert result.frame["total"].to_list() == [1234, 2500, 10]
 
 
 def test_comma_decimal_evidence_flips_separator() -> None:
     column, result = converted(["1,234", "12,5", "3,75"], "total")
-    assert column["dataType"] == "DECIMAL"
-    assert column["decimalSeparator"] == ","
+    assert column.data_type == "DECIMAL"
+    assert column.decimal_separator == ","
     assert result.frame["total"].to_list() == [1.234, 12.5, 3.75]
 
 
 def test_plain_decimal_has_no_money_format() -> None:
     column, result = converted(["1234.5", "0.25", "-3.125"], "rate")
-    assert column["dataType"] == "DECIMAL"
-    assert column["format"] is None
-    assert (column["precision"], column["scale"]) == (7, 3)
+    assert column.data_type == "DECIMAL"
+    assert column.format is None
+    assert (column.precision, column.scale) == (7, 3)
     assert result.frame["rate"].to_list() == [1234.5, 0.25, -3.125]
 
 
@@ -141,16 +143,16 @@ def test_plain_decimal_has_no_money_format() -> None:
 
 def test_integers() -> None:
     column, result = converted(["42", "-7", "1,000", "+5"], "quantity")
-    assert column["dataType"] == "INTEGER"
-    assert column["precision"] is None and column["format"] is None
+    assert column.data_type == "INTEGER"
+    assert column.precision is None and column.format is None
     assert result.frame["quantity"].dtype == pl.Int64
     assert result.frame["quantity"].to_list() == [42, -7, 1000, 5]
 
 
 def test_whole_number_amount_is_not_id() -> None:
     column = profile(["100", "250", "1000", "75"], "amount")
-    assert column["dataType"] == "INTEGER"
-    assert column["idLike"] is False
+    assert column.data_type == "INTEGER"
+    assert column.id_like is False
 
 
 @pytest.mark.parametrize(
@@ -168,15 +170,15 @@ def test_whole_number_amount_is_not_id() -> None:
 )
 def test_id_like_columns_stay_string(name: str, values: list[str]) -> None:
     column, result = converted(values, name)
-    assert column["dataType"] == "STRING"
-    assert column["idLike"] is True
+    assert column.data_type == "STRING"
+    assert column.id_like is True
     assert result.frame[name].to_list() == values
     assert result.failures.height == 0
 
 
 def test_codes_without_id_name_are_flagged_id_like() -> None:
-    assert profile(["TX0001", "TX0002", "TX0003"], "whatever")["idLike"] is True
-    assert profile(["USD", "EUR", "USD"], "currency")["idLike"] is False
+    assert profile(["TX0001", "TX0002", "TX0003"], "whatever").id_like is True
+    assert profile(["USD", "EUR", "USD"], "currency").id_like is False
 
 
 # ----------------------------------------------------------------------------- dates
@@ -184,7 +186,7 @@ def test_codes_without_id_name_are_flagged_id_like() -> None:
 
 def test_iso_dates() -> None:
     column, result = converted(["2024-01-15", "2023-12-31", "2024-02-29"], "date")
-    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+    assert (column.data_type, column.format, column.ambiguous) == (
         "DATE",
         "yyyy-MM-dd",
         False,
@@ -199,7 +201,7 @@ def test_iso_dates() -> None:
 
 def test_day_first_told_apart_by_data() -> None:
     column, result = converted(["01/02/2024", "15/01/2024", "03/04/2024"], "posted")
-    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+    assert (column.data_type, column.format, column.ambiguous) == (
         "DATE",
         "dd/MM/yyyy",
         False,
@@ -213,7 +215,7 @@ def test_day_first_told_apart_by_data() -> None:
 
 def test_month_first_told_apart_by_data() -> None:
     column, result = converted(["01/02/2024", "01/15/2024", "12/31/2023"], "posted")
-    assert (column["format"], column["ambiguous"]) == ("MM/dd/yyyy", False)
+    assert (column.format, column.ambiguous) == ("MM/dd/yyyy", False)
     assert result.frame["posted"].to_list() == [
         date(2024, 1, 2),
         date(2024, 1, 15),
@@ -223,7 +225,7 @@ def test_month_first_told_apart_by_data() -> None:
 
 def test_ambiguous_day_month_prefers_day_first() -> None:
     column, result = converted(["01/02/2024", "03/04/2024", "05/06/2024"], "when")
-    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+    assert (column.data_type, column.format, column.ambiguous) == (
         "DATE",
         "dd/MM/yyyy",
         True,
@@ -243,22 +245,22 @@ def test_ambiguous_day_month_prefers_day_first() -> None:
 )
 def test_other_date_layouts(values: list[str], fmt: str, expected: list[date]) -> None:
     column, result = converted(values, "value_date")
-    assert (column["dataType"], column["format"]) == ("DATE", fmt)
+    assert (column.data_type, column.format) == ("DATE", fmt)
     assert result.frame["value_date"].to_list() == expected
 
 
 def test_compact_dates_need_date_name_or_all_valid() -> None:
     column, result = converted(["20240115", "20231231"], "booking_date")
-    assert (column["dataType"], column["format"]) == ("DATE", "yyyyMMdd")
+    assert (column.data_type, column.format) == ("DATE", "yyyyMMdd")
     assert result.frame["booking_date"].to_list() == [date(2024, 1, 15), date(2023, 12, 31)]
-    assert profile(["20240115", "20231231"], "x")["dataType"] == "DATE"
+    assert profile(["20240115", "20231231"], "x").data_type == "DATE"
 
 
 def test_plain_numbers_are_not_dates() -> None:
-    assert profile(["12345678", "20240115", "87654321"], "total")["dataType"] == "INTEGER"
-    assert profile(["20240115", "20231231"], "invoice_no")["dataType"] == "STRING"
-    assert profile(["22000101", "20240115"], "x")["dataType"] != "DATE"  # 2200: implausible
-    assert profile(["2024", "2023"], "x")["dataType"] == "INTEGER"
+    assert profile(["12345678", "20240115", "87654321"], "total").data_type == "INTEGER"
+    assert profile(["20240115", "20231231"], "invoice_no").data_type == "STRING"
+    assert profile(["22000101", "20240115"], "x").data_type != "DATE"  # 2200: implausible
+    assert profile(["2024", "2023"], "x").data_type == "INTEGER"
 
 
 # ----------------------------------------------------------------------------- timestamps
@@ -272,7 +274,7 @@ def test_iso_timestamps_with_zones_convert_to_utc() -> None:
         "2024-01-15T23:30:00+0000",
     ]
     column, result = converted(values, "created_at")
-    assert (column["dataType"], column["format"]) == ("TIMESTAMP", "yyyy-MM-dd'T'HH:mm:ssXXX")
+    assert (column.data_type, column.format) == ("TIMESTAMP", "yyyy-MM-dd'T'HH:mm:ssXXX")
     assert result.frame["created_at"].dtype == pl.Datetime("us", "UTC")
     assert result.frame["created_at"].to_list() == [
         datetime(2024, 1, 15, 10, 30, tzinfo=UTC),
@@ -314,7 +316,7 @@ def test_iso_timestamps_with_zones_convert_to_utc() -> None:
 )
 def test_timestamp_layouts(values: list[str], fmt: str, first: datetime) -> None:
     column, result = converted(values, "ts")
-    assert (column["dataType"], column["format"]) == ("TIMESTAMP", fmt)
+    assert (column.data_type, column.format) == ("TIMESTAMP", fmt)
     assert result.frame["ts"][0] == first
     assert result.failures.height == 0
 
@@ -322,7 +324,7 @@ def test_timestamp_layouts(values: list[str], fmt: str, first: datetime) -> None
 def test_mixed_fraction_widths_still_parse() -> None:
     values = ["2024-01-15T10:30:00Z", "2024-01-15T10:30:00.5Z", "2024-01-15T10:30:00.123456Z"]
     column, result = converted(values, "ts")
-    assert column["format"] == "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
+    assert column.format == "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
     assert result.frame["ts"][2] == datetime(2024, 1, 15, 10, 30, 0, 123456, tzinfo=UTC)
 
 
@@ -342,15 +344,15 @@ def test_mixed_fraction_widths_still_parse() -> None:
 )
 def test_boolean_spellings(values: list[str], fmt: str, expected: list[bool]) -> None:
     column, result = converted(values, "is_reversed")
-    assert (column["dataType"], column["format"]) == ("BOOLEAN", fmt)
+    assert (column.data_type, column.format) == ("BOOLEAN", fmt)
     assert result.frame["is_reversed"].dtype == pl.Boolean
     assert result.frame["is_reversed"].to_list() == expected
 
 
 def test_zero_one_counts_stay_integer() -> None:
-    assert profile(["1", "0", "1"], "item_count")["dataType"] == "INTEGER"
-    assert profile(["1", "0", "2"], "flag")["dataType"] == "INTEGER"
-    assert profile(["1", "1", "1"], "flag")["dataType"] == "INTEGER"
+    assert profile(["1", "0", "1"], "item_count").data_type == "INTEGER"
+    assert profile(["1", "0", "2"], "flag").data_type == "INTEGER"
+    assert profile(["1", "1", "1"], "flag").data_type == "INTEGER"
 
 
 # ----------------------------------------------------------------------------- 98 % rule
@@ -361,7 +363,7 @@ def test_one_bad_cell_becomes_a_failure() -> None:
     values[3] = "25/12/2024"  # makes the column day-first
     values[40] = "not a date"
     column, result = converted(values, "posted")
-    assert (column["dataType"], column["format"]) == ("DATE", "dd/MM/yyyy")
+    assert (column.data_type, column.format) == ("DATE", "dd/MM/yyyy")
     failures = result.failures
     assert failures.schema == pl.Schema(
         {"row_number": pl.Int64, "column": pl.String, "check": pl.String, "value": pl.String}
@@ -374,14 +376,14 @@ def test_one_bad_cell_becomes_a_failure() -> None:
 def test_one_bad_amount_among_many() -> None:
     values = [f"${n},{n % 1000:03d}.50" for n in range(1, 100)] + [" n/a "]
     column, result = converted(values, "amount")
-    assert column["dataType"] == "DECIMAL"
+    assert column.data_type == "DECIMAL"
     assert result.failures.rows() == [(100, "amount", "dataType DECIMAL #,##0.00", " n/a ")]
 
 
 def test_too_many_bad_cells_demote_to_string() -> None:
     values = [str(n) for n in range(95)] + ["x"] * 5
     column, result = converted(values, "quantity")
-    assert column["dataType"] == "STRING"
+    assert column.data_type == "STRING"
     assert result.failures.height == 0
 
 
@@ -410,7 +412,7 @@ def test_day_month_settled_by_a_row_outside_the_sample() -> None:
     late = unsampled_positions()[-1]
     values[late] = "12/25/2024"  # the only value that tells the order: month first
     column, result = converted(values, "posted")
-    assert (column["dataType"], column["format"], column["ambiguous"]) == (
+    assert (column.data_type, column.format, column.ambiguous) == (
         "DATE",
         "MM/dd/yyyy",
         False,
@@ -422,7 +424,7 @@ def test_day_month_settled_by_a_row_outside_the_sample() -> None:
 def test_day_month_still_ambiguous_when_no_row_settles_it() -> None:
     values = [f"{i % 12 + 1:02d}/{(i // 12) % 12 + 1:02d}/2024" for i in range(LARGE)]
     column = profile(values, "posted")
-    assert (column["format"], column["ambiguous"]) == ("dd/MM/yyyy", True)
+    assert (column.format, column.ambiguous) == ("dd/MM/yyyy", True)
 
 
 def test_bad_value_outside_the_sample_is_a_row_failure() -> None:
@@ -431,7 +433,7 @@ def test_bad_value_outside_the_sample_is_a_row_failure() -> None:
     values[late] = " n/a "
     values[late + 1] = "(1,234.50)"
     column, result = converted(values, "amount")
-    assert (column["dataType"], column["format"]) == ("DECIMAL", "#,##0.00")
+    assert (column.data_type, column.format) == ("DECIMAL", "#,##0.00")
     assert result.failures.rows() == [(late + 1, "amount", "dataType DECIMAL #,##0.00", " n/a ")]
     assert result.frame["amount"][late] is None
     assert result.frame["amount"][late + 1] == -1234.5
@@ -445,10 +447,10 @@ def test_nullable_and_unique_cover_rows_outside_the_sample() -> None:
     codes = [f"C{i:07d}" for i in range(LARGE)]
     blanks = [f"B{i:07d}" for i in range(LARGE)]
     blanks[late[-2]] = "   "
-    schema = {c["name"]: c for c in detect_schema(raw_frame(ids=ids, codes=codes, b=blanks))}
-    assert (schema["ids"]["unique"], schema["ids"]["distinctCount"]) == (False, LARGE - 1)
-    assert (schema["codes"]["unique"], schema["codes"]["nullable"]) == (True, False)
-    assert (schema["b"]["nullable"], schema["b"]["nullCount"], schema["b"]["unique"]) == (
+    schema = {c.name: c for c in detect_schema(raw_frame(ids=ids, codes=codes, b=blanks))}
+    assert (schema["ids"].unique, schema["ids"].distinct_count) == (False, LARGE - 1)
+    assert (schema["codes"].unique, schema["codes"].nullable) == (True, False)
+    assert (schema["b"].nullable, schema["b"].null_count, schema["b"].unique) == (
         True,
         1,
         True,
@@ -466,10 +468,10 @@ def test_profile_counts_a_typed_column_s_blanks_from_its_conversion() -> None:
     dates[late[3]], dates[late[4]], dates[late[5]] = "", " 31/02/2024 ", "\u3000"
     frame = raw_frame(amount=amounts, posted=dates)
     profiled = profile_frame(frame)
-    schema = {c["name"]: c for c in profiled.schema}
-    assert (schema["amount"]["dataType"], schema["posted"]["dataType"]) == ("DECIMAL", "DATE")
+    schema = {c.name: c for c in profiled.schema}
+    assert (schema["amount"].data_type, schema["posted"].data_type) == ("DECIMAL", "DATE")
     assert [
-        (c["nullCount"], c["nullable"], c["distinctCount"], c["unique"])
+        (c.null_count, c.nullable, c.distinct_count, c.unique)
         for c in (schema["amount"], schema["posted"])
     ] == [(2, True, None, False), (2, True, None, False)]
     assert profiled.conversion.failures.select("row_number", "column", "value").rows() == [
@@ -485,7 +487,7 @@ def test_profile_counts_a_typed_column_s_blanks_from_its_conversion() -> None:
 
 def test_profile_numbers_the_rows_of_a_frame_without_row_numbers() -> None:
     profiled = profile_frame(pl.DataFrame({"n": ["1", " ", "x", "4"]}))
-    assert profiled.schema[0]["nullCount"] == 1
+    assert profiled.schema[0].null_count == 1
     assert profiled.conversion.frame["_row_number"].to_list() == [1, 2, 3, 4]
 
 
@@ -497,16 +499,16 @@ def test_counts_see_through_unicode_whitespace() -> None:
         d=["ab", "cd", "ef"],
         e=["", "a", "b"],
     )
-    schema = {c["name"]: c for c in detect_schema(frame)}
-    assert (schema["a"]["unique"], schema["a"]["distinctCount"]) == (False, 2)
-    assert (schema["b"]["nullable"], schema["b"]["nullCount"], schema["b"]["unique"]) == (
+    schema = {c.name: c for c in detect_schema(frame)}
+    assert (schema["a"].unique, schema["a"].distinct_count) == (False, 2)
+    assert (schema["b"].nullable, schema["b"].null_count, schema["b"].unique) == (
         True,
         1,
         True,
     )
-    assert (schema["c"]["unique"], schema["c"]["distinctCount"]) == (True, 3)
-    assert (schema["d"]["nullable"], schema["d"]["unique"]) == (False, True)
-    assert (schema["e"]["nullCount"], schema["e"]["distinctCount"]) == (1, 2)
+    assert (schema["c"].unique, schema["c"].distinct_count) == (True, 3)
+    assert (schema["d"].nullable, schema["d"].unique) == (False, True)
+    assert (schema["e"].null_count, schema["e"].distinct_count) == (1, 2)
 
 
 def test_sparse_column_is_still_sampled() -> None:
@@ -514,8 +516,8 @@ def test_sparse_column_is_still_sampled() -> None:
     for i in range(0, LARGE, 100):  # 300 values, about 50 of them in the sampled rows
         values[i] = f"{i // 100}.50"
     column, result = converted(values, "fee")
-    assert column["dataType"] == "DECIMAL"
-    assert column["sampleValues"][:2] == ["0.50", "1.50"]
+    assert column.data_type == "DECIMAL"
+    assert column.sample_values[:2] == ("0.50", "1.50")
     assert result.failures.height == 0
 
 
@@ -523,7 +525,7 @@ def test_sparse_column_is_still_sampled() -> None:
     ("column", "values"),
     [
         (
-            {"dataType": "DECIMAL", "format": "#,##0.00"},
+            ColumnSchema("col", "DECIMAL", format="#,##0.00"),
             [
                 "$1,234.56",
                 "(1,234.56)",
@@ -553,11 +555,11 @@ def test_sparse_column_is_still_sampled() -> None:
             ],
         ),
         (
-            {"dataType": "DECIMAL", "format": "#.##0,00"},
+            ColumnSchema("col", "DECIMAL", format="#.##0,00"),
             ["1.234,56 €", "€1.234,56", "1,234.56", "12,5", "(3,00)", "1.2.3", "1.234", "5,-"],
         ),
         (
-            {"dataType": "INTEGER"},
+            ColumnSchema("col", "INTEGER"),
             [
                 "42",
                 "+5",
@@ -578,7 +580,7 @@ def test_sparse_column_is_still_sampled() -> None:
             ],
         ),
         (
-            {"dataType": "TIMESTAMP", "format": "yyyy-MM-dd'T'HH:mm:ssXXX"},
+            ColumnSchema("col", "TIMESTAMP", format="yyyy-MM-dd'T'HH:mm:ssXXX"),
             [
                 "2024-01-15T10:30:00Z",
                 "2024-01-15T10:30:00z",
@@ -590,7 +592,7 @@ def test_sparse_column_is_still_sampled() -> None:
             ],
         ),
         (
-            {"dataType": "TIMESTAMP", "format": "yyyy-MM-dd HH:mm:ss"},
+            ColumnSchema("col", "TIMESTAMP", format="yyyy-MM-dd HH:mm:ss"),
             [
                 "2024-01-15 10:30:00",
                 "2024-01-15 10:30:00.25",
@@ -599,14 +601,14 @@ def test_sparse_column_is_still_sampled() -> None:
             ],
         ),
         (
-            {"dataType": "BOOLEAN", "format": "Yes/No"},
+            ColumnSchema("col", "BOOLEAN", format="Yes/No"),
             ["Yes", "yes", "YES", "yEs", "no", "No", "nO", "Y", " yes "],
         ),
     ],
 )
-def test_fast_paths_agree_with_the_full_parsers(column: dict[str, Any], values: list[str]) -> None:
+def test_fast_paths_agree_with_the_full_parsers(column: ColumnSchema, values: list[str]) -> None:
     frame = raw_frame(col=values)
-    result = convert(frame, [{**column, "name": "col"}])
+    result = convert(frame, [column])
     text = pl.col("col").str.strip_chars()
     reference = frame.select(_conversions(column, text)[-1].alias("col")).to_series()
     assert result.frame["col"].to_list() == reference.to_list()
@@ -625,17 +627,17 @@ def test_nullable_and_unique() -> None:
         c=["1", "2", "3", "4"],
         d=[" x", "x ", None, "y"],
     )
-    schema = {c["name"]: c for c in detect_schema(frame)}
-    assert (schema["a"]["nullable"], schema["a"]["unique"]) == (True, True)
-    assert (schema["b"]["nullable"], schema["b"]["unique"]) == (True, False)
-    assert (schema["c"]["nullable"], schema["c"]["unique"]) == (False, True)
-    assert schema["d"]["unique"] is False  # equal once stripped
-    assert (schema["a"]["nullCount"], schema["b"]["distinctCount"]) == (1, 2)
+    schema = {c.name: c for c in detect_schema(frame)}
+    assert (schema["a"].nullable, schema["a"].unique) == (True, True)
+    assert (schema["b"].nullable, schema["b"].unique) == (True, False)
+    assert (schema["c"].nullable, schema["c"].unique) == (False, True)
+    assert schema["d"].unique is False  # equal once stripped
+    assert (schema["a"].null_count, schema["b"].distinct_count) == (1, 2)
 
 
 def test_sample_values_are_distinct_raw_strings() -> None:
     column = profile([" a ", "b", " a ", None, "c", "d", "e", "f"])
-    assert column["sampleValues"] == [" a ", "b", "c", "d", "e"]
+    assert column.sample_values == (" a ", "b", "c", "d", "e")
 
 
 def test_strings_are_stripped_and_blank_is_null() -> None:
@@ -658,7 +660,7 @@ def test_preview_shape() -> None:
 
 def test_convert_uses_given_schema_and_defaults_to_string() -> None:
     frame = raw_frame(d=["15/01/2024", "2024-01-15"], extra=[" a", "b "])
-    schema = [{"name": "d", "dataType": "DATE", "format": "dd/MM/yyyy"}]
+    schema = [ColumnSchema("d", "DATE", format="dd/MM/yyyy")]
     result = convert(frame, schema)
     assert result.frame.columns == ["_row_number", "d", "extra"]
     assert result.frame["d"].to_list() == [date(2024, 1, 15), None]
@@ -668,13 +670,13 @@ def test_convert_uses_given_schema_and_defaults_to_string() -> None:
 
 def test_convert_decimal_from_format_only() -> None:
     frame = raw_frame(x=["1.234,5", "7"])
-    schema = [{"name": "x", "dataType": "DECIMAL", "format": "#.##0,00"}]
+    schema = [ColumnSchema("x", "DECIMAL", format="#.##0,00")]
     assert convert(frame, schema).frame["x"].to_list() == [1234.5, 7.0]
 
 
 def test_convert_rejects_unknown_type() -> None:
     with pytest.raises(ValueError):
-        convert(raw_frame(x=["1"]), [{"name": "x", "dataType": "MONEY"}])
+        convert(raw_frame(x=["1"]), [ColumnSchema("x", "MONEY")])
 
 
 def test_convert_without_failures_has_typed_empty_frame() -> None:
@@ -734,8 +736,8 @@ def test_detected_formats_are_parseable() -> None:
         a=["2024-01-15T10:30:00Z"], b=["15-Jan-2024"], c=["2024-01-15 10:30:00.123456+01:00"]
     )
     for column in detect_schema(frame):
-        fmt = seed_pattern_to_strftime(column["format"])
-        assert strftime_to_seed_pattern(fmt) == column["format"]
+        fmt = seed_pattern_to_strftime(column.format)
+        assert strftime_to_seed_pattern(fmt) == column.format
 
 
 # ------------------------------------- many rows (their speed: bench/profiling_bench.py)
@@ -745,7 +747,7 @@ def test_many_rows_detect_and_convert() -> None:
     frame = typical_frame(20_000)
     schema = detect_schema(frame)
     result = convert(frame, schema)
-    types = {c["name"]: (c["dataType"], c["format"]) for c in schema}
+    types = {c.name: (c.data_type, c.format) for c in schema}
     assert types == {
         "transaction_id": ("STRING", None),
         "posted": ("DATE", "dd/MM/yyyy"),
@@ -772,7 +774,7 @@ def test_validation_in_parts_finds_what_one_pandera_schema_finds() -> None:
         {"_row_number": list(range(1, 7)), **{f"c{i}": values for i in range(width)}},
         schema_overrides={f"c{i}": pl.Int64 for i in range(width)},
     )
-    detected = [{"name": f"c{i}", "dataType": "INTEGER"} for i in range(width)]
+    detected = FileSchema(ColumnSchema(f"c{i}", "INTEGER") for i in range(width))
     config = {
         "columns": [
             {"name": f"c{i}", "min": 2, "max": 20, "nullable": i % 2 == 0, "unique": i % 3 == 0}

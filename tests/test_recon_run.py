@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from helpers import run_recon
 
 from pipelines.reconcile import records
-from pipelines.reconcile.rules import load_rule_set_file, store_rule_set
+from pipelines.reconcile.rule_store import store_rule_set
+from pipelines.reconcile.rules import load_rule_set_file
 from recon.run import RunRequest, land_and_process, run_reconciliation
 from resources.database import engine_for
 from resources.errors import ReconError

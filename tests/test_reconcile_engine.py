@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from pipelines.ingest.column_schema import ColumnSchema, FileSchema
 from pipelines.reconcile.exceptions import SeverityPolicy, build_exceptions
 from pipelines.reconcile.linkage import LinkResult, assign_one_to_one, link
 from pipelines.reconcile.mapping import MappingError, apply_mappings, conform
@@ -185,11 +186,11 @@ def test_date_format_rereads_a_column_typed_with_another_pattern() -> None:
         "transformation_type": "DATE_FORMAT",
         "transformation_config": {"format": "dd/MM/yyyy"},
     }
-    schema = [{"name": "Booked", "dataType": "DATE", "format": "MM/dd/yyyy"}]
+    schema = FileSchema([ColumnSchema("Booked", "DATE", format="MM/dd/yyyy")])
     out = mapped(source, mapping, schema=schema)
     assert out.get_column("date").to_list() == [date(2024, 4, 3), date(2024, 5, 12)]
     # detected with the rule's own pattern: nothing to re-read
-    same = [{"name": "Booked", "dataType": "DATE", "format": "dd/MM/yyyy"}]
+    same = FileSchema([ColumnSchema("Booked", "DATE", format="dd/MM/yyyy")])
     out = mapped(source, mapping, schema=same)
     assert out.get_column("date").to_list() == [date(2024, 3, 4), date(2024, 12, 5)]
 
@@ -701,8 +702,8 @@ def test_a_date_column_meets_a_text_column_as_the_files_wrote_them() -> None:
         source,
         target,
         rules([{"name": "dob", "match_type": "EXACT", "fields": ["dob"]}]),
-        source_schema=[{"name": "dob", "dataType": "DATE", "format": "yyyyMMdd"}],
-        target_schema=[{"name": "dob", "dataType": "STRING"}],
+        source_schema=FileSchema([ColumnSchema("dob", "DATE", format="yyyyMMdd")]),
+        target_schema=FileSchema([ColumnSchema("dob", "STRING")]),
     )
     assert conformed.source.get_column("dob").to_list() == ["19560409", "19900207"]
     assert conformed.target.get_column("dob").to_list() == ["19560409", "19900270"]

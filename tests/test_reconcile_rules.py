@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from pipelines.reconcile.rule_store import load_stored_rule_set, store_rule_set
 from pipelines.reconcile.rules import (
     RuleSet,
     RuleSetError,
     check_against_columns,
     load_rule_set_file,
-    load_stored_rule_set,
     parse_rule_set,
-    store_rule_set,
 )
 from resources.database import engine_for
 
@@ -190,8 +189,8 @@ def _mapping_config(config: dict[str, Any]) -> dict[str, Any]:
         (
             _rules(rules=[]),
             "rules.yaml: unknown key 'rules'; accepted: name, description, match_threshold, "
-            "text_normalization, field_mappings, matching_rules, severity; did you mean "
-            "'matching_rules'?",
+            "text_normalization, field_mappings, matching_rules, severity, aggregation; "
+            "did you mean 'matching_rules'?",
         ),
         (
             _mapping_config({"from": "dd/MM/yyyy", "to": "yyyy-MM-dd"}),

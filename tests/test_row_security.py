@@ -335,7 +335,7 @@ def test_migrating_twice_and_rolling_back_0010(fresh_database: Callable[[], str]
     url = fresh_database()
     migrations.migrate(url)
     assert migrations.migrate(url) == []
-    assert migrations.rollback(url) == ["0010_row_security"]
+    assert migrations.rollback(url, steps=2) == ["0011_aggregate_matches", "0010_row_security"]
     engine = engine_for(url)
     with engine.connect() as conn:
         protected = conn.execute(

@@ -33,6 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pipelines.ingest.column_schema import FileSchema
 from pipelines.ingest.zone import LandingPath, LandingRefused, archive, open_in_zone, refusal
 from pipelines.ingest.zone import (  # re-exported: the landing zone is part of landing
     folder_name as folder_name,
@@ -353,7 +354,7 @@ def record_processed(
     landed: LandedFile,
     *,
     content_type: str,
-    detected_schema: list[dict[str, Any]],
+    detected_schema: FileSchema,
     row_count: int,
     invalid_row_count: int,
     preview: list[list[Any]],
@@ -369,7 +370,7 @@ def record_processed(
             ),
             {
                 "ct": content_type,
-                "schema": json.dumps(detected_schema, default=str),
+                "schema": json.dumps(detected_schema.to_json()),
                 "rows": row_count,
                 "cols": len(detected_schema),
                 "preview": json.dumps(preview, default=str),

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from dagster import Failure
 
 from pipelines.ingest import landing
-from pipelines.ingest.profiling import preview_rows, profile
+from pipelines.ingest.profiling import FileSchema, preview_rows, profile
 from pipelines.ingest.readers import ROW_NUMBER, FileFormatError, TableRead, read_table
 from pipelines.ingest.validation import (
     FAILURE_SCHEMA,
@@ -37,7 +37,7 @@ class ProcessedFile:
     """What `process_landed_file` read, detected and wrote for one landed file."""
 
     read: TableRead
-    detected: list[dict]
+    detected: FileSchema
     typed: pl.DataFrame
     failures: pl.DataFrame
     invalid_rows: pl.Series

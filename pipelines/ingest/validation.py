@@ -17,12 +17,14 @@ columns each over just those columns, which keeps it linear in columns x rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pandera.polars as pa
 import polars as pl
 
+from pipelines.ingest.column_schema import ColumnSchema
 from pipelines.ingest.readers import ROW_NUMBER
 
 DTYPES: dict[str, pl.DataType] = {
@@ -90,10 +92,10 @@ def declared_columns(config: dict[str, Any] | None) -> list[DeclaredColumn]:
 
 
 def check_file_level(
-    file_name: str, detected: list[dict[str, Any]], declared: list[DeclaredColumn]
+    file_name: str, detected: Iterable[ColumnSchema], declared: list[DeclaredColumn]
 ) -> None:
     """Raise FileLevelError for missing required columns or a declared type the data lacks."""
-    types = {c["name"]: c["dataType"] for c in detected}
+    types = {c.name: c.data_type for c in detected}
     missing = [d.name for d in declared if d.required and d.name not in types]
     if missing:
         raise FileLevelError(
@@ -111,13 +113,13 @@ def check_file_level(
 
 
 def build_schema(
-    detected: list[dict[str, Any]], declared: list[DeclaredColumn]
+    detected: Iterable[ColumnSchema], declared: list[DeclaredColumn]
 ) -> pa.DataFrameSchema:
     """The pandera schema: detected types, plus declared nullability, uniqueness and ranges."""
     by_name = {d.name: d for d in declared}
     columns = {}
     for column in detected:
-        name = column["name"]
+        name = column.name
         declaration = by_name.get(name)
         checks = []
         if declaration is not None:
@@ -128,7 +130,7 @@ def build_schema(
             if declaration.allowed is not None:
                 checks.append(pa.Check.isin(list(declaration.allowed)))
         columns[name] = pa.Column(
-            DTYPES[column["dataType"]],
+            DTYPES[column.data_type],
             checks=checks,
             nullable=declaration.nullable if declaration else True,
             unique=declaration.unique if declaration else False,
@@ -140,7 +142,7 @@ def build_schema(
 def validate(
     file_name: str,
     typed: pl.DataFrame,
-    detected: list[dict[str, Any]],
+    detected: Iterable[ColumnSchema],
     declared: list[DeclaredColumn],
 ) -> pl.DataFrame:
     """Every failing cell as (file, row_number, column, check, value); empty when all pass.

@@ -10,6 +10,9 @@ Semantics (DESIGN.md):
   that is left over: a group's members match first (lowest row first); members left
   unmatched beyond the first unmatched one - or any, when a member matched - are duplicates,
   not missing records. `diff` names the row it repeats.
+- A matched group (`aggregation:`) is judged on its totals: one AMOUNT_MISMATCH when the
+  members' total is beyond the aggregation's tolerance (`aggregation_groups`); its members
+  are matched, never MISSING_IN_*.
 - VALIDATION_ERROR: a row that failed validation (kept out of matching), one per row, with
   every failing field, check and value in `diff`.
 
@@ -32,8 +35,10 @@ import hashlib
 
 import polars as pl
 
+from pipelines.reconcile.aggregation_groups import group_exceptions
 from pipelines.reconcile.linkage import LinkResult
 from pipelines.reconcile.mapping import ROW, Conformed
+from pipelines.reconcile.record_json import records_as_json
 from pipelines.reconcile.rule_shapes import SEVERITIES, SeverityPolicy
 from pipelines.reconcile.rules import TOLERANCE_EPSILON, RuleSet
 
@@ -70,23 +75,6 @@ def _level(index: pl.Expr) -> pl.Expr:
     )
 
 
-def _records(frame: pl.DataFrame) -> pl.DataFrame:
-    """`_row_number` and the record as JSON (every column, `_row_number` included)."""
-    data = frame.drop("_valid", strict=False)
-    columns = [c for c in data.columns if c != ROW]
-    return data.select(
-        pl.col(ROW).cast(pl.Int64),
-        pl.struct([*columns, ROW]).struct.json_encode().alias("_json"),
-        pl.struct(columns).struct.json_encode().alias("_content"),
-    )
-
-
-def _pick(records: pl.DataFrame | pl.LazyFrame, rows: pl.Series) -> pl.DataFrame:
-    """The records with these row numbers (a LazyFrame reads only those from its parquet)."""
-    picked = records.filter(pl.col(ROW).is_in(rows.drop_nulls().implode()))
-    return picked.collect() if isinstance(picked, pl.LazyFrame) else picked
-
-
 def _money(expr: pl.Expr) -> pl.Expr:
     return expr.round(2).cast(pl.String)
 
@@ -117,8 +105,9 @@ def build_exceptions(
     amount_fields = [f for f, k in conformed.field_types.items() if k == "RANGE"]
     parts: list[pl.DataFrame] = []
 
-    # --- mismatches on matched pairs
-    pairs = links.join(
+    # --- mismatches on matched pairs (a group is judged on its totals: aggregation_groups)
+    one_to_one = links.filter(pl.col("kind") != "AGGREGATE")
+    pairs = one_to_one.join(
         conformed.source.drop("_valid").rename({f: f"{f}__s" for f in fields_}),
         left_on="source_row",
         right_on=ROW,
@@ -344,8 +333,8 @@ def build_exceptions(
         else pl.DataFrame(schema={c: EXCEPTION_SCHEMA[c] for c in columns})
     )
     # records as JSON only for the rows that have an exception (not the whole files)
-    s_rec = _records(_pick(source_records, body.get_column("source_row_number")))
-    t_rec = _records(_pick(target_records, body.get_column("target_row_number")))
+    s_rec = records_as_json(source_records, body.get_column("source_row_number"))
+    t_rec = records_as_json(target_records, body.get_column("target_row_number"))
     body = body.join(
         s_rec.rename({ROW: "source_row_number", "_json": "source_data", "_content": "_s"}),
         on="source_row_number",
@@ -355,6 +344,15 @@ def build_exceptions(
         on="target_row_number",
         how="left",
     )
+    groups = group_exceptions(
+        conformed,
+        links,
+        rule_set,
+        source_records=source_records,
+        target_records=target_records,
+    )
+    if groups.height:
+        body = pl.concat([body, groups.select(body.columns)])
     body = body.sort(["type", "source_row_number", "target_row_number"], nulls_last=True)
     key = pl.concat_str(
         [pl.col("type"), pl.col("_s").fill_null(""), pl.col("_t").fill_null("")], separator="|"

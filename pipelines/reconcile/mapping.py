@@ -34,6 +34,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.ingest.column_schema import FileSchema
 from pipelines.ingest.profiling import seed_pattern_to_strftime
 from pipelines.ingest.readers import ROW_NUMBER
 from pipelines.reconcile.normalize import is_ascii, normalize_plain, normalize_text
@@ -62,15 +63,12 @@ def _strftime(pattern: str) -> str:
     return pattern if "%" in pattern else seed_pattern_to_strftime(pattern)
 
 
-def _detected_format(schema: list[dict[str, Any]] | None, column: str) -> str | None:
-    for item in schema or []:
-        if item.get("name") == column and item.get("format"):
-            return str(item["format"])
-    return None
+def _detected_format(schema: FileSchema | None, column: str) -> str | None:
+    return schema.format_of(column) if schema is not None else None
 
 
 def _date_format(
-    frame: pl.DataFrame, mapping: FieldMapping, schema: list[dict[str, Any]] | None, name: str
+    frame: pl.DataFrame, mapping: FieldMapping, schema: FileSchema | None, name: str
 ) -> pl.Expr:
     config = mapping.transformation_config or {}
     pattern = config.get("format") or config.get("input_format")
@@ -199,7 +197,7 @@ def apply_mappings(
     frame: pl.DataFrame,
     rule_set: RuleSet,
     *,
-    schema: list[dict[str, Any]] | None = None,
+    schema: FileSchema | None = None,
     name: str = "source",
 ) -> pl.DataFrame:
     """The source frame in the target vocabulary: mapped fields plus unmapped columns as-is."""
@@ -254,9 +252,7 @@ def _as_text(expr: pl.Expr, dtype: pl.DataType, written: str | None = None) -> p
     return expr.cast(pl.String).str.strip_chars()
 
 
-def _source_format(
-    rule_set: RuleSet, schema: list[dict[str, Any]] | None, target_field: str
-) -> str | None:
+def _source_format(rule_set: RuleSet, schema: FileSchema | None, target_field: str) -> str | None:
     """The pattern the source wrote the column behind `target_field` in, if it held dates."""
     for mapping in rule_set.field_mappings:
         if mapping.target_field == target_field:
@@ -303,12 +299,16 @@ def conform(
     target: pl.DataFrame,
     rule_set: RuleSet,
     *,
-    source_schema: list[dict[str, Any]] | None = None,
-    target_schema: list[dict[str, Any]] | None = None,
+    source_schema: FileSchema | None = None,
+    target_schema: FileSchema | None = None,
     source_name: str = "source",
     target_name: str = "target",
 ) -> Conformed:
-    """Both canonical frames reduced to `_row_number`, `_valid` and typed matching fields."""
+    """Both canonical frames reduced to `_row_number`, `_valid` and typed matching fields.
+
+    `source_schema`/`target_schema` are the files' detected schemas: the formats their date
+    columns were written in, for re-reading dates and comparing dates with text.
+    """
     mapped = apply_mappings(source, rule_set, schema=source_schema, name=source_name)
     types = _field_types(rule_set)
     for field, side, frame in (

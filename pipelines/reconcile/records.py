@@ -1,26 +1,22 @@
-"""The `reconciliations` record: its lifecycle, the trained model, and the one final commit.
+"""The `reconciliations` record: its lifecycle, its plan and its summary.
 
 Lifecycle: PENDING (created with its files and rule-set version) -> RUNNING (progress moves
-as stages finish) -> COMPLETED, FAILED (with `error_message`) or CANCELLED. Matches and
-exceptions are written in ONE transaction together with the final counts, so a failure at
-any point leaves nothing half-written; a re-run replaces them atomically, and exceptions a
-person already resolved or ignored keep their status, resolution, resolver and time
-(recognised by fingerprint, not id).
+as stages finish) -> COMPLETED, FAILED (with `error_message`) or CANCELLED. The one final
+commit of matches, exceptions and counts is `pipelines.reconcile.commit`; the trained model's
+store is `pipelines.reconcile.model_store` (re-exported here).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import polars as pl
 import sqlalchemy as sa
 
+from pipelines.ingest.column_schema import FileSchema
 from pipelines.reconcile.model_store import load_model as load_model  # re-exported
 from pipelines.reconcile.model_store import save_model as save_model  # re-exported
-from resources.database import copy_frame, scoped_transaction
+from resources.database import scoped_transaction
 from resources.errors import ReconError
 
 SAMPLE_LIMIT = 100
@@ -40,7 +36,7 @@ class FileFacts:
     status: str
     processing_error: str | None
     original_filename: str
-    detected_schema: list[dict[str, Any]]
+    detected_schema: FileSchema
     row_count: int
 
 
@@ -84,7 +80,7 @@ def file_facts(conn: sa.Connection, file_id: int) -> FileFacts:
         row.status,
         row.processing_error,
         row.original_filename,
-        row.detected_schema or [],
+        FileSchema.from_json(row.detected_schema),
         row.row_count or 0,
     )
 
@@ -247,194 +243,6 @@ def fail(engine: sa.Engine, reconciliation_id: int, message: str) -> None:
         )
 
 
-def _json_list(series: pl.Series) -> list[Any]:
-    return [json.loads(v) for v in series.drop_nulls().to_list()]
-
-
-def _respect_manual_matches(
-    engine: sa.Engine, reconciliation_id: int, links: pl.DataFrame, exceptions: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """A person's MANUAL matches win: the engine's links and MISSING_* for those rows go."""
-    with engine.connect() as conn:
-        manual = conn.execute(
-            sa.text(
-                "SELECT source_row_number, target_row_number FROM reconciliation_matches "
-                "WHERE reconciliation_id = :i AND match_kind = 'MANUAL'"
-            ),
-            {"i": reconciliation_id},
-        ).all()
-    if not manual:
-        return links, exceptions, 0
-    sources = pl.Series([m[0] for m in manual], dtype=pl.Int64).implode()
-    targets = pl.Series([m[1] for m in manual], dtype=pl.Int64).implode()
-    links = links.filter(
-        ~pl.col("source_row").is_in(sources) & ~pl.col("target_row").is_in(targets)
-    )
-    exceptions = exceptions.filter(
-        ~(
-            (pl.col("type") == "MISSING_IN_TARGET") & pl.col("source_row_number").is_in(sources)
-            | (pl.col("type") == "MISSING_IN_SOURCE") & pl.col("target_row_number").is_in(targets)
-        )
-    )
-    return links, exceptions, len(manual)
-
-
-def commit_results(
-    engine: sa.Engine,
-    plan: ReconciliationPlan,
-    *,
-    links: pl.DataFrame,
-    exceptions: pl.DataFrame,
-    totals: tuple[int, int],
-    statistics: dict[str, Any],
-    matched_sample: list[dict[str, Any]],
-    run_id: str | None,
-) -> dict[str, Any]:
-    """Write matches, exceptions and the final record in one transaction; returns the counts.
-
-    `statistics["timings"]` (seconds per earlier stage) gains `commit`, this write's own time,
-    and `processingTimeMs` becomes their sum; the counts carry the timings back.
-    """
-    started = time.perf_counter()
-    total_source, total_target = totals
-    links, exceptions, manual = _respect_manual_matches(engine, plan.id, links, exceptions)
-    matched = links.height + manual
-    by_type = exceptions.group_by("type").len().sort("type")
-    results = {
-        "matchedPairs": matched_sample[:SAMPLE_LIMIT],
-        "unmatchedSource": _json_list(
-            exceptions.filter(pl.col("type") == "MISSING_IN_TARGET")
-            .head(SAMPLE_LIMIT)
-            .get_column("source_data")
-        ),
-        "unmatchedTarget": _json_list(
-            exceptions.filter(pl.col("type") == "MISSING_IN_SOURCE")
-            .head(SAMPLE_LIMIT)
-            .get_column("target_data")
-        ),
-        "sampleLimit": SAMPLE_LIMIT,
-        "totals": {"matchedPairs": matched, "exceptions": exceptions.height},
-    }
-    counts = {
-        "total_source_records": total_source,
-        "total_target_records": total_target,
-        "matched_records": matched,
-        "unmatched_source_records": total_source - matched,
-        "unmatched_target_records": total_target - matched,
-        "exception_count": exceptions.height,
-        "match_rate": round(100.0 * matched / total_source, 2) if total_source else 0.0,
-        "exceptions_by_type": dict(by_type.iter_rows()),
-    }
-    match_rows = links.select(
-        pl.lit(plan.id).alias("reconciliation_id"),
-        pl.lit(plan.organization_id).alias("organization_id"),
-        pl.col("source_row").alias("source_row_number"),
-        pl.col("target_row").alias("target_row_number"),
-        pl.col("score").clip(0.0, 1.0).alias("match_score"),
-        pl.col("kind").alias("match_kind"),
-        pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
-        pl.lit(plan.partition_key, dtype=pl.String).alias("partition_key"),
-    )
-    exception_rows = exceptions.select(
-        pl.lit(plan.id).alias("reconciliation_id"),
-        "type",
-        "severity",
-        pl.lit("OPEN").alias("status"),
-        "description",
-        "source_data",
-        "target_data",
-        "diff",
-        "confidence",
-        pl.lit(plan.organization_id).alias("organization_id"),
-        "fingerprint",
-        "source_row_number",
-        "target_row_number",
-        pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
-        pl.lit(plan.partition_key, dtype=pl.String).alias("partition_key"),
-    )
-    with engine.begin() as conn:
-        # one writer per reconciliation: a second run's commit waits for this one to finish
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-            {"k": f"reconciliation:{plan.id}"},
-        )
-        # as the owner: COPY FROM is refused under row-level security (0010), and INSERT from
-        # a temporary table costs ~1.5 s more at 1M matches; every row written carries the
-        # plan's organization, which must be the reconciliation's
-        row = conn.execute(
-            sa.text("SELECT status, organization_id FROM reconciliations WHERE id = :i FOR UPDATE"),
-            {"i": plan.id},
-        ).first()
-        if row is None or row.organization_id != plan.organization_id:
-            raise ReconError(f"reconciliation {plan.id} is gone or not its organization's")
-        if row.status == "CANCELLED":
-            raise ReconciliationCancelled(f"reconciliation {plan.id} was cancelled")
-        # human decisions survive a re-run: keep them by fingerprint
-        conn.execute(
-            sa.text(
-                "CREATE TEMP TABLE keep_decisions ON COMMIT DROP AS SELECT fingerprint, status, "
-                "resolution, resolved_by, resolved_at FROM reconciliation_exceptions "
-                "WHERE reconciliation_id = :i AND status <> 'OPEN' AND fingerprint IS NOT NULL"
-            ),
-            {"i": plan.id},
-        )
-        conn.execute(
-            sa.text("DELETE FROM reconciliation_exceptions WHERE reconciliation_id = :i"),
-            {"i": plan.id},
-        )
-        conn.execute(
-            sa.text(
-                "DELETE FROM reconciliation_matches WHERE reconciliation_id = :i "
-                "AND match_kind <> 'MANUAL'"
-            ),
-            {"i": plan.id},
-        )
-        copy_frame(conn, "reconciliation_matches", match_rows)
-        copy_frame(conn, "reconciliation_exceptions", exception_rows)
-        conn.execute(
-            sa.text(
-                "UPDATE reconciliation_exceptions e SET status = k.status, "
-                "resolution = k.resolution, resolved_by = k.resolved_by, "
-                "resolved_at = k.resolved_at FROM keep_decisions k "
-                "WHERE e.reconciliation_id = :i AND e.fingerprint = k.fingerprint"
-            ),
-            {"i": plan.id},
-        )
-        timings = {
-            **statistics.get("timings", {}),
-            "commit": round(time.perf_counter() - started, 3),
-        }
-        statistics = {
-            **statistics,
-            "timings": timings,
-            "processingTimeMs": int(1000 * sum(timings.values())),
-        }
-        counts["timings"] = timings
-        conn.execute(
-            sa.text(
-                "UPDATE reconciliations SET status = 'COMPLETED', progress = 100, "
-                "completed_at = NOW(), error_message = NULL, total_source_records = :ts, "
-                "total_target_records = :tt, matched_records = :m, "
-                "unmatched_source_records = :us, unmatched_target_records = :ut, "
-                "exception_count = :e, match_rate = :rate, results = CAST(:results AS jsonb), "
-                "statistics = CAST(:stats AS jsonb) WHERE id = :i"
-            ),
-            {
-                "i": plan.id,
-                "ts": total_source,
-                "tt": total_target,
-                "m": matched,
-                "us": counts["unmatched_source_records"],
-                "ut": counts["unmatched_target_records"],
-                "e": exceptions.height,
-                "rate": counts["match_rate"],
-                "results": json.dumps(results, default=str),
-                "stats": json.dumps(statistics, default=str),
-            },
-        )
-    return counts
-
-
 def summary(
     engine: sa.Engine, reconciliation_id: int, organization_id: int | None = None
 ) -> dict[str, Any]:
@@ -476,6 +284,9 @@ def summary(
         "exception_count": row.exception_count,
         "match_rate": float(row.match_rate or 0),
         "exceptions_by_type": by_type,
+        # aggregate matching: groups (one match each) and the records of both sides in them
+        "matched_groups": int(statistics.get("matchedGroups", 0)),
+        "records_in_groups": int(statistics.get("recordsInGroups", 0)),
         "error_message": row.error_message,
         "rule_set_id": row.rule_set_id,
         "source_file_id": row.source_file_id,

@@ -89,6 +89,7 @@ class _RuleSetShape(_Shape):
     field_mappings: Any = None
     matching_rules: Any = None
     severity: Any = None
+    aggregation: Any = None  # checked by pipelines.reconcile.aggregation_rules
 
 
 def _refuse_unknown(shape: type[BaseModel], value: Any, where: str) -> None:

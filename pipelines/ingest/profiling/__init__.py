@@ -1,5 +1,9 @@
 """Column profiling for raw data files: type detection, preview rows and typed conversion.
 
+The detected schema is a `FileSchema` of `ColumnSchema` values (see
+`pipelines.ingest.column_schema`); their `to_json`/`from_json` are the documented JSON shape,
+used only where a schema is stored in PostgreSQL or shown in Dagster.
+
 A raw frame holds ``_row_number`` (Int64) plus one String column per file column, exactly as the
 cells were read. `detect_schema` looks at a bounded sample of rows (the first ``SAMPLE_HEAD``
 plus ``SAMPLE_RANDOM`` drawn from the rest; sparse columns also their first non-blank values;
@@ -23,6 +27,7 @@ pattern functions translate them to and from polars/chrono strftime.
 
 from __future__ import annotations
 
+from pipelines.ingest.column_schema import ColumnSchema, FileSchema
 from pipelines.ingest.profiling.common import (
     DATA_TYPES,
     DETECT_THREADS,
@@ -56,7 +61,9 @@ __all__ = [
     "SAMPLE_SIZE",
     "SAMPLE_VALUES",
     "TYPE_THRESHOLD",
+    "ColumnSchema",
     "Conversion",
+    "FileSchema",
     "Profile",
     "_conversions",  # tests
     "_sample_rows",  # tests

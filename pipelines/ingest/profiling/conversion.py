@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 import polars as pl
 
+from pipelines.ingest.column_schema import ColumnSchema
 from pipelines.ingest.profiling.booleans import _boolean_expr, _boolean_tokens
 from pipelines.ingest.profiling.common import (
     _FAILURE_SCHEMA,
@@ -37,9 +37,8 @@ from pipelines.ingest.profiling.sampling import _data_columns, _may_change_when_
 from pipelines.ingest.readers import ROW_NUMBER
 
 
-def _check_label(column: dict[str, Any]) -> str:
-    fmt = column.get("format")
-    data_type = column.get("dataType", "STRING")
+def _check_label(column: ColumnSchema) -> str:
+    fmt, data_type = column.format, column.data_type
     return f"dataType {data_type} {fmt}" if fmt else f"dataType {data_type}"
 
 
@@ -117,7 +116,7 @@ def _fast_temporal(clean: pl.Expr, strftime: str, kind: str, cache: bool) -> pl.
     return out if kind == "DATE" else out.dt.replace_time_zone("UTC")
 
 
-def _conversions(column: dict[str, Any], text: pl.Expr, cache: bool = True) -> list[pl.Expr]:
+def _conversions(column: ColumnSchema, text: pl.Expr, cache: bool = True) -> list[pl.Expr]:
     """Conversions of a column's text to its type, cheapest first; the last is the reference.
 
     Each one after the first runs only on the cells that the ones before left null, and
@@ -126,15 +125,14 @@ def _conversions(column: dict[str, Any], text: pl.Expr, cache: bool = True) -> l
     and blank-free for the last one; the others are also exact on unstripped text. `cache`
     goes to the date parsers (see `_parse_temporal`).
     """
-    data_type = column.get("dataType", "STRING")
-    fmt = column.get("format")
+    data_type, fmt = column.data_type, column.format
     if data_type == "STRING":
         return [text]
     if data_type == "BOOLEAN":
         return [_fast_boolean(text, fmt), _boolean_expr(text, fmt)]
     if data_type in ("DATE", "TIMESTAMP"):
         if not fmt:
-            raise ValueError(f"column {column.get('name')!r}: {data_type} needs a format")
+            raise ValueError(f"column {column.name!r}: {data_type} needs a format")
         strftime = fmt if "%" in fmt else seed_pattern_to_strftime(fmt)
         fast = _fast_temporal(text, strftime, data_type, cache)
         if fast is None:
@@ -162,7 +160,7 @@ def _few_distinct(distinct: int | None) -> bool:
     return distinct is None or distinct <= PARSE_CACHE_MAX_DISTINCT
 
 
-def convert(frame: pl.DataFrame, schema: Iterable[dict[str, Any]]) -> Conversion:
+def convert(frame: pl.DataFrame, schema: Iterable[ColumnSchema]) -> Conversion:
     """Convert every data column to its schema type and collect the cells that failed.
 
     Columns missing from `schema` stay STRING. Output dtypes: INTEGER Int64, DECIMAL Float64,
@@ -176,14 +174,14 @@ def convert(frame: pl.DataFrame, schema: Iterable[dict[str, Any]]) -> Conversion
     """
     if ROW_NUMBER not in frame.columns:
         raise ValueError(f"frame has no {ROW_NUMBER!r} column")
-    by_name = {column["name"]: column for column in schema}
-    specs: list[dict[str, Any]] = []
+    by_name = {column.name: column for column in schema}
+    specs: list[ColumnSchema] = []
     for name in _data_columns(frame):
-        spec = by_name.get(name, {"name": name, "dataType": "STRING"})
-        if spec.get("dataType", "STRING") not in DATA_TYPES:
-            raise ValueError(f"column {name!r}: unknown dataType {spec.get('dataType')!r}")
-        specs.append({**spec, "name": name})
-    text_columns = [spec["name"] for spec in specs if spec.get("dataType", "STRING") == "STRING"]
+        spec = by_name.get(name, ColumnSchema(name))
+        if spec.data_type not in DATA_TYPES:
+            raise ValueError(f"column {name!r}: unknown dataType {spec.data_type!r}")
+        specs.append(spec)
+    text_columns = [spec.name for spec in specs if spec.data_type == "STRING"]
     # Text columns are stripped only when some cell would change: checking is cheaper than
     # stripping a column, and an untouched column is not copied.
     unchanged: set[str] = set()
@@ -192,24 +190,22 @@ def convert(frame: pl.DataFrame, schema: Iterable[dict[str, Any]]) -> Conversion
         unchanged = {name for name, change in zip(text_columns, changes, strict=True) if not change}
     cache = {}
     for spec in specs:
-        distinct = spec.get("distinctCount")
-        if distinct is None and spec.get("dataType") in ("DATE", "TIMESTAMP"):
-            distinct = frame.get_column(spec["name"]).head(SAMPLE_SIZE).n_unique()
-        cache[spec["name"]] = _few_distinct(distinct)
+        distinct = spec.distinct_count
+        if distinct is None and spec.data_type in ("DATE", "TIMESTAMP"):
+            distinct = frame.get_column(spec.name).head(SAMPLE_SIZE).n_unique()
+        cache[spec.name] = _few_distinct(distinct)
     return _convert(frame, specs, cache, unchanged)
 
 
 def _convert(
-    frame: pl.DataFrame, specs: list[dict[str, Any]], cache: dict[str, bool], unchanged: set[str]
+    frame: pl.DataFrame, specs: list[ColumnSchema], cache: dict[str, bool], unchanged: set[str]
 ) -> Conversion:
     """`convert` with one spec per data column (in frame order) and what it would work out:
     whether to cache each date column's parse (`_few_distinct`) and the STRING columns that
     need no stripping."""
-    columns = [spec["name"] for spec in specs]
+    columns = [spec.name for spec in specs]
     text = pl.col("text")
-    typed_columns = [
-        i for i, spec in enumerate(specs) if spec.get("dataType", "STRING") != "STRING"
-    ]
+    typed_columns = [i for i, spec in enumerate(specs) if spec.data_type != "STRING"]
     first = [
         _conversions(spec, pl.col(name).cast(pl.String), cache.get(name, True))[0]
         if i in typed_columns

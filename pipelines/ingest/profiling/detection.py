@@ -5,10 +5,10 @@ settled on the whole column), booleans, identifiers and numbers, tried in that o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
+from pipelines.ingest.column_schema import ColumnSchema
 from pipelines.ingest.profiling.booleans import _BOOLEAN_PAIRS
 from pipelines.ingest.profiling.common import PRUNE_MARGIN, TYPE_THRESHOLD
 from pipelines.ingest.profiling.names import _is_count_or_amount_name, _is_id_name
@@ -104,7 +104,7 @@ def _parse_counts(values: pl.Series, indexes: list[int]) -> list[int]:
 
 def _detect_temporal(
     name: str, sample: pl.Series, full: pl.Series | None = None
-) -> dict[str, Any] | None:
+) -> ColumnSchema | None:
     """DATE/TIMESTAMP format of a sample; `full` (the whole raw column) settles day/month."""
     total = sample.len()
     allowed_failures = int((1 - TYPE_THRESHOLD) * total)
@@ -169,7 +169,7 @@ def _detect_temporal(
     seed = best.seed
     if best.kind == "TIMESTAMP":
         seed = _refine_timestamp_seed(best, sample)
-    return {"dataType": best.kind, "format": seed, "ambiguous": ambiguous}
+    return ColumnSchema(name, best.kind, format=seed, ambiguous=ambiguous)
 
 
 def _refine_timestamp_seed(candidate: _Candidate, sample: pl.Series) -> str:
@@ -189,7 +189,7 @@ def _refine_timestamp_seed(candidate: _Candidate, sample: pl.Series) -> str:
     return seed
 
 
-def _detect_boolean(name: str, sample: pl.Series) -> dict[str, Any] | None:
+def _detect_boolean(name: str, sample: pl.Series) -> ColumnSchema | None:
     counts = sample.value_counts()
     # A pair covers at most 48 spellings (true/false in any case); the rest is under 2 %.
     if counts.height > 48 + (1 - TYPE_THRESHOLD) * sample.len():
@@ -222,7 +222,7 @@ def _detect_boolean(name: str, sample: pl.Series) -> dict[str, Any] | None:
         true, false = true.lower(), false.lower()
     elif all(value == value.upper() for value in seen):
         true, false = true.upper(), false.upper()
-    return {"dataType": "BOOLEAN", "format": f"{true}/{false}"}
+    return ColumnSchema(name, "BOOLEAN", format=f"{true}/{false}")
 
 
 _CODE_RE = r"^[A-Za-z0-9+(][A-Za-z0-9\-_/.#:() ]{0,63}$"
@@ -292,7 +292,7 @@ def _number_exprs() -> tuple[pl.Expr, pl.Expr, dict[str, list[pl.Expr]]]:
 _NUMBER_PARTS, _NUMBER_EVIDENCE, _NUMBER_STATS = _number_exprs()
 
 
-def _detect_number(name: str, sample: pl.Series) -> dict[str, Any] | None:
+def _detect_number(name: str, sample: pl.Series) -> ColumnSchema | None:
     # Quick exit: a number has a digit and no lowercase letter (currency codes are uppercase).
     if int(sample.str.contains(r"^[^a-z]*[0-9][^a-z]*$").sum()) < TYPE_THRESHOLD * sample.len():
         return None
@@ -312,39 +312,38 @@ def _detect_number(name: str, sample: pl.Series) -> dict[str, Any] | None:
     if scale == 0 and currencies.len() == 0 and not has_parentheses:
         if int(stats["int_digits"].max() or 0) > 18:
             return None
-        return {"dataType": "INTEGER", "decimalSeparator": decimal, "groupingSeparator": grouping}
+        return ColumnSchema(name, "INTEGER", decimal_separator=decimal, grouping_separator=grouping)
     pattern_int = "0" if grouping is None else f"#{grouping}##0"
     money = bool(grouping or currencies.len() or has_parentheses or decimal == ",")
     fmt = pattern_int + (decimal + "0" * scale if scale else "")
-    out: dict[str, Any] = {
-        "dataType": "DECIMAL",
-        "precision": max(int(stats["int_digits"].max() or 0) + scale, 1),
-        "scale": scale,
-        "format": fmt if money else None,
-        "decimalSeparator": decimal,
-        "groupingSeparator": grouping,
-    }
-    if currencies.len():
-        out["currencySymbol"] = str(currencies.mode().sort()[0])
-    if has_parentheses:
-        out["negativeParentheses"] = True
-    return out
+    return ColumnSchema(
+        name,
+        "DECIMAL",
+        precision=max(int(stats["int_digits"].max() or 0) + scale, 1),
+        scale=scale,
+        format=fmt if money else None,
+        decimal_separator=decimal,
+        grouping_separator=grouping,
+        currency_symbol=str(currencies.mode().sort()[0]) if currencies.len() else None,
+        negative_parentheses=has_parentheses,
+    )
 
 
-def _detect_column(name: str, sample: pl.Series, full: pl.Series | None = None) -> dict[str, Any]:
-    """Type and format of one column from its stripped non-blank sample.
+def _detect_column(name: str, sample: pl.Series, full: pl.Series | None = None) -> ColumnSchema:
+    """Type and format of one column from its stripped non-blank sample (the counts, sample
+    values, nullability and uniqueness are `profile`'s to fill in).
 
     `full` is the whole raw column, looked at only to settle day-first or month-first
     dates that the sample leaves ambiguous.
     """
     if sample.len() == 0:
-        return {"dataType": "STRING"}
+        return ColumnSchema(name)
     detected = _detect_boolean(name, sample) or _detect_temporal(name, sample, full)
     if detected:
         return detected
     if _detect_id(name, sample):
-        return {"dataType": "STRING", "idLike": True}
+        return ColumnSchema(name, id_like=True)
     detected = _detect_number(name, sample)
     if detected:
         return detected
-    return {"dataType": "STRING", "idLike": _looks_like_codes(sample)}
+    return ColumnSchema(name, id_like=_looks_like_codes(sample))

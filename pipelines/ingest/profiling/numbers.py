@@ -4,9 +4,10 @@ fields and values built on it for one decimal separator, and a column's decimal 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import polars as pl
+
+from pipelines.ingest.column_schema import ColumnSchema
 
 _ISO_CURRENCIES = (
     "USD EUR GBP JPY CHF CAD AUD NZD CNY HKD SGD SEK NOK DKK ISK PLN CZK HUF RON BGN RSD RUB UAH "
@@ -87,12 +88,12 @@ def _integer_expr(fields: dict[str, pl.Expr]) -> pl.Expr:
     return pl.when(fields["valid"] & whole.fill_null(False)).then(signed)
 
 
-def _decimal_separator(column: dict[str, Any]) -> str:
+def _decimal_separator(column: ColumnSchema) -> str:
     """Decimal separator of a DECIMAL/INTEGER column from its schema entry."""
-    explicit = column.get("decimalSeparator")
+    explicit = column.decimal_separator
     if explicit in (".", ","):
         return str(explicit)
-    fmt = str(column.get("format") or "").split(";")[0]
+    fmt = (column.format or "").split(";")[0]
     last_dot, last_comma = fmt.rfind("."), fmt.rfind(",")
     if last_dot >= 0 and last_comma >= 0:
         return "." if last_dot > last_comma else ","

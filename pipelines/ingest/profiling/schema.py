@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import polars as pl
 
+from pipelines.ingest.column_schema import ColumnSchema, FileSchema
 from pipelines.ingest.profiling.common import DETECT_THREADS, SAMPLE_SIZE, SAMPLE_VALUES, Conversion
 from pipelines.ingest.profiling.conversion import _convert, _few_distinct
 from pipelines.ingest.profiling.detection import _detect_column
@@ -28,21 +28,22 @@ from pipelines.ingest.readers import ROW_NUMBER
 class Profile:
     """A raw frame's detected schema (see `detect_schema`) and its conversion to those types."""
 
-    schema: list[dict[str, Any]]
+    schema: FileSchema
     conversion: Conversion
 
 
-def detect_schema(frame: pl.DataFrame) -> list[dict[str, Any]]:
+def detect_schema(frame: pl.DataFrame) -> FileSchema:
     """Detect type, format, nullability and uniqueness of every data column.
 
-    Returns one dict per column other than ``_row_number``, in frame order, with the keys
-    ``name dataType nullable unique precision scale format sampleValues`` followed by extras:
-    ``nullCount`` and ``distinctCount`` (blank cells count as null; the distinct count is None
-    for a column longer than the sample whose sample already repeats a value: counting it
-    would hash every cell for nothing), ``idLike``, and where they apply ``ambiguous``
-    (DATE/TIMESTAMP whose day/month order the data never settles),
-    ``decimalSeparator``/``groupingSeparator`` (INTEGER/DECIMAL), ``currencySymbol`` and
-    ``negativeParentheses`` (DECIMAL). Types and formats come from a sample of rows (see
+    Returns one `ColumnSchema` per column other than ``_row_number``, in frame order (its
+    `to_json` is the stored shape, keys ``name dataType nullable unique precision scale format
+    sampleValues`` first): the data type and format, `nullable`, `unique`, up to
+    ``SAMPLE_VALUES`` distinct raw `sample_values`, `null_count` and `distinct_count` (blank
+    cells count as null; the distinct count is None for a column longer than the sample whose
+    sample already repeats a value: counting it would hash every cell for nothing), `id_like`,
+    and where they apply `ambiguous` (DATE/TIMESTAMP whose day/month order the data never
+    settles), `decimal_separator`/`grouping_separator` (INTEGER/DECIMAL), `currency_symbol` and
+    `negative_parentheses` (DECIMAL). Types and formats come from a sample of rows (see
     `_sample_rows`); the counts, ``nullable`` and ``unique`` cover every row. The null count of
     a typed column comes from converting it (see `profile`), so this converts the frame too;
     when the typed frame is wanted as well, call `profile`.
@@ -69,7 +70,7 @@ def profile(frame: pl.DataFrame, stage: Callable[[str], None] | None = None) -> 
     columns = _data_columns(frame)
     rows = _sample_rows(frame.height)
 
-    def sample_and_detect(name: str) -> tuple[tuple[pl.Series, pl.Series], dict[str, Any]]:
+    def sample_and_detect(name: str) -> tuple[tuple[pl.Series, pl.Series], ColumnSchema]:
         column = frame.get_column(name)
         # raw nulls (free in polars) only size the sample; exact counts come below
         sample = _column_sample(column.cast(pl.String), rows, frame.height - column.null_count())
@@ -89,7 +90,7 @@ def profile(frame: pl.DataFrame, stage: Callable[[str], None] | None = None) -> 
         name for name in columns if name not in sample_repeats or frame.height <= SAMPLE_SIZE
     }
     counted = [
-        name for name in columns if detections[name]["dataType"] == "STRING" or name in distinct_for
+        name for name in columns if detections[name].data_type == "STRING" or name in distinct_for
     ]
     stats, padded = _column_stats(frame, counted, distinct_for) if counted else ({}, set())
     for name in distinct_for:
@@ -102,7 +103,7 @@ def profile(frame: pl.DataFrame, stage: Callable[[str], None] | None = None) -> 
     if stage is not None:
         stage("detect schema")
 
-    specs = [{"name": name, **detections[name]} for name in columns]
+    specs = [detections[name] for name in columns]
     cache = {
         name: _few_distinct(stats[name][1] if name in stats else sample_distinct[name])
         for name in columns
@@ -112,32 +113,25 @@ def profile(frame: pl.DataFrame, stage: Callable[[str], None] | None = None) -> 
     if stage is not None:
         stage("convert types")
     failed = dict(conversion.failures.get_column("column").value_counts().iter_rows())
-    schema: list[dict[str, Any]] = []
+    schema: list[ColumnSchema] = []
     for name in columns:
-        sample, raw = samples[name]
-        detected = dict(detections[name])
+        _, raw = samples[name]
         if name in stats:
             nulls, distinct = stats[name]
         else:
             nulls = conversion.frame.get_column(name).null_count() - failed.get(name, 0)
             distinct = None
         non_null = frame.height - nulls
-        entry: dict[str, Any] = {
-            "name": name,
-            "dataType": detected.pop("dataType"),
-            "nullable": nulls > 0,
-            "unique": distinct is not None and distinct == non_null,
-            "precision": detected.pop("precision", None),
-            "scale": detected.pop("scale", None),
-            "format": detected.pop("format", None),
-            "sampleValues": raw.unique(maintain_order=True).head(SAMPLE_VALUES).to_list(),
-            "nullCount": nulls,
-            "distinctCount": distinct,
-            "idLike": bool(detected.pop("idLike", False)),
-        }
-        entry.update({key: value for key, value in detected.items()})
-        schema.append(entry)
-    return Profile(schema=schema, conversion=conversion)
+        column = replace(
+            detections[name],
+            nullable=nulls > 0,
+            unique=distinct is not None and distinct == non_null,
+            sample_values=tuple(raw.unique(maintain_order=True).head(SAMPLE_VALUES).to_list()),
+            null_count=nulls,
+            distinct_count=distinct,
+        )
+        schema.append(column)
+    return Profile(schema=FileSchema(schema), conversion=conversion)
 
 
 def preview_rows(frame: pl.DataFrame, limit: int = 100) -> list[list[str | None]]:

@@ -145,11 +145,14 @@ def link(
     model: dict[str, Any] | None = None,
     model_facts: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    quotes: pl.DataFrame | None = None,
 ) -> LinkResult:
     """Link the valid records of both sides.
 
     A given model is used when it fits the records (`model_misfit`, with its training facts);
-    otherwise, or without one, a model is trained and the reason is said.
+    otherwise, or without one, a model is trained and the reason is said. With `aggregation:`
+    rules, the leftovers are then grouped (`pipelines.reconcile.aggregation`; `quotes` from
+    `aggregation_groups.quotes_frame`) and `links` gains `match_group`.
     """
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
@@ -259,6 +262,12 @@ def link(
     stats["candidate_pairs_scored"] = scored.height
     stats["probabilistic_matches"] = probabilistic.height
     links = pl.concat([exact, keyed, probabilistic, near]).sort("source_row")
+    if rule_set.aggregation:
+        from pipelines.reconcile.aggregation import aggregate  # it builds on these passes
+
+        links, stats["aggregation"] = aggregate(conformed, rule_set, links, quotes=quotes)
+        say(f"aggregation grouped leftovers into {stats['aggregation']['groups']} matches")
+        lap("aggregation")
     matched_s = links.get_column("source_row").implode()
     matched_t = links.get_column("target_row").implode()
     best_source = (

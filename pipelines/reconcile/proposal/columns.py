@@ -5,12 +5,13 @@ the evidence compares.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+from pipelines.ingest.column_schema import ColumnSchema
 from pipelines.reconcile.mapping import ROW
 from pipelines.reconcile.proposal.constants import (
     ID_DISTINCT_RATIO,
@@ -92,31 +93,30 @@ def _number_keys(series: pl.Series) -> pl.Series:
     return (series.cast(pl.Float64) * 100).round(0).cast(pl.Int64, strict=False).drop_nulls()
 
 
-def _profile(frame: pl.DataFrame, schema: Sequence[dict[str, Any]]) -> list[_Column]:
+def _profile(frame: pl.DataFrame, schema: Iterable[ColumnSchema]) -> list[_Column]:
     columns = []
     for item in schema:
-        name = item["name"]
+        name = item.name
         if name not in frame.columns or name in (ROW, "_valid"):
             continue
-        data_type = str(item.get("dataType") or "STRING")
+        data_type = item.data_type or "STRING"
         series = frame.get_column(name)
         if series.dtype == pl.String:
             series = series.str.strip_chars()
             series = pl.select(pl.when(series != "").then(series)).to_series()
         values = series.drop_nulls()
         sample = values.sample(SAMPLE_SIZE, seed=SEED) if values.len() > SAMPLE_SIZE else values
-        scale = item.get("scale")
         columns.append(
             _Column(
                 name=name,
                 data_type=data_type,
                 family=_FAMILIES.get(data_type, "text"),
-                fmt=item.get("format"),
-                scale=int(scale) if isinstance(scale, int | float) else None,
+                fmt=item.format,
+                scale=item.scale,
                 rows=frame.height,
                 filled=values.len(),
-                distinct=int(item.get("distinctCount") or values.n_unique()),
-                id_like=bool(item.get("idLike")),
+                distinct=int(item.distinct_count or values.n_unique()),
+                id_like=item.id_like,
                 values=values,
                 sample=sample,
                 _sets={},

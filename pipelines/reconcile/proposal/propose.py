@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pipelines.ingest.column_schema import ColumnSchema, FileSchema
 from pipelines.reconcile.proposal.columns import _profile
 from pipelines.reconcile.proposal.constants import MATCH_THRESHOLD, MIN_SCORE, NAME_WEIGHT
 from pipelines.reconcile.proposal.evidence import _value_evidence
@@ -29,8 +30,8 @@ def _fmt_names(names: list[str]) -> str:
 def propose_from_frames(
     source: pl.DataFrame,
     target: pl.DataFrame,
-    source_schema: Sequence[dict[str, Any]],
-    target_schema: Sequence[dict[str, Any]],
+    source_schema: Iterable[ColumnSchema],
+    target_schema: Iterable[ColumnSchema],
     *,
     embedder: Embedder,
     name: str = "ai:source-vs-target",
@@ -109,7 +110,7 @@ def propose_from_frames(
     return replace(parse_rule_set(data, name), is_ai_generated=True)
 
 
-def _read_typed(path: Path) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+def _read_typed(path: Path) -> tuple[pl.DataFrame, FileSchema]:
     from pipelines.ingest.profiling import profile
     from pipelines.ingest.readers import FileFormatError, read_table
 
