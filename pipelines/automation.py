@@ -43,6 +43,7 @@ from dagster import (
     sensor,
 )
 
+from pipelines.ageing import exception_ageing_asset
 from pipelines.embeddings import feed_exception_embeddings
 from pipelines.partitions import add_business_dates, feed_names
 from pipelines.reconcile import feeds
@@ -246,7 +247,10 @@ def daily_requests(
         reason="schedule",
         run_key_suffix=f"|{stamp}",
     )
-    upkeep = RunRequest(run_key=f"upkeep|{stamp}", asset_selection=[database_upkeep.key])
+    upkeep = RunRequest(
+        run_key=f"upkeep|{stamp}",
+        asset_selection=[database_upkeep.key, exception_ageing_asset.key],
+    )
     return [*requests, upkeep]
 
 
@@ -255,7 +259,7 @@ def build_daily_schedule(
 ) -> ScheduleDefinition:
     """The `daily_reconciliation` schedule (`daily_requests`) on `cron` in `timezone`."""
     return schedule(
-        target=AssetSelection.assets(*FEED_SELECTION, database_upkeep),
+        target=AssetSelection.assets(*FEED_SELECTION, database_upkeep, exception_ageing_asset),
         name="daily_reconciliation",
         cron_schedule=cron,
         execution_timezone=timezone,
@@ -263,7 +267,7 @@ def build_daily_schedule(
         description=(
             f"Daily ({cron} {timezone}; RECON_SCHEDULE_CRON, RECON_SCHEDULE_TIMEZONE): reconciles "
             "every feed business date that is ready but not reconciled with its newest files, "
-            "and runs database_upkeep."
+            "and runs database_upkeep and exception_ageing."
         ),
     )(daily_requests)
 

@@ -9,7 +9,8 @@ Stages, in order, one module each beside this one (asset groups in brackets):
   `recon run`) and per feed partition (`feed/...`, business date x feed);
 - `embeddings` [ai, feed_reconcile]: `exception_embeddings` (semantic search, suggested
   resolutions) after the reconciliation, never holding it up;
-- `automation` [maintenance]: the feed pairing sensor, the daily schedule, database upkeep.
+- `automation` [maintenance]: the feed pairing sensor, the daily schedule, database upkeep;
+- `ageing` [maintenance]: `exception_ageing`, the open breaks by age, with a check on CRITICAL.
 
 Configuration is chosen here and only here, when the definitions load: each resource setting
 is an `EnvVar` when its variable is set (Dagster resolves it at run time and the UI shows which
@@ -32,6 +33,7 @@ from dagster import (
     in_process_executor,
 )
 
+from pipelines.ageing import exception_ageing_asset
 from pipelines.automation import (
     build_daily_schedule,
     database_upkeep,
@@ -115,6 +117,7 @@ defs = Definitions(
         *FEED_RECONCILIATION_ASSETS,
         feed_exception_embeddings,
         database_upkeep,
+        exception_ageing_asset,
     ],
     jobs=[reconcile_job, embed_job, reconcile_feed_job, upkeep_job],
     sensors=[landing_zone_sensor, feed_pairing_sensor],

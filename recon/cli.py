@@ -21,10 +21,12 @@ import typer
 
 from recon.cli_db import db_app
 from recon.cli_db import ready_url as _ready_url
+from recon.cli_exceptions import exceptions_app
 from recon.cli_feeds import feeds_app
 from recon.cli_land import land_command
 from recon.cli_runs import backfill, cancel, runs
 from recon.cli_secrets import secrets_app
+from recon.cli_users import users_app
 from recon.scope import DEFAULT_ORGANIZATION, require_owned
 from resources import migrations
 from resources.database import masked_url
@@ -259,6 +261,8 @@ def ask(
 
 
 app.add_typer(feeds_app, name="feeds")
+app.add_typer(users_app, name="users")
+app.add_typer(exceptions_app, name="exceptions")
 app.command("land")(land_command)
 app.command("runs")(runs)
 app.command("cancel")(cancel)

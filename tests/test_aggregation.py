@@ -4,7 +4,8 @@ The `aggregation:` section's validation; the search on small frames through `lin
 `build_exceptions` (an exact three-invoice group, a short-paid group and its one
 AMOUNT_MISMATCH, an unpaid invoice and a receipt without invoices left missing, a one-to-one
 break losing to a group, determinism, the budget on a pathological case); the rule-set version
-stored and loaded with its aggregation (and unchanged without); one `recon run` end to end.
+stored and loaded with its aggregation (and unchanged without). `recon run` end to end and
+`recon lineage` of a group are in tests/test_aggregation_run.py.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ import random
 import time
 import uuid
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psycopg
 import pytest
-from helpers import run_recon
 
 from pipelines.reconcile.aggregation import Candidate, best_group
 from pipelines.reconcile.aggregation_groups import group_sizes, quotes_frame
@@ -338,120 +336,3 @@ def test_the_search_is_bounded_on_a_pathological_case() -> None:
     # a reachable total is found, preferring fewer members, then closer dates
     found, _ = best_group(candidates[0].cents + candidates[1].cents, candidates, rule)
     assert found is not None and found.exact and len(found.members) == 2
-
-
-# ---------------------------------------------------------------- end to end
-
-RULES = """\
-name: e2e-receipts-{tag}
-match_threshold: 0.9
-field_mappings:
-  - {{source_field: Reference, target_field: invoice_number, transformation_type: UPPERCASE}}
-  - {{source_field: Value Date, target_field: invoice_date, transformation_type: DATE_FORMAT,
-     transformation_config: {{format: dd/MM/yyyy}}}}
-  - {{source_field: Amount, target_field: amount}}
-  - {{source_field: Payer, target_field: customer_name}}
-matching_rules:
-  - {{name: invoice, match_type: EXACT, fields: [invoice_number]}}
-  - {{name: amount, match_type: RANGE, fields: [amount], tolerance: 0.01}}
-  - {{name: date, match_type: DATE_RANGE, fields: [invoice_date], tolerance: 10}}
-  - {{name: customer, match_type: FUZZY, fields: [customer_name], threshold: 0.85, weight: 0.5}}
-aggregation:
-  - {{name: receipts, many_side: target, group_by: [customer_name], amount_field: amount,
-     date_field: invoice_date, date_window_days: 10, max_group_size: 5, tolerance: 0.01,
-     reference_field: Remittance, reference_target_field: invoice_number}}
-"""
-NAMES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell"]
-
-
-def write_receipts(folder: Path) -> dict[str, Any]:
-    """Forty customers' receipts: every third settles three invoices (the last short by 7.50),
-    the others one; returns what was planted (bank row -> invoice rows)."""
-    rng = random.Random(16)
-    bank, invoices, planted = [], [], {}
-    number = 1000
-    for i in range(40):
-        name = f"{NAMES[i % len(NAMES)]} {['Trading', 'Works', 'Foods', 'Labs', 'Group'][i // 8]}"
-        paid = DAY + timedelta(days=rng.randint(0, 60))
-        count = 3 if i % 3 == 0 else 1
-        rows = []
-        for _ in range(count):
-            number += 1
-            amount = round(rng.uniform(100, 5000), 2)
-            invoices.append(
-                f"INV{number},{name} Ltd,{amount:.2f},"
-                f"{paid - timedelta(days=rng.randint(0, 6)):%Y-%m-%d}"
-            )
-            rows.append((len(invoices), amount))
-        total = round(sum(a for _, a in rows) - (7.5 if i == 39 else 0.0), 2)
-        bank.append(f"{paid:%d/%m/%Y},{total:.2f},{name.upper()} LIMITED,,BACS {i}")
-        planted[len(bank)] = {r for r, _ in rows}
-    (folder / "bank.csv").write_text(
-        "Value Date,Amount,Payer,Reference,Remittance\n" + "\n".join(bank) + "\n"
-    )
-    (folder / "invoices.csv").write_text(
-        "invoice_number,customer_name,amount,invoice_date\n" + "\n".join(invoices) + "\n"
-    )
-    (folder / "rules.yaml").write_text(RULES.format(tag=uuid.uuid4().hex[:6]))
-    return planted
-
-
-def test_recon_run_writes_groups_with_a_shared_match_group(
-    database_url: str, tmp_path: Path
-) -> None:
-    planted = write_receipts(tmp_path)
-    code, out, err = run_recon(
-        "run",
-        "--no-embed",
-        "--source",
-        str(tmp_path / "bank.csv"),
-        "--target",
-        str(tmp_path / "invoices.csv"),
-        "--rules",
-        str(tmp_path / "rules.yaml"),
-        "--org",
-        f"agg-{uuid.uuid4().hex[:8]}",
-        timeout=300,
-    )
-    assert code == 0, err[-3000:]
-    summary = json.loads(out.strip().splitlines()[-1])
-    multi = {s: t for s, t in planted.items() if len(t) > 1}
-    assert summary["status"] == "COMPLETED"
-    assert summary["matched_groups"] == len(multi) == 14
-    assert summary["records_in_groups"] == 4 * len(multi)
-    assert summary["matched_records"] == 40  # one match per receipt: pairs and groups
-    assert summary["unmatched_source_records"] == 0
-    assert summary["unmatched_target_records"] == 0
-    assert summary["exceptions_by_type"] == {"AMOUNT_MISMATCH": 1}
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT source_row_number, target_row_number, match_kind, match_group "
-            "FROM reconciliation_matches WHERE reconciliation_id = %s",
-            (summary["reconciliation_id"],),
-        ).fetchall()
-        (statistics,) = conn.execute(
-            "SELECT statistics FROM reconciliations WHERE id = %s",
-            (summary["reconciliation_id"],),
-        ).fetchone()
-        (exception,) = conn.execute(
-            "SELECT source_row_number, target_row_number, source_data, target_data "
-            "FROM reconciliation_exceptions WHERE reconciliation_id = %s",
-            (summary["reconciliation_id"],),
-        ).fetchall()
-    found: dict[int, set[int]] = {}
-    group_of: dict[int, set[int]] = {}
-    for s, t, kind, group in rows:
-        found.setdefault(s, set()).add(t)
-        assert (kind == "AGGREGATE") == (group is not None)
-        if group is not None:
-            group_of.setdefault(s, set()).add(group)
-    assert found == planted
-    assert set(group_of) == set(multi)
-    assert all(len(g) == 1 for g in group_of.values())  # one group id per receipt
-    assert len({g for gs in group_of.values() for g in gs}) == len(multi)
-    assert statistics["matchedGroups"] == 14
-    assert statistics["matchesByKind"]["AGGREGATE"] == 42
-    assert statistics["matchDistribution"]["unmatched"] == 0.0
-    assert exception[0] == 40 and exception[1] is None
-    assert exception[2]["_row_number"] == 40
-    assert sorted(m["_row_number"] for m in exception[3]["members"]) == sorted(planted[40])

@@ -1,14 +1,19 @@
-"""Rule proposal: mappings, transformations and matching rules worked out from two files."""
+"""Rule proposal: mappings, transformations and matching rules worked out from two files, and
+an aggregation where one side's records settle several of the other's (issue 16)."""
 
 from __future__ import annotations
 
+import json
 import random
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import psycopg
 import pytest
+from helpers import run_recon
 
 from pipelines.ingest.profiling import convert, detect_schema
 from pipelines.reconcile.proposal import name_words, propose_from_frames, propose_rule_set
@@ -230,3 +235,127 @@ def test_the_names_are_embedded_by_the_embedder_resource_handed_in() -> None:
     assert seen == ["invoice number", "transaction amount"] * 2  # source names, then target's
     assert _mappings(rule_set)["invoiceNo"][0] == "invoice_number"
     assert _mappings(rule_set)["Txn Amt"][0] == "transaction_amount"
+
+
+# ---------------------------------------------------------------- aggregation (issue 16)
+
+_FIRMS = [
+    f"{a} {b}"
+    for a in ("Northwind", "Contoso", "Fabrikam", "Tailspin", "Wingtip", "Litware", "Proseware")
+    + ("Alpine", "Bluebird", "Coho", "Lucerne", "Margie", "Woodgrove", "Relecloud", "Cronus")
+    for b in ("Traders", "Foods", "Labs", "Supplies", "Media", "Works")
+]
+_LEGAL = (("Ltd", "LIMITED"), ("Inc", "INCORPORATED"), ("LLC", "L.L.C."))
+
+
+def receipts_and_invoices(folder: Path, receipts: int = 300, seed: int = 16) -> dict[int, set[int]]:
+    """A bank's receipts (source) and AR invoices (target): 40 % of receipts settle two to five
+    invoices of one customer dated up to 9 days before, the payer SHOUTED with its legal form
+    written another way, a third quoting the invoice numbers in `Remittance`, half the
+    one-invoice receipts carrying the number in `Reference`. Writes `bank.csv` and
+    `invoices.csv`; returns receipt row -> its invoices' rows."""
+    rnd = random.Random(seed)
+    bank, invoices, settles = [], [], []
+    number = 500_000
+    for _ in range(receipts):
+        firm = _FIRMS[rnd.randrange(len(_FIRMS))]
+        short, long = _LEGAL[_FIRMS.index(firm) % len(_LEGAL)]
+        paid = date(2024, 1, 10) + timedelta(days=rnd.randrange(120))
+        count = rnd.randint(2, 5) if rnd.random() < 0.4 else 1
+        mine = []
+        for _ in range(count):
+            number += 1
+            amount = rnd.randrange(10_000, 500_000) / 100
+            day = paid - timedelta(days=rnd.randint(0, 9))
+            invoices.append((f"INV{number}", f"{firm} {short}", f"{amount:.2f}", day.isoformat()))
+            mine.append((f"INV{number}", amount))
+        total = round(sum(a for _, a in mine), 2)
+        reference = mine[0][0] if count == 1 and rnd.random() < 0.5 else ""
+        quoted = " ".join(n for n, _ in mine) if rnd.random() < 1 / 3 else ""
+        remittance = f"PAYMENT {quoted}" if quoted else "CUSTOMER PAYMENT"
+        bank.append(f'{paid:%d/%m/%Y},{total:.2f},"{firm.upper()} {long}",{reference},{remittance}')
+        settles.append({n for n, _ in mine})
+    rnd.shuffle(invoices)
+    row_of = {inv[0]: row for row, inv in enumerate(invoices, start=1)}
+    (folder / "bank.csv").write_text(
+        "Value Date,Amount,Payer,Reference,Remittance\n" + "\n".join(bank) + "\n"
+    )
+    (folder / "invoices.csv").write_text(
+        "invoice_number,customer_name,amount,invoice_date\n"
+        + "\n".join(f'{n},"{c}",{a},{d}' for n, c, a, d in invoices)
+        + "\n"
+    )
+    return {row: {row_of[n] for n in s} for row, s in enumerate(settles, start=1)}
+
+
+@pytest.mark.parametrize("seed", [16, 2])
+def test_receipts_against_invoices_get_an_aggregation_proposed(tmp_path: Path, seed: int) -> None:
+    """Seed 2's amounts differ too much one to one for a RANGE rule (sums of several make the
+    distributions differ): the exact sums found add it."""
+    receipts_and_invoices(tmp_path, seed=seed)
+    rule_set = propose_rule_set(
+        tmp_path / "bank.csv", tmp_path / "invoices.csv", embedder=FAKE.embedder()
+    )
+    assert _rules(rule_set)["customer_name"][0] == "FUZZY"
+    assert _rules(rule_set)["amount"] == ("RANGE", 0.8, None, 0.01)
+    assert ("'amount' RANGE added" in (rule_set.description or "")) == (seed == 2)
+    (aggregation,) = rule_set.aggregation
+    assert aggregation.many_side == "target"
+    assert aggregation.group_by == ("customer_name",)
+    assert (aggregation.amount_field, aggregation.date_field) == ("amount", "invoice_date")
+    assert aggregation.date_window_days == 10.0  # the widest gap seen (9 days) plus one
+    assert aggregation.max_group_size == 5
+    assert aggregation.tolerance == 0.01
+    assert (aggregation.reference_field, aggregation.reference_target_field) == (
+        "Remittance",
+        "invoice_number",
+    )
+    assert "Aggregation: many side target:" in (rule_set.description or "")
+    assert parse_rule_set(rule_set.content()).content() == rule_set.content()
+
+
+def test_a_one_to_one_bank_and_ledger_gets_no_aggregation(
+    bank_ledger_proposal: tuple[RuleSet, pl.DataFrame, pl.DataFrame],
+) -> None:
+    rule_set, _, _ = bank_ledger_proposal
+    assert rule_set.aggregation == ()
+    assert "aggregation" not in rule_set.content()
+    assert "Aggregation: none (many side target: 0 of" in (rule_set.description or "")
+
+
+def test_recon_run_without_rules_matches_the_groups(database_url: str, tmp_path: Path) -> None:
+    planted = receipts_and_invoices(tmp_path)
+    code, out, err = run_recon(
+        "run",
+        "--no-embed",
+        "--source",
+        str(tmp_path / "bank.csv"),
+        "--target",
+        str(tmp_path / "invoices.csv"),
+        "--org",
+        f"propose-agg-{uuid.uuid4().hex[:8]}",
+        timeout=300,
+    )
+    assert code == 0, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    multi = {r: rows for r, rows in planted.items() if len(rows) > 1}
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT source_row_number, target_row_number FROM reconciliation_matches "
+            "WHERE reconciliation_id = %s AND match_kind = 'AGGREGATE'",
+            (summary["reconciliation_id"],),
+        ).fetchall()
+        (ai,) = conn.execute(
+            "SELECT s.is_ai_generated FROM reconciliations r "
+            "JOIN rule_sets s ON s.id = r.rule_set_id WHERE r.id = %s",
+            (summary["reconciliation_id"],),
+        ).fetchone()
+    found: dict[int, set[int]] = {}
+    for s, t in rows:
+        found.setdefault(s, set()).add(t)
+    right = sum(1 for r, t in found.items() if planted.get(r) == t)
+    assert ai is True
+    assert summary["matched_groups"] == len(found)
+    assert right >= 0.95 * len(multi), (right, len(multi))
+    assert len(found) - right <= 0.02 * len(multi)
+    assert summary["unmatched_target_records"] <= 0.03 * sum(len(t) for t in planted.values())

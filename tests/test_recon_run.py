@@ -362,6 +362,12 @@ def test_a_rerun_keeps_human_resolutions_and_duplicates_nothing(
             "resolved_at = NOW() WHERE id = %s",
             (chosen["id"],),
         )
+        # an open break found a month ago keeps its age across the re-run
+        aged = next(e for e in before if e["type"] == "MISSING_IN_TARGET")
+        conn.execute(
+            "UPDATE reconciliation_exceptions SET created_at = '2020-01-02 03:04:05' WHERE id = %s",
+            (aged["id"],),
+        )
     (matches_before,) = _one(
         database_url,
         "SELECT count(*) FROM reconciliation_matches WHERE reconciliation_id = %s",
@@ -374,6 +380,14 @@ def test_a_rerun_keeps_human_resolutions_and_duplicates_nothing(
     [kept] = [e for e in after if e["fingerprint"] == chosen["fingerprint"]]
     assert (kept["status"], kept["resolution"]) == ("RESOLVED", "bank fee booked on the invoice")
     assert [e["status"] for e in after].count("RESOLVED") == 1
+    (created,) = _one(
+        database_url,
+        "SELECT min(created_at)::text FROM reconciliation_exceptions WHERE reconciliation_id = %s "
+        "AND fingerprint = %s AND status = 'OPEN'",
+        rid,
+        aged["fingerprint"],
+    )
+    assert created == "2020-01-02 03:04:05"
     status, progress, matched, count = _one(
         database_url,
         "SELECT status, progress, matched_records, exception_count FROM reconciliations "

@@ -48,6 +48,9 @@ ORGANIZATION_OF = {
             "sync_logs",
             "linkage_models",
             "reconciliation_feeds",
+            "audit_log",
+            "exception_work",
+            "exception_reason_codes",
         )
     },
 }
@@ -162,6 +165,25 @@ def _organization(engine: sa.Engine, name: str) -> dict[str, int]:
             d=f"Source row 2 has no match in the target (payee {name} shared words)",
             s=json.dumps({"_row_number": 2, "payee": name}),
             o=org,
+        )
+        # working the exceptions (0012): its work state, a reason code, an audit event
+        conn.execute(
+            sa.text(
+                "INSERT INTO exception_work (organization_id, reconciliation_id, exception_key, "
+                "reason_code) VALUES (:o, :r, :k, 'OTHER')"
+            ),
+            {"o": org, "r": rec, "k": f"id:{exc}"},
+        )
+        conn.execute(
+            sa.text("INSERT INTO exception_reason_codes (organization_id, code) VALUES (:o, 'X')"),
+            {"o": org},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO audit_log (organization_id, actor, entity, entity_id, action) "
+                "VALUES (:o, 'system', 'exception', :e, 'ASSIGN')"
+            ),
+            {"o": org, "e": exc},
         )
     # the product's own writes: embeddings and their model-call log, a chat session
     embed_reconciliation(engine, HashingEmbedder(), rec)
@@ -335,7 +357,11 @@ def test_migrating_twice_and_rolling_back_0010(fresh_database: Callable[[], str]
     url = fresh_database()
     migrations.migrate(url)
     assert migrations.migrate(url) == []
-    assert migrations.rollback(url, steps=2) == ["0011_aggregate_matches", "0010_row_security"]
+    assert migrations.rollback(url, steps=3) == [
+        "0012_working_exceptions",
+        "0011_aggregate_matches",
+        "0010_row_security",
+    ]
     engine = engine_for(url)
     with engine.connect() as conn:
         protected = conn.execute(
@@ -348,6 +374,10 @@ def test_migrating_twice_and_rolling_back_0010(fresh_database: Callable[[], str]
             )
         ).scalar_one()
     assert (protected, grants) == (0, 0)
-    assert migrations.migrate(url) == ["0010_row_security"]
+    assert migrations.migrate(url) == [
+        "0010_row_security",
+        "0011_aggregate_matches",
+        "0012_working_exceptions",
+    ]
     assert migrations.verify(url) == []
     engine.dispose()

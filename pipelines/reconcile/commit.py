@@ -162,12 +162,14 @@ def commit_results(
             raise ReconError(f"reconciliation {plan.id} is gone or not its organization's")
         if row.status == "CANCELLED":
             raise ReconciliationCancelled(f"reconciliation {plan.id} was cancelled")
-        # human decisions survive a re-run: keep them by fingerprint
+        # human decisions survive a re-run, and every break keeps its age: by fingerprint
         conn.execute(
             sa.text(
-                "CREATE TEMP TABLE keep_decisions ON COMMIT DROP AS SELECT fingerprint, status, "
-                "resolution, resolved_by, resolved_at FROM reconciliation_exceptions "
-                "WHERE reconciliation_id = :i AND status <> 'OPEN' AND fingerprint IS NOT NULL"
+                "CREATE TEMP TABLE keep_decisions ON COMMIT DROP AS SELECT DISTINCT ON "
+                "(fingerprint) fingerprint, status, resolution, resolved_by, resolved_at, "
+                "created_at FROM reconciliation_exceptions "
+                "WHERE reconciliation_id = :i AND fingerprint IS NOT NULL "
+                "ORDER BY fingerprint, (status <> 'OPEN') DESC, created_at"
             ),
             {"i": plan.id},
         )
@@ -186,9 +188,14 @@ def commit_results(
         copy_frame(conn, "reconciliation_exceptions", exception_rows)
         conn.execute(
             sa.text(
-                "UPDATE reconciliation_exceptions e SET status = k.status, "
-                "resolution = k.resolution, resolved_by = k.resolved_by, "
-                "resolved_at = k.resolved_at FROM keep_decisions k "
+                "UPDATE reconciliation_exceptions e SET created_at = k.created_at, "
+                "status = CASE WHEN k.status <> 'OPEN' THEN k.status ELSE e.status END, "
+                "resolution = CASE WHEN k.status <> 'OPEN' THEN k.resolution "
+                "ELSE e.resolution END, "
+                "resolved_by = CASE WHEN k.status <> 'OPEN' THEN k.resolved_by "
+                "ELSE e.resolved_by END, "
+                "resolved_at = CASE WHEN k.status <> 'OPEN' THEN k.resolved_at "
+                "ELSE e.resolved_at END FROM keep_decisions k "
                 "WHERE e.reconciliation_id = :i AND e.fingerprint = k.fingerprint"
             ),
             {"i": plan.id},

@@ -5,8 +5,12 @@ row numbers (`_row_number`, 1-based data rows of the original file) -> the recon
 `uploaded_files` (original name, stored original, SHA-256, data source, the Dagster run and
 partition that landed it) and the row itself read back from the canonical parquet -> the
 rule-set version -> the reconciliation (feed, business date, partition key) and the Dagster run
-that wrote the exception. `format_lineage` prints it for `recon lineage`. Given the
-organization, every row is read as `recon_app` with it set (row-level security).
+that wrote the exception. An exception on a group of aggregate matching (the short-paid
+group's AMOUNT_MISMATCH, or any exception on one of a group's rows) is followed to the whole
+group: its `match_group` id, the one-side record and every member (`reconciliation_matches`
+rows of kind AGGREGATE sharing the id), each with its file, row number and row read back.
+`format_lineage` prints it for `recon lineage`. Given the organization, every row is read as
+`recon_app` with it set (row-level security).
 """
 
 from __future__ import annotations
@@ -32,6 +36,83 @@ def _row(store: FileStore, file_id: int | None, row_number: int | None) -> dict[
     if found.height == 0:
         return None
     return {k: v for k, v in found.row(0, named=True).items() if k not in ("_valid",)}
+
+
+def _rows(store: FileStore, file_id: int | None, numbers: list[int]) -> dict[int, dict[str, Any]]:
+    """Several rows of one canonical file by row number, in one scan."""
+    if file_id is None or not numbers:
+        return {}
+    path = store.canonical(file_id)
+    if not path.is_file():
+        return {}
+    found = pl.scan_parquet(path).filter(pl.col(ROW).is_in(numbers)).collect()
+    return {
+        r[ROW]: {k: v for k, v in r.items() if k != "_valid"} for r in found.iter_rows(named=True)
+    }
+
+
+def _group_pairs(
+    conn: sa.Connection, reconciliation_id: int, source_row: int | None, target_row: int | None
+) -> tuple[int, list[Any]] | None:
+    """The aggregate group holding the exception's source or target row: its id and rows."""
+    group = conn.execute(
+        sa.text(
+            "SELECT min(match_group) FROM reconciliation_matches WHERE reconciliation_id = :r "
+            "AND match_group IS NOT NULL AND (source_row_number = :s OR target_row_number = :t)"
+        ),
+        {"r": reconciliation_id, "s": source_row, "t": target_row},
+    ).scalar()
+    if group is None:
+        return None
+    pairs = conn.execute(
+        sa.text(
+            "SELECT source_row_number, target_row_number, match_score, match_kind "
+            "FROM reconciliation_matches WHERE reconciliation_id = :r AND match_group = :g "
+            "ORDER BY source_row_number, target_row_number"
+        ),
+        {"r": reconciliation_id, "g": group},
+    ).all()
+    return int(group), list(pairs)
+
+
+def _group(
+    store: FileStore,
+    found: tuple[int, list[Any]] | None,
+    files: dict[str, dict[str, Any] | None],
+) -> dict[str, Any] | None:
+    """The group as lineage: the one-side record and the members, with files and rows."""
+    if found is None:
+        return None
+    group, pairs = found
+    sources = sorted({p.source_row_number for p in pairs})
+    # the one side is the side whose record every pair shares (a group has 2+ members)
+    one, many = ("source", "target") if len(sources) == 1 else ("target", "source")
+    col = {"source": 0, "target": 1}
+    one_row = pairs[0][col[one]]
+    scores = {p[col[many]]: p.match_score for p in pairs}
+    one_file, many_file = files[one], files[many]
+    many_rows = _rows(store, many_file and many_file["id"], sorted(scores))
+    return {
+        "match_group": group,
+        "one_side": one,
+        "many_side": many,
+        "one": {
+            "side": one,
+            "row_number": one_row,
+            "file": one_file,
+            "row": _row(store, one_file and one_file["id"], one_row),
+        },
+        "members": [
+            {
+                "side": many,
+                "row_number": number,
+                "score": score,
+                "file": many_file,
+                "row": many_rows.get(number),
+            }
+            for number, score in sorted(scores.items())
+        ],
+    }
 
 
 def _file(conn: sa.Connection, file_id: int | None) -> dict[str, Any] | None:
@@ -84,6 +165,10 @@ def exception_lineage(
         ).first()
         source_file = _file(conn, rec.source_file_id if rec is not None else None)
         target_file = _file(conn, rec.target_file_id if rec is not None else None)
+        pairs = _group_pairs(
+            conn, exc.reconciliation_id, exc.source_row_number, exc.target_row_number
+        )
+    group = _group(store, pairs, {"source": source_file, "target": target_file})
     return {
         "exception": dict(exc._mapping),
         "reconciliation": dict(rec._mapping) if rec is not None else None,
@@ -98,7 +183,31 @@ def exception_lineage(
             "file": target_file,
             "row": _row(store, target_file and target_file["id"], exc.target_row_number),
         },
+        "group": group,
     }
+
+
+def _values(row: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.items() if k != ROW) if row else "row gone"
+
+
+def _where(file: dict[str, Any] | None) -> str:
+    return f"#{file['id']} {file['original_filename']}" if file else "file gone"
+
+
+def _format_group(group: dict[str, Any] | None) -> list[str]:
+    if group is None:
+        return []
+    one, members = group["one"], group["members"]
+    lines = [
+        f"aggregate group {group['match_group']}: {one['side']} row {one['row_number']} of "
+        f"{_where(one['file'])} settled by {len(members)} {group['many_side']} rows of "
+        f"{_where(members[0]['file'] if members else None)}",
+        f"  {one['side']} row {one['row_number']}: {_values(one['row'])}",
+    ]
+    for m in members:
+        lines.append(f"  member {m['side']} row {m['row_number']}: {_values(m['row'])}")
+    return lines
 
 
 def format_lineage(chain: dict[str, Any], ui_url: str = "http://127.0.0.1:3000") -> str:
@@ -131,6 +240,7 @@ def format_lineage(chain: dict[str, Any], ui_url: str = "http://127.0.0.1:3000")
         if part["row"] is not None:
             values = ", ".join(f"{k}={v}" for k, v in part["row"].items() if k != ROW)
             lines.append(f"  row: {values}")
+    lines += _format_group(chain.get("group"))
     if rules is not None:
         lines.append(
             f"rule set: {rules['name']} version {rules['version']} (#{rules['id']}"

@@ -28,7 +28,11 @@
    DATE_RANGE 3 days; names and descriptions with moderate (fuzzy) overlap -> FUZZY 0.85
    weight 0.5; low-cardinality codes with identical value sets, filled on both sides
    (currency) -> EXACT weight 0.2. A column without value overlap (a row id unique on one
-   side only, say) never becomes a rule. The match threshold is 0.9.
+   side only, say) never becomes a rule. The match threshold is 0.9;
+5. looks for an aggregation (`aggregate.propose_aggregation`): with an amount, a date and a
+   name rule, whether a clear share of sampled records of one side equal exact sums of 2-5
+   same-name records of the other within a month; if so an `aggregation:` entry is proposed
+   (and a RANGE rule for the amounts if the one-to-one evidence fell short of one).
 
 The rule set is named ``ai:<source stem>-vs-<target stem>``, its description lists the
 evidence (scores per mapping and per rule), and it is returned as `parse_rule_set` reads it

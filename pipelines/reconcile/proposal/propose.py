@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from pipelines.ingest.column_schema import ColumnSchema, FileSchema
+from pipelines.reconcile.proposal.aggregate import propose_aggregation
 from pipelines.reconcile.proposal.columns import _profile
 from pipelines.reconcile.proposal.constants import MATCH_THRESHOLD, MIN_SCORE, NAME_WEIGHT
 from pipelines.reconcile.proposal.evidence import _value_evidence
@@ -62,6 +63,8 @@ def propose_from_frames(
         if rule is not None:
             rules.append(rule)
     rules.sort(key=lambda r: r.order)
+    # may add the amounts' RANGE rule when sums of several records explain them
+    aggregation, aggregation_lines = propose_aggregation(source, target, mappings, rules)
     mapped_s = {m.source.name for m in mappings}
     mapped_t = {m.target.name for m in mappings}
     lines = [
@@ -87,6 +90,7 @@ def propose_from_frames(
     ruled = {r.mapping.target.name for r in rules}
     without = [m.target.name for m in mappings if m.target.name not in ruled]
     lines.append(f"Mapped but not matched on: {_fmt_names(without)}.")
+    lines += aggregation_lines
     if not any(r.weight > 0 for r in rules):
         raise RuleSetError(
             f"{name}: no matching rule could be proposed (no column pair with enough value "
@@ -106,6 +110,7 @@ def propose_from_frames(
             for m in mappings
         ],
         "matching_rules": [r.as_data() for r in rules],
+        **({"aggregation": [aggregation]} if aggregation else {}),
     }
     return replace(parse_rule_set(data, name), is_ai_generated=True)
 
