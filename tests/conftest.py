@@ -30,7 +30,9 @@ os.environ.pop("RECON_DATABASE_URL", None)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # fixtures that bring up the embedded server (and so PostgreSQL, Dagster's instance, ...)
-SERVER_FIXTURES = {"recon_home", "database_url", "fresh_database"}
+SERVER_FIXTURES = {"recon_home", "database_url", "fresh_database", "own_home"}
+# fixtures that load the real embedding model (tests may also carry @pytest.mark.model)
+MODEL_FIXTURES = {"model"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,11 +43,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: starts its own server or `recon` processes, or loads the real model "
+        "(left out of `make test-fast`)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With --fast, deselect every test that needs the embedded server."""
+    """With --fast, deselect every test that needs the embedded server or the real model."""
     if not config.getoption("--fast"):
         return
-    slow = [i for i in items if SERVER_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    slow = [
+        i
+        for i in items
+        if (SERVER_FIXTURES | MODEL_FIXTURES) & set(getattr(i, "fixturenames", ()))
+        or i.get_closest_marker("slow") is not None
+    ]
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [i for i in items if i not in slow]

@@ -15,6 +15,9 @@ from helpers import run_recon
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 
+# each runs `recon` in a process of its own (seconds of imports): not in `make test-fast`
+pytestmark = pytest.mark.slow
+
 
 def _one_line_error(code: int, err: str) -> str:
     assert code == 1

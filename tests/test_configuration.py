@@ -188,6 +188,7 @@ def test_importing_the_definitions_reads_the_environment_only_there_and_writes_n
     assert keys <= set(SETTINGS) | {"RECON_SCHEDULE_CRON", "RECON_SCHEDULE_TIMEZONE"}
 
 
+@pytest.mark.slow
 def test_the_embedder_resource_gives_the_fake_or_the_model() -> None:
     fake = EmbedderResource(implementation="hashing").embedder()
     assert isinstance(fake, HashingEmbedder) and fake.model_name != "all-MiniLM-L6-v2"
@@ -220,6 +221,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_the_packaged_model_loads_with_the_network_refused() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     done = subprocess.run(

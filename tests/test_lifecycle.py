@@ -204,6 +204,7 @@ def test_two_recon_runs_at_the_same_moment_each_come_out_as_alone(
     assert alone[0]["matched_records"] != alone[1]["matched_records"]  # told apart
 
 
+@pytest.mark.slow
 def test_a_database_killed_mid_run_ends_in_one_line_and_the_next_command_fails_the_run(
     tmp_path: Path,
 ) -> None:
