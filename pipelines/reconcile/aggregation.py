@@ -27,58 +27,39 @@ the many side's leftovers picks the group that settles it.
   group, or a short-paid one short by less than that break. Records are served best group
   first; a record whose group lost a member searches again without it (three rounds).
 
+The search itself is in `pipelines.reconcile.aggregation_search`.
+
 A group is `kind` `AGGREGATE` links, one per member pair, sharing `match_group`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import polars as pl
 
 from pipelines.reconcile.aggregation_rules import AggregationRule
+from pipelines.reconcile.aggregation_search import (
+    SHORT_ABSOLUTE,
+    SHORT_SHARE,
+    Candidate,
+    CandidatePool,
+    Group,
+    best_group,
+)
 from pipelines.reconcile.linkage.passes import LINK_SCHEMA, _duckdb
 from pipelines.reconcile.mapping import ROW, Conformed
 from pipelines.reconcile.rules import RuleSet
 
+__all__ = ["Candidate", "Group", "aggregate", "best_group"]
+
 CANDIDATE_BUDGET = 20  # many-side candidates per one-side record
-NODE_BUDGET = 30_000  # combinations visited per one-side record
-SHORT_SHARE = 0.002  # a short payment of up to 0.2 % of the group's total ...
-SHORT_ABSOLUTE = 2_500  # ... or up to 25.00 (cents): a bank charge
 QUOTE_WINDOWS = 4  # a quoted record may be this many date windows away
 ROUNDS = 3
 GROUP_SCHEMA = {**LINK_SCHEMA, "match_group": pl.Int64}
 QUOTES_SCHEMA = {"side": pl.String, ROW: pl.Int64, "word": pl.String}
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A many-side record that could be a member of a one-side record's group."""
-
-    row: int
-    cents: int  # absolute amount in cents
-    days: int
-    key: str  # the member's group_by values: members of one group share it
-    quoted: bool
-    # paired one to one with another record, `gap` cents apart (a break): a member of an exact
-    # group, or of a short-paid one falling short by less than that
-    foreign: bool = False
-    same: bool = True  # group_by values equal to the one side's (not merely similar)
-    gap: int = 0
-
-
-@dataclass(frozen=True)
-class Group:
-    """A candidate group for one one-side record, with its preference rank (lower wins)."""
-
-    members: tuple[int, ...]
-    total: int  # cents
-    diff: int  # group total - one-side amount, in cents (absolute amounts)
-    exact: bool
-    rank: tuple[Any, ...]
 
 
 def _agreement(rule_set: RuleSet, rule: AggregationRule) -> tuple[str, list[str], str, str]:
@@ -113,12 +94,24 @@ def _candidates(
     room = f"abs(o.cents) + greatest(abs(o.cents) * {SHORT_SHARE / (1 - SHORT_SHARE)}, "
     room += f"{SHORT_ABSOLUTE}) + {round(rule.tolerance * 100)}"
     common = "sign(o.cents) = sign(m.cents)"
+    # the same, but not an equality DuckDB can hash o against m on: as `common` it joined every
+    # one-side record to every same-signed many-side record before the quotes (minutes at 100k)
+    apart = "sign(o.cents) - sign(m.cents) = 0"
     plain = (
         f"SELECT o.r AS one_row, m.r AS many_row, abs(m.cents) AS cents, "
         f"abs(date_diff('day', o.d, m.d)) AS days, {key} AS key, FALSE AS quoted, "
         f"coalesce(m.owner <> o.r, FALSE) AS foreign_, {key} = {own} AS same "
-        f"FROM o JOIN m ON {block} AND m.d BETWEEN o.d - {window} AND o.d + {window} "
+        f"FROM ob AS o JOIN mb AS m ON {block} AND o.bucket = m.bucket "
+        f"AND m.d BETWEEN o.d - {window} AND o.d + {window} "
         f"WHERE {common} AND abs(m.cents) <= {room} AND {' AND '.join(agree)}"
+    )
+    # date buckets as wide as the window: a member within it is in the one side's bucket or a
+    # neighbour, so each pair is met once and a block's pairs far apart in time never are
+    width = max(window, 1)
+    bucket = f"floor(date_diff('day', DATE '1970-01-01', d) / {width})::BIGINT"
+    buckets = (
+        f"ob AS (SELECT *, unnest([k - 1, k, k + 1]) AS bucket FROM (SELECT *, {bucket} AS k "
+        f"FROM o)), mb AS (SELECT *, {bucket} AS bucket FROM m)"
     )
     if quoted:
         far = window * QUOTE_WINDOWS
@@ -127,11 +120,12 @@ def _candidates(
             f"coalesce(abs(date_diff('day', o.d, m.d)), {far}), {key}, TRUE, "
             f"coalesce(m.owner <> o.r, FALSE), {key} = {own} "
             f"FROM qo JOIN qm ON qo.word = qm.word JOIN o ON o.r = qo.r JOIN m ON m.r = qm.r "
-            f"WHERE {common} AND coalesce(abs(date_diff('day', o.d, m.d)), 0) <= {far}"
+            f"WHERE {apart} AND coalesce(abs(date_diff('day', o.d, m.d)), 0) <= {far}"
         )
     sql = (
-        f"WITH c AS ({plain}), u AS (SELECT one_row, many_row, any_value(cents) AS cents, "
-        f"min(days) AS days, any_value(key) AS key, bool_or(quoted) AS quoted, "
+        f"WITH {buckets}, c AS ({plain}), u AS (SELECT one_row, many_row, "
+        f"any_value(cents) AS cents, min(days) AS days, any_value(key) AS key, "
+        f"bool_or(quoted) AS quoted, "
         f"bool_or(foreign_) AS foreign_, bool_or(same) AS same FROM c "
         f"GROUP BY one_row, many_row) SELECT * FROM u QUALIFY row_number() OVER "
         f"(PARTITION BY one_row ORDER BY quoted DESC, same DESC, days, many_row) "
@@ -140,109 +134,6 @@ def _candidates(
     frame = pl.from_arrow(con.sql(sql).to_arrow_table())
     assert isinstance(frame, pl.DataFrame)
     return frame.sort("one_row", "many_row")
-
-
-def _short_limit(total: int) -> int:
-    return max(round(total * SHORT_SHARE), SHORT_ABSOLUTE)
-
-
-def _judge(amount: int, members: list[Candidate], rule: AggregationRule, tol: int) -> Group | None:
-    """The group these members make for a one-side `amount` (cents), or None."""
-    total = sum(m.cents for m in members)
-    diff = total - amount
-    exact = abs(diff) <= tol
-    short = diff if rule.many_side == "target" else -diff
-    if not exact and (
-        any(m.foreign and abs(diff) >= m.gap for m in members)
-        or not tol < short <= _short_limit(total)
-    ):
-        return None
-    rows = tuple(sorted(m.row for m in members))
-    quoted = sum(m.quoted for m in members)
-    days = sum(m.days for m in members)
-    similar = not all(m.same for m in members)  # a similar name, not the one side's own
-    rank = (0 if exact else 1, -quoted, similar, abs(diff), len(members), days, rows)
-    return Group(rows, total, diff, exact, rank)
-
-
-def best_group(
-    amount: int, candidates: list[Candidate], rule: AggregationRule, *, budget: int = NODE_BUDGET
-) -> tuple[Group | None, bool]:
-    """The preferred group of `candidates` for a one-side `amount` (absolute cents) and whether
-    the search ran out of budget."""
-    tol = round(rule.tolerance * 100)
-    quoted = [c for c in candidates if c.quoted]
-    if len(quoted) >= 2:  # the remittance names them: they settle it alone, or not at all
-        alone = _judge(amount, quoted[: rule.max_group_size], rule, tol)
-        if alone is not None:
-            return alone, False
-    low = amount - tol - (_short_limit(amount) if rule.many_side == "source" else 0)
-    high = amount + tol + (max(round(amount * SHORT_SHARE / (1 - SHORT_SHARE)), SHORT_ABSOLUTE))
-    if rule.many_side == "source":
-        high = amount + tol
-    best: Group | None = None
-    visited = 0
-    by_key: dict[str, list[Candidate]] = {}
-    for c in candidates:
-        by_key.setdefault(c.key, []).append(c)
-    for key in sorted(by_key):
-        items = sorted(by_key[key], key=lambda c: (-c.cents, c.row))
-        if len(items) < 2:
-            continue
-        found, spent = _search(amount, items, rule, tol, (low, high), budget - visited)
-        visited += spent
-        if found is not None and (best is None or found.rank < best.rank):
-            best = found
-        if visited >= budget:
-            break
-    return best, visited >= budget
-
-
-def _search(
-    amount: int,
-    items: list[Candidate],
-    rule: AggregationRule,
-    tol: int,
-    bounds: tuple[int, int],
-    budget: int,
-) -> tuple[Group | None, int]:
-    """Depth-first over combinations of `items` (largest first) whose total stays within
-    `bounds`; returns the best group and the combinations visited (at most `budget`)."""
-    low, high = bounds
-    n = len(items)
-    prefix = [0]  # sums of the largest amounts: items are sorted, largest first
-    for c in items:
-        prefix.append(prefix[-1] + c.cents)
-    best: Group | None = None
-    visited = 0
-    chosen: list[Candidate] = []
-
-    def walk(start: int, total: int) -> bool:
-        """False once the budget is spent."""
-        nonlocal best, visited
-        if visited >= budget:
-            return False
-        visited += 1
-        if len(chosen) >= 2 and low <= total <= high:
-            group = _judge(amount, chosen, rule, tol)
-            if group is not None and (best is None or group.rank < best.rank):
-                best = group
-        room = rule.max_group_size - len(chosen)
-        for i in range(start, n) if room else ():
-            # the largest `room` amounts from i cannot reach the lower bound: stop
-            if total + prefix[min(n, i + room)] - prefix[i] < low:
-                break
-            if total + items[i].cents > high:
-                continue
-            chosen.append(items[i])
-            going = walk(i + 1, total + items[i].cents)
-            chosen.pop()
-            if not going:
-                return False
-        return True
-
-    walk(0, 0)
-    return best, visited
 
 
 def _side_frame(frame: pl.DataFrame, rule: AggregationRule) -> pl.DataFrame:
@@ -321,27 +212,15 @@ def aggregate(
         found = _candidates(con, rule_set, rule, use_quotes)
         con.close()
         amounts = dict(zip(o["r"].to_list(), o["cents"].abs().to_list(), strict=True))
-        per_record: dict[int, list[Candidate]] = {}
-        for r, mr, cents, days, key, q, foreign, same in found.iter_rows():
-            per_record.setdefault(r, []).append(
-                Candidate(
-                    mr,
-                    int(cents),
-                    int(days),
-                    key,
-                    bool(q),
-                    bool(foreign),
-                    bool(same),
-                    gaps.get(mr, 0) if foreign else 0,
-                )
-            )
+        pool = CandidatePool(found, gaps)
+        del found
         used: set[int] = set()
         accepted: dict[int, Group] = {}
-        pending = sorted(per_record)
+        pending = pool.records  # ascending
         for _ in range(ROUNDS):
             offers: list[tuple[tuple[Any, ...], int, Group]] = []
             for r in pending:
-                free = [c for c in per_record[r] if c.row not in used]
+                free = [c for c in pool.of(r) if c.row not in used]
                 group, exhausted = best_group(amounts[r], free, rule)
                 stats["budget_exhausted"] += int(exhausted)
                 if group is None:
