@@ -24,6 +24,7 @@ from recon.cli_db import ready_url as _ready_url
 from recon.cli_exceptions import exceptions_app
 from recon.cli_feeds import feeds_app
 from recon.cli_land import land_command
+from recon.cli_match import match_command, unmatch_command
 from recon.cli_runs import backfill, cancel, runs
 from recon.cli_secrets import secrets_app
 from recon.cli_users import users_app
@@ -267,6 +268,8 @@ app.command("land")(land_command)
 app.command("runs")(runs)
 app.command("cancel")(cancel)
 app.command("backfill")(backfill)
+app.command("match")(match_command)
+app.command("unmatch")(unmatch_command)
 
 
 @app.command("lineage")

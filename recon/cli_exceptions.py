@@ -1,4 +1,5 @@
-"""`recon exceptions ...`: list, show, assign, resolve, ignore, reopen and export exceptions.
+"""`recon exceptions ...`: list, show, assign, resolve, ignore, reopen, export; accept or
+dismiss a suggested match.
 
 Every command acts in one organization (`--org`) as one user (`--as` / `RECON_USER`, see
 `recon/cli_users.py`) inside `organization_transaction`; VIEWER may list, show and export,
@@ -21,7 +22,8 @@ from recon.scope import DEFAULT_ORGANIZATION
 from resources.errors import ReconError
 
 exceptions_app = typer.Typer(
-    help="Work the exceptions: list, show, assign, resolve, ignore, reopen, export.",
+    help="Work the exceptions: list, show, assign, resolve, ignore, reopen, export; accept or "
+    "dismiss suggested matches.",
     no_args_is_help=True,
 )
 
@@ -295,3 +297,59 @@ def exceptions_reasons(
         codes = reason_codes(conn)
     for code, text in codes.items():
         typer.echo(f"{code:<12} {text}")
+
+
+@exceptions_app.command("suggest")
+def exceptions_suggest(
+    exception_id: Annotated[int, typer.Argument(help="A MISSING exception's id.")],
+    org: OrgOption = DEFAULT_ORGANIZATION,
+    as_user: AsOption = None,
+) -> None:
+    """The suggested match of a MISSING exception: the closest unmatched record, and why."""
+    from pipelines.work.suggestions import suggest
+
+    with acting(org, as_user) as (conn, _actor):
+        found = suggest(conn, exception_id)
+    if found is None:
+        typer.echo(f"exception {exception_id}: no suggested match")
+        return
+    typer.echo(
+        f"exception {exception_id}: source row {found.source_row} with target row "
+        f"{found.target_row} ({found.why})"
+    )
+
+
+@exceptions_app.command("accept")
+def exceptions_accept(
+    exception_id: Annotated[int, typer.Argument(help="A MISSING exception's id.")],
+    note: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    org: OrgOption = DEFAULT_ORGANIZATION,
+    as_user: AsOption = None,
+) -> None:
+    """Accept a MISSING exception's suggested match: it becomes a MANUAL match (`recon match`)."""
+    from pipelines.work.suggestions import accept
+
+    with acting(org, as_user) as (conn, actor):
+        found, outcome = accept(conn, actor, exception_id, note)
+    typer.echo(
+        f"manual match #{outcome.match_id}: source row {found.source_row} with target row "
+        f"{found.target_row}; resolved {len(outcome.settled)}, raised {len(outcome.raised)}"
+    )
+
+
+@exceptions_app.command("dismiss")
+def exceptions_dismiss(
+    exception_id: Annotated[int, typer.Argument(help="A MISSING exception's id.")],
+    note: Annotated[str, typer.Option(help="Why it is not a match.", show_default=False)] = "",
+    org: OrgOption = DEFAULT_ORGANIZATION,
+    as_user: AsOption = None,
+) -> None:
+    """Dismiss a MISSING exception's suggested match: never offered again for it."""
+    from pipelines.work.suggestions import dismiss
+
+    with acting(org, as_user) as (conn, actor):
+        found = dismiss(conn, actor, exception_id, note)
+    typer.echo(
+        f"dismissed: source row {found.source_row} with target row {found.target_row} "
+        f"for exception {exception_id}"
+    )

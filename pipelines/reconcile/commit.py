@@ -56,6 +56,15 @@ def _respect_manual_matches(
             | (pl.col("type") == "MISSING_IN_SOURCE") & pl.col("target_row_number").is_in(targets)
         )
     )
+    # the engine never judges a MANUAL pair: its mismatches are judged here, as `recon match`
+    # raised them (same fingerprints, so decisions on them carry over)
+    from pipelines.work.pairs import manual_mismatches  # the work package builds on the engine
+
+    judged = manual_mismatches(engine, reconciliation_id)
+    if judged.height:
+        exceptions = pl.concat([exceptions, judged], how="diagonal_relaxed").select(
+            exceptions.columns
+        )
     return links, exceptions, len(manual)
 
 
