@@ -24,7 +24,6 @@ from dagster import (
     DagsterInstance,
     build_schedule_context,
     build_sensor_context,
-    instance_for_test,
     materialize,
 )
 from helpers import run_recon
@@ -108,6 +107,11 @@ class World:
             ).fetchall()
 
 
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture()
 def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     tag = uuid.uuid4().hex[:8]
@@ -126,16 +130,18 @@ def world(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     )
     # the sensor loads the feeds file named here
     monkeypatch.setenv("RECON_FEEDS_FILE", str(feeds_path))
-    with instance_for_test() as instance:
-        yield World(
-            database_url,
-            org,
-            feed,
-            FileStoreResource().store().landing / org,
-            feeds_path,
-            instance,
-            tmp_path / "scratch",
-        )
+    # not `with instance_for_test()`: entering an instance makes its storage Dagster's current
+    # defs-state storage (a ContextVar), and runs of later tests could find it pointing at a
+    # disposed instance ("undefined DagsterInstance weakref")
+    yield World(
+        database_url,
+        org,
+        feed,
+        FileStoreResource().store().landing / org,
+        feeds_path,
+        DagsterInstance.local_temp(str(_made(tmp_path / "dagster"))),
+        tmp_path / "scratch",
+    )
 
 
 def test_the_pairing_sensor_waits_for_both_sides_and_reruns_a_late_correction(

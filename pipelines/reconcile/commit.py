@@ -23,6 +23,7 @@ from pipelines.reconcile.records import (
     ReconciliationCancelled,
     ReconciliationPlan,
 )
+from pipelines.work import audit
 from resources.database import copy_frame
 from resources.errors import ReconError
 
@@ -241,6 +242,22 @@ def commit_results(
                 "rate": counts["match_rate"],
                 "results": json.dumps(results, default=str),
                 "stats": json.dumps(statistics, default=str),
+            },
+        )
+        # each run in the audit trail, in the same transaction as its results
+        audit.system_event(
+            conn,
+            organization_id=plan.organization_id,
+            entity="reconciliation",
+            entity_id=plan.id,
+            action="RUN",
+            after={
+                "dagster_run_id": run_id,
+                "partition_key": plan.partition_key,
+                "status": "COMPLETED",
+                "matched_records": matched,
+                "exception_count": exceptions.height,
+                "manual_matches_kept": manual,
             },
         )
     return counts

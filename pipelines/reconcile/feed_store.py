@@ -19,6 +19,7 @@ from pipelines.ingest import landing
 from pipelines.reconcile.feed_file import FeedError, FeedSpec
 from pipelines.reconcile.rule_store import store_rule_set
 from pipelines.reconcile.rules import load_rule_set_file
+from pipelines.work import audit
 
 
 def _digest(definition: dict[str, Any], rules_text: str) -> str:
@@ -68,16 +69,17 @@ def store_feeds(engine: sa.Engine, specs: list[FeedSpec], origin: Path) -> dict[
                 "h": digest,
             }
             if existing is None:
-                conn.execute(
+                feed_id = conn.execute(
                     sa.text(
                         "INSERT INTO reconciliation_feeds (name, description, organization_id, "
                         "source_data_source_id, target_data_source_id, rule_set_id, "
                         "business_date, checks, definition, definition_sha256) VALUES (:n, :d, "
                         ":o, :s, :t, :r, CAST(:b AS jsonb), CAST(:c AS jsonb), "
-                        "CAST(:def AS jsonb), :h)"
+                        "CAST(:def AS jsonb), :h) RETURNING id"
                     ),
                     values,
-                )
+                ).scalar_one()
+                _audit(conn, org_id, feed_id, spec.name, "ADDED", definition, stored.id)
                 outcome["added"].append(spec.name)
                 continue
             if existing.definition_sha256 == digest and existing.is_active:
@@ -92,14 +94,39 @@ def store_feeds(engine: sa.Engine, specs: list[FeedSpec], origin: Path) -> dict[
                 ),
                 values,
             )
+            _audit(conn, org_id, existing.id, spec.name, "CHANGED", definition, stored.id)
             outcome["changed"].append(spec.name)
     with engine.begin() as conn:
         gone = conn.execute(
             sa.text(
                 "UPDATE reconciliation_feeds SET is_active = FALSE WHERE is_active "
-                "AND definition->>'file' = :file AND NOT (name = ANY(:names)) RETURNING name"
+                "AND definition->>'file' = :file AND NOT (name = ANY(:names)) "
+                "RETURNING id, name, organization_id"
             ),
             {"names": [s.name for s in specs], "file": str(origin.resolve())},
-        ).scalars()
-        outcome["deactivated"] = sorted(gone)
+        ).all()
+        for feed in gone:
+            _audit(conn, feed.organization_id, feed.id, feed.name, "DEACTIVATED", None, None)
+        outcome["deactivated"] = sorted(feed.name for feed in gone)
     return outcome
+
+
+def _audit(
+    conn: sa.Connection,
+    organization_id: int,
+    feed_id: int,
+    name: str,
+    action: str,
+    definition: dict[str, Any] | None,
+    rule_set_id: int | None,
+) -> None:
+    """A feed's change in the audit trail (as the organization's system user)."""
+    audit.system_event(
+        conn,
+        organization_id=organization_id,
+        entity="feed",
+        entity_id=feed_id,
+        entity_key=f"feed:{name}",
+        action=action,
+        after=None if definition is None else {**definition, "rule_set_id": rule_set_id},
+    )

@@ -26,6 +26,7 @@ from pipelines.reconcile.rules import (
     RuleSet,
     StoredRuleSet,
 )
+from pipelines.work import audit
 
 
 def store_rule_set(
@@ -120,6 +121,15 @@ def store_rule_set(
                 },
             )
         _activate(conn, organization_id, rule_set.name, rule_set_id)
+        audit.system_event(
+            conn,
+            organization_id=organization_id,
+            entity="rule_set",
+            entity_id=rule_set_id,
+            entity_key=f"rule_set:{rule_set.name}",
+            action="NEW_VERSION",
+            after={"name": rule_set.name, "version": version, "ai_generated": is_ai_generated},
+        )
     return StoredRuleSet(rule_set_id, version, True, rule_set)
 
 

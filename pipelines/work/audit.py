@@ -58,6 +58,33 @@ def record(
     ).scalar_one()
 
 
+def system_event(
+    conn: sa.Connection,
+    *,
+    organization_id: int,
+    entity: str,
+    entity_id: int | None,
+    action: str,
+    after: dict[str, Any] | None,
+    entity_key: str | None = None,
+) -> int:
+    """An event the product itself caused (a reconciliation run, a rule-set version, a feed
+    change), recorded as the organization's `system` actor."""
+    from pipelines.work.users import system_actor
+
+    return record(
+        conn,
+        organization_id=organization_id,
+        actor=system_actor(organization_id),
+        entity=entity,
+        entity_id=entity_id,
+        action=action,
+        before=None,
+        after=after,
+        entity_key=entity_key,
+    )
+
+
 def insert_from(source: str) -> str:
     """The statement appending every row of `source` (a CTE or table with COLUMNS) as events."""
     return f"INSERT INTO audit_log ({COLUMNS}) SELECT {COLUMNS} FROM {source}"

@@ -51,6 +51,11 @@ class Actor:
     role: Role
 
 
+def system_actor(organization_id: int) -> Actor:
+    """The organization's built-in system user (ADMIN, no `users` row, `system` in the trail)."""
+    return Actor(organization_id, None, SYSTEM_ACTOR, Role.ADMIN)
+
+
 def organization_id(engine: sa.Engine, name: str) -> int:
     """The id of the organization named `name` (resolved as the owner, like `recon/scope.py`)."""
     with engine.connect() as conn:
@@ -65,7 +70,7 @@ def organization_id(engine: sa.Engine, name: str) -> int:
 def acting_user(conn: sa.Connection, organization_id: int, email: str | None) -> Actor:
     """The actor for `email` (None or empty: the system user); unknown or inactive refused."""
     if not email:
-        return Actor(organization_id, None, SYSTEM_ACTOR, Role.ADMIN)
+        return system_actor(organization_id)
     row = conn.execute(
         sa.text("SELECT id, email, role, active FROM users WHERE lower(email) = lower(:e)"),
         {"e": email.strip()},
