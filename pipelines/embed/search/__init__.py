@@ -64,6 +64,7 @@ from pipelines.embed.search.vectors import tune_hnsw as tune_hnsw
 from pipelines.embed.search.vectors import vector_literal as vector_literal
 from pipelines.embed.search.vectors import vector_statement as vector_statement
 from pipelines.embed.store import EXCEPTION_DOCUMENT
+from pipelines.work.users import organization_id as organization_id_by_name
 from resources.database import organization_transaction
 from resources.embedder import Embedder, SentenceTransformerEmbedder
 from resources.errors import ReconError
@@ -337,17 +338,6 @@ def search_exceptions(
             }
         )
     return hits
-
-
-def organization_id_by_name(engine: sa.Engine, name: str) -> int:
-    """The id of the organization called `name` (ReconError when there is none)."""
-    with engine.connect() as conn:
-        found = conn.execute(
-            sa.text("SELECT id FROM organizations WHERE name = :n"), {"n": name}
-        ).scalar()
-    if found is None:
-        raise ReconError(f"no organization named {name!r}")
-    return int(found)
 
 
 def search_organization(
