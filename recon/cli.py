@@ -27,7 +27,7 @@ from recon.cli_land import land_command
 from recon.cli_match import match_command, unmatch_command
 from recon.cli_runs import backfill, cancel, runs
 from recon.cli_secrets import secrets_app
-from recon.cli_users import users_app
+from recon.cli_users import AsOption, users_app
 from recon.scope import DEFAULT_ORGANIZATION, require_owned
 from resources import migrations
 from resources.database import masked_url
@@ -103,6 +103,7 @@ def run(
         str | None, typer.Option(help="Reconciliation name (default: 'SOURCE vs TARGET').")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Only print the JSON summary.")] = False,
+    as_user: AsOption = None,
     embed: Annotated[
         bool,
         typer.Option(
@@ -129,7 +130,9 @@ def run(
     say = (lambda _m: None) if quiet else (lambda m: typer.echo(m, err=True))
     summary = run_reconciliation(
         url,
-        RunRequest(source=source, target=target, rules=rules, organization=org, name=name),
+        RunRequest(
+            source=source, target=target, rules=rules, organization=org, name=name, as_user=as_user
+        ),
         # the definitions' embedder resource (the model loads only if a proposal is needed)
         propose_rules=partial(propose_rule_set, embedder=defs.resources["embedder"].embedder()),
         say=say,

@@ -1,5 +1,5 @@
-"""`recon exceptions ...`: list, show, assign, resolve, ignore, reopen, export; accept or
-dismiss a suggested match.
+"""`recon exceptions ...`: list, show, assign, unassign, resolve, ignore, reopen, export;
+accept or dismiss a suggested match.
 
 Every command acts in one organization (`--org`) as one user (`--as` / `RECON_USER`, see
 `recon/cli_users.py`) inside `organization_transaction`; VIEWER may list, show and export,
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.work.exceptions_work import Decision, Filters
+from pipelines.work.exceptions_work import NOBODY, Decision, Filters
 from recon.cli_users import AsOption, OrgOption, acting
 from recon.scope import DEFAULT_ORGANIZATION
 from resources.errors import ReconError
@@ -169,7 +169,13 @@ def _decide(
             if all_matching
             else decide(conn, actor, decision, ids=ids)
         )
-    done = {"ASSIGN": "assigned", "RESOLVE": "resolved", "IGNORE": "ignored", "REOPEN": "reopened"}
+    done = {
+        "ASSIGN": "assigned",
+        "UNASSIGN": "unassigned",
+        "RESOLVE": "resolved",
+        "IGNORE": "ignored",
+        "REOPEN": "reopened",
+    }
     typer.echo(
         f"{done[decision.action]} {outcome.changed} exceptions "
         f"({outcome.chosen} matched, {outcome.chosen - outcome.changed} already so)"
@@ -191,9 +197,29 @@ def exceptions_assign(
     assignee: Assignee = None,
     older_than: Older = None,
 ) -> None:
-    """Assign exceptions to a user (EDITOR or ADMIN) of the organization."""
+    """Assign exceptions to a user (EDITOR or ADMIN) of the organization; `--to none` unassigns."""
     filters = _filters(reconciliation, type_, severity, status, assignee, older_than)
-    _decide(Decision("ASSIGN", note=note, assignee=to), org, as_user, ids, all_matching, filters)
+    action = "UNASSIGN" if to.strip().lower() == NOBODY else "ASSIGN"
+    _decide(Decision(action, note=note, assignee=to), org, as_user, ids, all_matching, filters)
+
+
+@exceptions_app.command("unassign")
+def exceptions_unassign(
+    ids: Ids = None,
+    note: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    all_matching: AllMatching = False,
+    org: OrgOption = DEFAULT_ORGANIZATION,
+    as_user: AsOption = None,
+    reconciliation: Rec = None,
+    type_: Type = None,
+    severity: Sev = None,
+    status: Status = None,
+    assignee: Assignee = None,
+    older_than: Older = None,
+) -> None:
+    """Take exceptions off their assignee (the same as `assign --to none`)."""
+    filters = _filters(reconciliation, type_, severity, status, assignee, older_than)
+    _decide(Decision("UNASSIGN", note=note), org, as_user, ids, all_matching, filters)
 
 
 @exceptions_app.command("resolve")

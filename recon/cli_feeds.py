@@ -1,4 +1,8 @@
-"""`recon feeds ...`: load a feeds file, and each feed's latest business dates."""
+"""`recon feeds ...`: load a feeds file, and each feed's latest business dates.
+
+Loading feeds is managing feeds: acting as a user (`--as` / `RECON_USER`) it needs ADMIN of
+the feeds' organization (`pipelines.work.admin`); the system user (no `--as`) may.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sqlalchemy as sa
 import typer
 
 from recon.cli_db import ready_url as _ready_url
+from recon.cli_users import AsOption
 from resources import migrations
 
 feeds_app = typer.Typer(
@@ -23,11 +28,15 @@ def feeds_load(
         Path | None,
         typer.Argument(help="Feeds YAML (default: RECON_FEEDS_FILE or RECON_HOME/feeds.yaml)."),
     ] = None,
+    as_user: AsOption = None,
 ) -> None:
     """Validate a feeds file and load it (rule sets stored, feeds added as partitions).
 
     The pairing sensor also reloads the default feeds file by itself when it changes.
+    Acting as a user (`--as`), it needs ADMIN of the feeds' organization.
     """
+    from pipelines.reconcile.feeds import load_feeds_file
+    from pipelines.work import admin, audit
     from recon.backfill import load_feeds
     from resources.dagster_instance import dagster_instance
     from resources.database import engine_for
@@ -36,7 +45,11 @@ def feeds_load(
     url = _ready_url()
     migrations.migrate(url)
     target = path or feeds_file()
-    outcome = load_feeds(engine_for(url), dagster_instance(url), target)
+    engine = engine_for(url)
+    organizations = [spec.organization for spec in load_feeds_file(target)]
+    actor = admin.check_feeds(engine, as_user, organizations, target)
+    with audit.acting_as(actor):
+        outcome = load_feeds(engine, dagster_instance(url), target)
     typer.echo(f"feeds loaded from {target}:")
     for what, names in outcome.items():
         if names:

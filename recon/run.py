@@ -7,6 +7,8 @@
    launches; identical content landed before is recognised and reused.
 3. The rule set version is stored, a PENDING reconciliation is created, and the `reconcile`
    assets run for it in process on the PostgreSQL-backed Dagster instance.
+Acting as a user (`as_user`), a new rule-set version needs ADMIN (checked before anything is
+written, `pipelines.work.admin`); an identical stored version may be reused by anyone.
 The result is the reconciliation's summary (`records.summary`), read back from the database.
 """
 
@@ -24,6 +26,8 @@ from pipelines.ingest.readers import ROW_NUMBER, FileFormatError, read_table
 from pipelines.reconcile import records
 from pipelines.reconcile.rule_store import store_rule_set
 from pipelines.reconcile.rules import RuleSet, check_against_columns, load_rule_set_file
+from pipelines.work import admin, audit
+from pipelines.work.users import Actor
 from recon.execution import execute
 from recon.land import land_and_process
 from recon.lifecycle import RECONCILIATION_TAG, instance_for
@@ -44,6 +48,7 @@ class RunRequest:
     name: str | None = None
     source_data_source: str | None = None
     target_data_source: str | None = None
+    as_user: str | None = None  # an email; None: the organization's system user
 
 
 def _columns(path: Path) -> list[str]:
@@ -81,6 +86,8 @@ def run_reconciliation(
     else:
         raise ReconError("--rules is required (no rule proposal is available)")
     check_against_columns(rule_set, _columns(request.source), _columns(request.target))
+    actor = admin.actor_in(engine_for(url), request.organization, request.as_user)
+    admin.check_rule_set(engine_for(url), actor, rule_set)
 
     instance = instance_for(url, say)
     source_ds = _data_source_name(request.source, request.source_data_source, "source")
@@ -100,6 +107,7 @@ def run_reconciliation(
         name=request.name or f"{request.source.name} vs {request.target.name}",
         is_ai_generated=ai_generated,
         say=say,
+        actor=actor,
     )
 
 
@@ -113,8 +121,11 @@ def reconcile_files(
     name: str,
     is_ai_generated: bool = False,
     say: Callable[[str], None] = lambda _m: None,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     """Store the rule set version, create a PENDING reconciliation and run the reconcile assets.
+
+    A new version stored is audited as `actor` (default: the system user).
 
     The reconciliation is a partition of the reconcile assets (key: its id), added here.
     """
@@ -126,7 +137,8 @@ def reconcile_files(
         org_id = conn.execute(
             sa.text("SELECT organization_id FROM uploaded_files WHERE id = :i"), {"i": source_id}
         ).scalar_one()
-    stored = store_rule_set(engine, org_id, rule_set, is_ai_generated=is_ai_generated)
+    with audit.acting_as(actor):
+        stored = store_rule_set(engine, org_id, rule_set, is_ai_generated=is_ai_generated)
     say(
         f"rule set {rule_set.name!r} version {stored.version} "
         f"({'new' if stored.created else 'unchanged'}, id {stored.id})"

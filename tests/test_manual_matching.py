@@ -108,6 +108,17 @@ def _match(world: dict[str, Any], s: int, t: int, *extra: str) -> tuple[int, str
     )  # fmt: skip
 
 
+def _exception_count(world: dict[str, Any]) -> int:
+    """The reconciliation's `exception_count`, once checked against its exception rows."""
+    [(count, rows)] = _rows(
+        world,
+        "SELECT exception_count, (SELECT count(*) FROM reconciliation_exceptions "
+        "WHERE reconciliation_id = :r) FROM reconciliations WHERE id = :r",
+    )
+    assert count == rows
+    return int(count)
+
+
 def _manual(world: dict[str, Any]) -> list[Any]:
     return _rows(
         world,
@@ -136,6 +147,7 @@ def test_match_resolves_both_missing_and_raises_the_mismatch(world: dict[str, An
     assert len(before) == 2
     counts = "SELECT matched_records, unmatched_source_records FROM reconciliations WHERE id = :r"
     [(matched, unmatched)] = _rows(world, counts)
+    exceptions_before = _exception_count(world)
     code, out, err = _match(world, bank_row, ledger_row, "--as", world["users"]["EDITOR"])
     assert code == 0, err
     assert _rows(world, counts) == [(matched + 1, unmatched - 1)]
@@ -160,6 +172,7 @@ def test_match_resolves_both_missing_and_raises_the_mismatch(world: dict[str, An
     raised = {e.type: e for e in _exceptions(world) if (e.srow, e.trow) == (bank_row, ledger_row)}
     expected = {"AMOUNT_MISMATCH"} | ({"DATE_MISMATCH"} if abs(days) > 3 else set())
     assert set(raised) == expected
+    assert _exception_count(world) == exceptions_before + len(expected)
     assert raised["AMOUNT_MISMATCH"].diff[0]["delta"] == pytest.approx(amount_delta, abs=0.005)
     for e in raised.values():
         assert e.status == "OPEN"
@@ -175,11 +188,14 @@ def test_match_resolves_both_missing_and_raises_the_mismatch(world: dict[str, An
 
 def test_unmatch_reopens_and_withdraws(world: dict[str, Any]) -> None:
     [manual] = _manual(world)
+    raised = len([e for e in _exceptions(world) if (e.srow, e.trow) == (manual.srow, manual.trow)])
+    exceptions_before = _exception_count(world)
     code, _, err = run_recon(
         "unmatch", "--match", str(manual.id), "--note", "wrong pair", "--org", world["org"]
     )
     assert code == 0, err
     assert _manual(world) == []
+    assert _exception_count(world) == exceptions_before - raised
     missing = _missing(world, 23, manual.trow)
     assert sorted(e.status for e in missing) == ["OPEN", "OPEN"]
     assert not [e for e in _exceptions(world) if (e.srow, e.trow) == (manual.srow, manual.trow)]

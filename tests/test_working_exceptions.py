@@ -194,6 +194,35 @@ def test_assign_is_audited_and_filterable(world: dict[str, Any]) -> None:
     assert all(r["assignee"] == editor for r in json.loads(out))
 
 
+def test_unassign_is_audited(world: dict[str, Any]) -> None:
+    ids = sorted(e["id"] for e in _exceptions(world, "MISSING_IN_SOURCE"))
+    editor, org = world["users"]["EDITOR"], world["org"]
+    code, _, err = run_recon(
+        "exceptions", "unassign", str(ids[0]), "--org", org, "--as", world["users"]["VIEWER"]
+    )
+    assert code == 1 and "unassigning exceptions needs the EDITOR role" in err
+    code, out, err = run_recon(
+        "exceptions", "assign", str(ids[0]), "--to", "none", "--org", org, "--as", editor
+    )
+    assert code == 0 and out.strip() == "unassigned 1 exceptions (1 matched, 0 already so)", err
+    code, out, err = run_recon(
+        "exceptions", "unassign", "--all-matching", "--type", "MISSING_IN_SOURCE",
+        "--reconciliation", str(world["rid"]), "--note", "back to the pool", "--org", org,
+    )  # fmt: skip
+    assert code == 0 and out.strip() == "unassigned 1 exceptions (2 matched, 1 already so)", err
+    assert [e["assignee"] for e in _exceptions(world, "MISSING_IN_SOURCE")] == [None, None]
+    for exception_id, actor, reason in (
+        (ids[0], editor, None),
+        (ids[1], "system", "back to the pool"),
+    ):
+        *_, event = _events(world, exception_id)
+        assert (event["actor"], event["action"], event["reason"]) == (actor, "UNASSIGN", reason)
+        assert (event["before"]["assignee"], event["after"]["assignee"]) == (editor, None)
+        assert event["after"]["status"] == "OPEN"
+    # assigned again, as the later tests expect
+    assert _act(world, None, Decision("ASSIGN", assignee=editor), ids=ids).changed == 2
+
+
 def test_all_matching_decides_by_filter_and_prints_the_count(world: dict[str, Any]) -> None:
     code, _, err = run_recon(
         "exceptions", "resolve", "--all-matching", "--note", "x", "--org", world["org"]

@@ -5,11 +5,16 @@
 append (no UPDATE or DELETE granted; a trigger refuses them for anyone but the owner).
 An exception's events are keyed by `exception_key` (`<reconciliation id>:<fingerprint>`), which
 a re-run keeps although it recreates the exception rows, so `history` follows the decision.
+The product's own events (`system_event`) are the `system` user's, unless a command acting as
+a user wraps the work in `acting_as(actor)` (a new rule-set version stored, feeds loaded).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -22,6 +27,19 @@ COLUMNS = (
     "organization_id, actor_user_id, actor, entity, entity_id, entity_key, action, before, "
     "after, reason"
 )
+
+# the user a command acts as, for the events the product records on its behalf
+_ACTING: ContextVar[Actor | None] = ContextVar("audit_acting", default=None)
+
+
+@contextmanager
+def acting_as(actor: Actor | None) -> Iterator[None]:
+    """Attribute `system_event`s of `actor`'s organization inside the block to `actor`."""
+    token = _ACTING.set(actor)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
 
 
 def record(
@@ -69,13 +87,16 @@ def system_event(
     entity_key: str | None = None,
 ) -> int:
     """An event the product itself caused (a reconciliation run, a rule-set version, a feed
-    change), recorded as the organization's `system` actor."""
+    change), recorded as the organization's `system` actor, or the user of `acting_as`."""
     from pipelines.work.users import system_actor
 
+    acting = _ACTING.get()
+    if acting is None or acting.organization_id != organization_id:
+        acting = system_actor(organization_id)
     return record(
         conn,
         organization_id=organization_id,
-        actor=system_actor(organization_id),
+        actor=acting,
         entity=entity,
         entity_id=entity_id,
         action=action,

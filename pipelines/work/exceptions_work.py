@@ -5,7 +5,7 @@ An exception's work state is its row's `status`, `resolution`, `resolved_by`, `r
 and reason code in `exception_work`, keyed by `(reconciliation_id, exception_key)` where the
 key is the fingerprint (`id:<id>` for the rare row without one), which a re-run keeps too.
 
-A decision (assign, resolve, ignore, reopen) is ONE statement whatever the number of
+A decision (assign, unassign, resolve, ignore, reopen) is ONE statement whatever the number of
 exceptions: the chosen rows are locked, changed, their work state upserted and one audit event
 per exception appended with the state before and after. Exceptions already in the state asked
 for are left alone (and not audited); the result says how many changed and how many were
@@ -137,7 +137,7 @@ def exception_detail(conn: sa.Connection, exception_id: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do: ASSIGN (assignee), RESOLVE / IGNORE (note, reason code) or REOPEN."""
+    """What to do: ASSIGN (assignee), UNASSIGN, RESOLVE / IGNORE (note, reason code) or REOPEN."""
 
     action: str
     note: str | None = None
@@ -145,15 +145,30 @@ class Decision:
     assignee: str | None = None  # ASSIGN: an email
 
 
-_VERB = {"ASSIGN": "assigning", "RESOLVE": "resolving", "IGNORE": "ignoring", "REOPEN": "reopening"}
+_VERB = {
+    "ASSIGN": "assigning",
+    "UNASSIGN": "unassigning",
+    "RESOLVE": "resolving",
+    "IGNORE": "ignoring",
+    "REOPEN": "reopening",
+}
 # per action: the status set (None: unchanged), and when an exception is already so
-_STATUS = {"RESOLVE": "RESOLVED", "IGNORE": "IGNORED", "REOPEN": "OPEN", "ASSIGN": None}
+_STATUS = {
+    "RESOLVE": "RESOLVED",
+    "IGNORE": "IGNORED",
+    "REOPEN": "OPEN",
+    "ASSIGN": None,
+    "UNASSIGN": None,
+}
 _ALREADY = {
     "RESOLVE": "e.status = 'RESOLVED'",
     "IGNORE": "e.status = 'IGNORED'",
     "REOPEN": "e.status = 'OPEN'",
     "ASSIGN": "w.assignee_user_id IS NOT DISTINCT FROM CAST(:assignee_id AS bigint)",
+    "UNASSIGN": "w.assignee_user_id IS NULL",
 }
+# `assign --to none` is UNASSIGN
+NOBODY = "none"
 
 
 @dataclass(frozen=True)
@@ -207,6 +222,8 @@ def decide(
 ) -> Outcome:
     """Apply `decision` to the exceptions `ids` or matching `filters`, audited per exception."""
     action = decision.action.upper()
+    if action == "ASSIGN" and (decision.assignee or "").strip().lower() == NOBODY:
+        action = "UNASSIGN"
     if action not in _STATUS:
         raise ReconError(f"unknown decision {decision.action!r}")
     require(actor, Role.EDITOR, f"{_VERB[action]} exceptions")
@@ -228,7 +245,7 @@ def decide(
     where, selection = _selection(conn, ids, filters)
     params.update(selection)
     status = _STATUS[action]
-    if status is None:  # ASSIGN: the exception row keeps its state
+    if status is None:  # (UN)ASSIGN: the exception row keeps its state, assignee_id set or NULL
         new_state = "p.status, p.resolution, p.resolved_by"
         new_assignee, new_reason = "CAST(:assignee_id AS bigint)", "p.reason_code"
         new_email = "CAST(:assignee_email AS text)"

@@ -110,10 +110,13 @@ def _insert_exceptions(conn: sa.Connection, pair: Pair, frame: pl.DataFrame) -> 
 
 
 def _recount(conn: sa.Connection, reconciliation_id: int, delta: int) -> None:
-    """The reconciliation's counts with one pair more (1) or less (-1), as a re-run has them."""
+    """The reconciliation's counts with one pair more (1) or less (-1), as a re-run has them,
+    and its `exception_count` as the rows its exceptions now are (called once they changed)."""
     conn.execute(
         sa.text(
             "UPDATE reconciliations SET matched_records = matched_records + :d, "
+            "exception_count = (SELECT count(*) FROM reconciliation_exceptions "
+            "WHERE reconciliation_id = :i), "
             "unmatched_source_records = unmatched_source_records - :d, "
             "unmatched_target_records = unmatched_target_records - :d, "
             "match_rate = CASE WHEN total_source_records > 0 THEN round(100.0 * "
@@ -169,7 +172,6 @@ def match_rows(
         ),
         {"r": rec.id, "o": rec.organization_id, "s": source_row, "t": target_row},
     ).scalar_one()
-    _recount(conn, rec.id, 1)
     resolution = (
         f"matched by hand: manual match #{match_id} (source row {source_row}, "
         f"target row {target_row}): {note}"
@@ -192,6 +194,7 @@ def match_rows(
         after = {**_state(row), "type": row.type, "match_id": match_id}
         _event(conn, actor, row, "RAISE", after, note, new=True)
         raised.append(row.id)
+    _recount(conn, rec.id, 1)
     audit.record(
         conn,
         organization_id=actor.organization_id,
@@ -234,7 +237,6 @@ def unmatch(conn: sa.Connection, actor: Actor, match_id: int, note: str) -> Matc
     s_row, t_row = found.source_row_number, found.target_row_number
     pair = load_pair(conn, rec, s_row, t_row)
     conn.execute(sa.text("DELETE FROM reconciliation_matches WHERE id = :i"), {"i": match_id})
-    _recount(conn, rec.id, -1)
     withdrawn = conn.execute(
         sa.text(
             f"{STATE_SQL} WHERE reconciliation_id = :r AND type IN ('AMOUNT_MISMATCH', "
@@ -266,6 +268,7 @@ def unmatch(conn: sa.Connection, actor: Actor, match_id: int, note: str) -> Matc
     for row in restored:
         _event(conn, actor, row, "UNMATCH", {**_state(row), "type": row.type}, note, new=True)
         settled.append(row.id)
+    _recount(conn, rec.id, -1)
     audit.record(
         conn,
         organization_id=actor.organization_id,
