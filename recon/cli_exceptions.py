@@ -118,6 +118,19 @@ def format_detail(d: dict[str, Any]) -> str:
         lines.append(
             f"  suggested resolution: {suggestion['resolution']} (score {suggestion.get('score')})"
         )
+    kept = d.get("suggested_match") or {}
+    if kept:
+        lines.append(
+            f"  suggested match (kept by the run): source row {kept['source_row']} with target "
+            f"row {kept['target_row']}, Splink probability {kept['score']:.3f} (threshold "
+            f"{kept['threshold']:g})"
+        )
+        for item in kept.get("why") or []:
+            delta = f", delta {item['delta']}" if item.get("delta") is not None else ""
+            lines.append(
+                f"    {item['field']}: source {item['source_value']}, target "
+                f"{item['target_value']}{delta}"
+            )
     lines.append("  history:" if d["history"] else "  history: none")
     for event in d["history"]:
         before, after = event["before"] or {}, event["after"] or {}

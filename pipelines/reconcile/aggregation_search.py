@@ -1,9 +1,10 @@
-"""Aggregate matching's search: one one-side record's group among its candidates.
+"""Aggregate matching's search, from frames and lists to the compiled kernel and back.
 
-`best_group` runs the bounded subset sum described in `pipelines.reconcile.aggregation` over a
-record's `Candidate`s (integer cents); `CandidatePool` keeps every record's candidates as
-columns (numpy) and builds a record's list only when it is searched, so a million records'
-candidates are not all Python objects at once.
+`candidate_pool` turns the candidate join's frame (`pipelines.reconcile.aggregation`) into the
+kernel's columns (`pipelines.reconcile.aggregation_kernel`); `settle` runs the search and the
+competition between records (best group first; a record whose group lost a member searches
+again without it); `best_group` searches one record's `Candidate`s (a list), through the same
+kernel.
 """
 
 from __future__ import annotations
@@ -12,12 +13,28 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
+from numba import njit
 
+from pipelines.reconcile.aggregation_kernel import (
+    NODE_BUDGET,
+    SHORT_ABSOLUTE,
+    SHORT_SHARE,
+    Found,
+    Pool,
+    Settings,
+    search,
+)
 from pipelines.reconcile.aggregation_rules import AggregationRule
 
-NODE_BUDGET = 30_000  # combinations visited per one-side record
-SHORT_SHARE = 0.002  # a short payment of up to 0.2 % of the group's total ...
-SHORT_ABSOLUTE = 2_500  # ... or up to 25.00 (cents): a bank charge
+__all__ = [
+    "SHORT_ABSOLUTE",
+    "SHORT_SHARE",
+    "Candidate",
+    "Group",
+    "Settled",
+    "best_group",
+    "settle",
+]
 
 
 class Candidate(NamedTuple):
@@ -26,7 +43,7 @@ class Candidate(NamedTuple):
     row: int
     cents: int  # absolute amount in cents
     days: int
-    key: str  # the member's group_by values: members of one group share it
+    key: int | str  # the member's group_by values (or their rank): a group's members share it
     quoted: bool
     # paired one to one with another record, `gap` cents apart (a break): a member of an exact
     # group, or of a short-paid one falling short by less than that
@@ -45,27 +62,62 @@ class Group(NamedTuple):
     rank: tuple[Any, ...]
 
 
-def _short_limit(total: int) -> int:
-    return max(round(total * SHORT_SHARE), SHORT_ABSOLUTE)
+def settings(rule: AggregationRule, budget: int = NODE_BUDGET) -> Settings:
+    return Settings(
+        rule.max_group_size, round(rule.tolerance * 100), rule.many_side == "target", budget
+    )
 
 
-def _judge(amount: int, members: list[Candidate], rule: AggregationRule, tol: int) -> Group | None:
-    """The group these members make for a one-side `amount` (cents), or None."""
-    total = sum(m.cents for m in members)
-    diff = total - amount
-    exact = abs(diff) <= tol
-    short = diff if rule.many_side == "target" else -diff
-    if not exact and (
-        any(m.foreign and abs(diff) >= m.gap for m in members)
-        or not tol < short <= _short_limit(total)
-    ):
-        return None
-    rows = tuple(sorted(m.row for m in members))
-    quoted = sum(m.quoted for m in members)
-    days = sum(m.days for m in members)
-    similar = not all(m.same for m in members)  # a similar name, not the one side's own
-    rank = (0 if exact else 1, -quoted, similar, abs(diff), len(members), days, rows)
-    return Group(rows, total, diff, exact, rank)
+def candidate_pool(found: pl.DataFrame, gaps: pl.DataFrame) -> tuple[Pool, np.ndarray]:
+    """The kernel's pool of `found` (one_row, many_row, cents, days, key, quoted, foreign_,
+    same; `key` integers) and its records (one-side rows, ascending); `gaps` (many_row, gap)
+    are the breaks' differences."""
+    found = (
+        found.join(gaps, on="many_row", how="left")
+        .with_columns(pl.when(pl.col("foreign_")).then(pl.col("gap")).otherwise(0).fill_null(0))
+        .sort("one_row", "key", pl.col("cents"), "many_row", descending=[False, False, True, False])
+    )
+    ones = found["one_row"].to_numpy()
+    records, starts = np.unique(ones, return_index=True)
+    offsets = np.append(starts, len(ones)).astype(np.int64)
+
+    def column(name: str, kind: type) -> np.ndarray:
+        return np.ascontiguousarray(found[name].to_numpy().astype(kind))
+
+    pool = Pool(
+        offsets,
+        column("many_row", np.int64),
+        column("cents", np.int64),
+        column("days", np.int64),
+        column("key", np.int64),
+        column("quoted", np.bool_),
+        column("foreign_", np.bool_),
+        column("gap", np.int64),
+        column("same", np.bool_),
+    )
+    return pool, records.astype(np.int64)
+
+
+def _rank(found: Found, i: int) -> tuple[Any, ...]:
+    size = int(found.size[i])
+    return (
+        0 if found.exact[i] else 1,
+        -int(found.quoted[i]),
+        bool(found.similar[i]),
+        abs(int(found.diff[i])),
+        size,
+        int(found.days[i]),
+        tuple(int(r) for r in found.members[i, :size]),
+    )
+
+
+def group_of(found: Found, i: int) -> Group:
+    """Record i's group as a `Group`."""
+    size = int(found.size[i])
+    members = tuple(int(r) for r in found.members[i, :size])
+    return Group(
+        members, int(found.total[i]), int(found.diff[i]), bool(found.exact[i]), _rank(found, i)
+    )
 
 
 def best_group(
@@ -73,114 +125,114 @@ def best_group(
 ) -> tuple[Group | None, bool]:
     """The preferred group of `candidates` for a one-side `amount` (absolute cents) and whether
     the search ran out of budget."""
-    tol = round(rule.tolerance * 100)
-    quoted = [c for c in candidates if c.quoted]
-    if len(quoted) >= 2:  # the remittance names them: they settle it alone, or not at all
-        alone = _judge(amount, quoted[: rule.max_group_size], rule, tol)
-        if alone is not None:
-            return alone, False
-    low = amount - tol - (_short_limit(amount) if rule.many_side == "source" else 0)
-    high = amount + tol + (max(round(amount * SHORT_SHARE / (1 - SHORT_SHARE)), SHORT_ABSOLUTE))
-    if rule.many_side == "source":
-        high = amount + tol
-    best: Group | None = None
-    visited = 0
-    by_key: dict[str, list[Candidate]] = {}
-    for c in candidates:
-        by_key.setdefault(c.key, []).append(c)
-    for key in sorted(by_key):
-        items = sorted(by_key[key], key=lambda c: (-c.cents, c.row))
-        if len(items) < 2:
-            continue
-        found, spent = _search(amount, items, rule, tol, (low, high), budget - visited)
-        visited += spent
-        if found is not None and (best is None or found.rank < best.rank):
-            best = found
-        if visited >= budget:
-            break
-    return best, visited >= budget
+    if not candidates:
+        return None, False
+    keys = {k: i for i, k in enumerate(sorted({c.key for c in candidates}))}
+    frame = pl.DataFrame(
+        {
+            "one_row": [0] * len(candidates),
+            "many_row": [c.row for c in candidates],
+            "cents": [c.cents for c in candidates],
+            "days": [c.days for c in candidates],
+            "key": [keys[c.key] for c in candidates],
+            "quoted": [c.quoted for c in candidates],
+            "foreign_": [c.foreign for c in candidates],
+            "same": [c.same for c in candidates],
+        }
+    )
+    gaps = pl.DataFrame(
+        {"many_row": [c.row for c in candidates], "gap": [c.gap for c in candidates]}
+    )
+    pool, _ = candidate_pool(frame, gaps)
+    used = np.zeros(max(c.row for c in candidates) + 1, np.bool_)
+    found = search(pool, np.array([amount], np.int64), np.array([0]), used, settings(rule, budget))
+    group = group_of(found, 0) if found.found[0] else None
+    return group, bool(found.exhausted[0])
 
 
-def _search(
-    amount: int,
-    items: list[Candidate],
-    rule: AggregationRule,
-    tol: int,
-    bounds: tuple[int, int],
-    budget: int,
-) -> tuple[Group | None, int]:
-    """Depth-first over combinations of `items` (largest first) whose total stays within
-    `bounds`; returns the best group and the combinations visited (at most `budget`)."""
-    low, high = bounds
-    n = len(items)
-    prefix = [0]  # sums of the largest amounts: items are sorted, largest first
-    for c in items:
-        prefix.append(prefix[-1] + c.cents)
-    best: Group | None = None
-    visited = 0
-    chosen: list[Candidate] = []
-
-    def walk(start: int, total: int) -> bool:
-        """False once the budget is spent."""
-        nonlocal best, visited
-        if visited >= budget:
-            return False
-        visited += 1
-        if len(chosen) >= 2 and low <= total <= high:
-            group = _judge(amount, chosen, rule, tol)
-            if group is not None and (best is None or group.rank < best.rank):
-                best = group
-        room = rule.max_group_size - len(chosen)
-        for i in range(start, n) if room else ():
-            # the largest `room` amounts from i cannot reach the lower bound: stop
-            if total + prefix[min(n, i + room)] - prefix[i] < low:
+@njit(cache=True)
+def _take(order, members, size, used, taken):
+    """Serve records in `order`: a group none of whose members is used yet is taken."""
+    for i in order:
+        free = True
+        for j in range(size[i]):
+            if used[members[i, j]]:
+                free = False
                 break
-            if total + items[i].cents > high:
-                continue
-            chosen.append(items[i])
-            going = walk(i + 1, total + items[i].cents)
-            chosen.pop()
-            if not going:
-                return False
-        return True
-
-    walk(0, 0)
-    return best, visited
+        if free:
+            taken[i] = True
+            for j in range(size[i]):
+                used[members[i, j]] = True
 
 
-class CandidatePool:
-    """The candidates of every one-side record (`found`: one_row, many_row, cents, days, key,
-    quoted, foreign_, same), as columns; `of(r)` builds record r's list, by many-side row."""
+class Settled(NamedTuple):
+    """The groups records took: `records[i]`'s members `members[i, :size[i]]`, and so on."""
 
-    def __init__(self, found: pl.DataFrame, gaps: dict[int, int]) -> None:
-        found = found.sort("one_row", "many_row")
-        ones = found["one_row"].to_numpy()
-        records, starts = np.unique(ones, return_index=True)
-        ends = [*starts[1:].tolist(), len(ones)]
-        self.records: list[int] = records.tolist()
-        self._bounds = dict(zip(self.records, zip(starts.tolist(), ends, strict=True), strict=True))
-        self._keys: list[str] = found["key"].unique().sort().to_list()
-        key_index = (found["key"].rank("dense").cast(pl.Int64) - 1).to_numpy()
-        self._columns = (
-            found["many_row"].cast(pl.Int64).to_numpy(),
-            found["cents"].cast(pl.Int64).to_numpy(),
-            found["days"].cast(pl.Int64).to_numpy(),
-            key_index,
-            found["quoted"].to_numpy(),
-            found["foreign_"].to_numpy(),
-            found["same"].to_numpy(),
-        )
-        self._gaps = gaps
+    records: np.ndarray
+    members: np.ndarray
+    size: np.ndarray
+    total: np.ndarray
+    diff: np.ndarray
+    exact: np.ndarray
+    used: np.ndarray  # many-side rows in a group, ascending
+    exhausted: int  # searches that ran out of budget
 
-    def of(self, record: int) -> list[Candidate]:
-        start, end = self._bounds[record]
-        rows, cents, days, keys, quoted, foreign, same = (
-            c[start:end].tolist() for c in self._columns
-        )
-        names, gaps = self._keys, self._gaps
-        return [
-            Candidate(r, c, d, names[k], q, f, s, gaps.get(r, 0) if f else 0)
-            for r, c, d, k, q, f, s in zip(
-                rows, cents, days, keys, quoted, foreign, same, strict=True
-            )
-        ]
+
+def settle(
+    pool: Pool,
+    records: np.ndarray,
+    amounts: np.ndarray,
+    break_diff: np.ndarray,
+    rule: AggregationRule,
+    rounds: int,
+) -> Settled:
+    """The groups the pool's records take.
+
+    `break_diff[i]` is the difference of record i's one-to-one break (-1: none): the record
+    takes a group only when it is exact or closer. Offers are served best rank first (then
+    lower record); a record whose group lost a member searches again without it.
+    """
+    rows_end = int(pool.rows.max()) + 1 if pool.rows.size else 1
+    used = np.zeros(rows_end, np.bool_)
+    pending = np.arange(records.size)
+    width = max(rule.max_group_size, 1)
+    kept = Found(
+        np.zeros(records.size, np.bool_),
+        np.full((records.size, width), -1, np.int64),
+        *(np.zeros(records.size, np.int64) for _ in range(3)),
+        np.zeros(records.size, np.bool_),
+        np.zeros(records.size, np.int64),
+        np.zeros(records.size, np.bool_),
+        np.zeros(records.size, np.int64),
+        np.zeros(records.size, np.bool_),
+    )
+    exhausted = 0
+    for _ in range(rounds):
+        found = search(pool, amounts, pending, used, settings(rule))
+        exhausted += int(found.exhausted[pending].sum())
+        offer = pending[found.found[pending]]
+        gap = break_diff[offer]
+        offer = offer[(gap < 0) | found.exact[offer] | (np.abs(found.diff[offer]) < gap)]
+        keys = [records[offer]]
+        keys += [found.members[offer, j] for j in reversed(range(width))]
+        keys += [found.days[offer], found.size[offer], np.abs(found.diff[offer])]
+        keys += [found.similar[offer], -found.quoted[offer], ~found.exact[offer]]
+        order = offer[np.lexsort(keys)]
+        taken = np.zeros(records.size, np.bool_)
+        _take(order, found.members, found.size, used, taken)
+        for column, values in zip(kept, found, strict=True):
+            column[taken] = values[taken]
+        pending = np.sort(order[~taken[order]])
+        if not pending.size:
+            break
+    chosen = np.flatnonzero(kept.found)
+    return Settled(
+        records[chosen],
+        kept.members[chosen],
+        kept.size[chosen],
+        kept.total[chosen],
+        kept.diff[chosen],
+        kept.exact[chosen],
+        np.flatnonzero(used),
+        exhausted,
+    )

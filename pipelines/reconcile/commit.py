@@ -3,7 +3,8 @@
 Matches and exceptions are written in ONE transaction together with the final counts, so a
 failure at any point leaves nothing half-written; a re-run replaces them atomically, and
 exceptions a person already resolved or ignored keep their status, resolution, resolver and
-time (recognised by fingerprint, not id). Pairs a person matched by hand are kept, and the
+time (recognised by fingerprint, not id); a MISSING exception's `suggested_match` (0013) is
+the run's own, written with it. Pairs a person matched by hand are kept, and the
 machine's pairs and exceptions that contradict them are dropped. A group of aggregate matching
 is one row per member pair sharing `match_group`, and counts as one match (`matched_records`);
 `unmatched_*` count each side's records in no pair and no group.
@@ -138,6 +139,8 @@ def commit_results(
         pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
         pl.lit(plan.partition_key, dtype=pl.String).alias("partition_key"),
     )
+    if "suggested_match" not in exceptions.columns:  # frames from before migration 0013
+        exceptions = exceptions.with_columns(pl.lit(None, dtype=pl.String).alias("suggested_match"))
     exception_rows = exceptions.select(
         pl.lit(plan.id).alias("reconciliation_id"),
         "type",
@@ -152,6 +155,7 @@ def commit_results(
         "fingerprint",
         "source_row_number",
         "target_row_number",
+        "suggested_match",
         pl.lit(run_id, dtype=pl.String).alias("dagster_run_id"),
         pl.lit(plan.partition_key, dtype=pl.String).alias("partition_key"),
     )

@@ -15,6 +15,8 @@ Semantics (DESIGN.md):
   are matched, never MISSING_IN_*.
 - VALIDATION_ERROR: a row that failed validation (kept out of matching), one per row, with
   every failing field, check and value in `diff`.
+- A MISSING_* whose record Splink scored against a still-unmatched record of the other file
+  carries that best candidate as `suggested_match` (`pipelines.reconcile.suggested_match`).
 
 Severity (`SeverityPolicy`, configurable per rule set under `severity:`) grows with the size
 of the difference: a band is reached when the absolute difference reaches its `amount_absolute`
@@ -41,6 +43,7 @@ from pipelines.reconcile.mapping import ROW, Conformed
 from pipelines.reconcile.record_json import records_as_json
 from pipelines.reconcile.rule_shapes import SEVERITIES, SeverityPolicy
 from pipelines.reconcile.rules import TOLERANCE_EPSILON, RuleSet
+from pipelines.reconcile.suggested_match import with_suggested_matches
 
 __all__ = ["SEVERITIES", "SeverityPolicy", "build_exceptions"]
 
@@ -62,6 +65,7 @@ EXCEPTION_SCHEMA = {
     "confidence": pl.Float64,
     "source_row_number": pl.Int64,
     "target_row_number": pl.Int64,
+    "suggested_match": pl.String,  # MISSING_*: the best candidate kept (`suggested_match`)
 }
 
 
@@ -324,7 +328,8 @@ def build_exceptions(
             )
         )
 
-    columns = [c for c in EXCEPTION_SCHEMA if c not in ("source_data", "target_data")]
+    added = ("source_data", "target_data", "suggested_match")  # joined below
+    columns = [c for c in EXCEPTION_SCHEMA if c not in added]
     body = (
         pl.concat(
             [p.select(columns).cast({c: EXCEPTION_SCHEMA[c] for c in columns}) for p in parts]
@@ -364,6 +369,7 @@ def build_exceptions(
         hashlib.sha256(f"{k}|{n}".encode()).hexdigest()
         for k, n in zip(body.get_column("_key"), body.get_column("_occurrence"), strict=True)
     ]
-    return body.with_columns(pl.Series("fingerprint", prints, dtype=pl.String)).select(
-        *EXCEPTION_SCHEMA, "fingerprint"
-    )
+    body = body.with_columns(pl.Series("fingerprint", prints, dtype=pl.String))
+    best = {"source": linked.best_source, "target": linked.best_target}
+    body = with_suggested_matches(body, conformed, best, rule_set.match_threshold)
+    return body.select(*EXCEPTION_SCHEMA, "fingerprint")

@@ -1,12 +1,15 @@
 """Suggested matches for a MISSING exception: accept one as a MANUAL match, or dismiss it.
 
-Linkage keeps only the best candidate's probability of an unmatched record, not the candidate
-itself, so the suggestion is computed when asked, from the same rule set: among the records
-of the other file in no match of the reconciliation, the one whose first RANGE (amount) field
-is closest, within the DATE_RANGE rule's date window widened by `WINDOW_DAYS` (without a
-RANGE field: the closest date; with neither there is no suggestion). A dismissed candidate is
-never offered again for that exception, across re-runs too: the refusal is an `audit_log`
-event keyed by the exception's `<reconciliation id>:<fingerprint>`. `accept` goes through
+The suggestion is first the candidate linkage kept on the exception (`suggested_match`,
+migration 0013: the best record of the other file Splink scored below the match threshold,
+with its probability and both records' values), while that record is still in no match and
+not dismissed. Otherwise (Splink never scored the record, or its candidate was taken or
+dismissed) it is computed when asked, from the same rule set: among the records of the other
+file in no match of the reconciliation, the one whose first RANGE (amount) field is closest,
+within the DATE_RANGE rule's date window widened by `WINDOW_DAYS` (without a RANGE field: the
+closest date; with neither there is no suggestion). A dismissed candidate is never offered
+again for that exception, across re-runs too: the refusal is an `audit_log` event keyed by
+the exception's `<reconciliation id>:<fingerprint>`. `accept` goes through
 `matching.match_rows`, the same code path as `recon match`.
 """
 
@@ -40,12 +43,14 @@ class Suggestion:
     source_row: int
     target_row: int
     why: str
+    score: float | None = None  # the Splink probability of a candidate kept by linkage
 
 
 def _exception(conn: sa.Connection, exception_id: int) -> Any:
     row = conn.execute(
         sa.text(
             "SELECT id, reconciliation_id, type, status, source_row_number, target_row_number, "
+            "suggested_match, "
             "reconciliation_id || ':' || COALESCE(fingerprint, 'id:' || id) AS exception_key "
             "FROM reconciliation_exceptions WHERE id = :i"
         ),
@@ -74,12 +79,31 @@ def _dismissed(conn: sa.Connection, exception_key: str) -> list[int]:
     ]
 
 
+def _kept(exc: Any, mine: str, taken: set[int]) -> Suggestion | None:
+    """The candidate linkage kept on the exception, unless it was taken or dismissed."""
+    kept = exc.suggested_match
+    if not kept or int(kept["target_row" if mine == "source" else "source_row"]) in taken:
+        return None
+    values = []
+    for item in kept.get("why") or []:
+        delta = f" ({item['delta']:+g})" if item.get("delta") is not None else ""
+        values.append(f"{item['field']} {item['source_value']} / {item['target_value']}{delta}")
+    why = (
+        f"Splink probability {kept['score']:.3f}, below the threshold {kept['threshold']:g}; "
+        + ", ".join(values)
+    )
+    return Suggestion(
+        exc.id, exc.exception_key, int(kept["source_row"]), int(kept["target_row"]), why,
+        float(kept["score"]),
+    )  # fmt: skip
+
+
 def suggest(conn: sa.Connection, exception_id: int) -> Suggestion | None:
-    """The closest unmatched record of the other file, not dismissed before; None if none."""
+    """The kept candidate (`_kept`), else the closest unmatched record of the other file, not
+    dismissed before; None if none."""
     exc = _exception(conn, exception_id)
     mine, other = SIDES[exc.type]
     rec = reconciliation_row(conn, exc.reconciliation_id)
-    rule_set = load_stored_rule_set(conn.engine, rec.rule_set_id)
     row = exc.source_row_number if mine == "source" else exc.target_row_number
     taken = set(
         conn.execute(
@@ -90,6 +114,10 @@ def suggest(conn: sa.Connection, exception_id: int) -> Suggestion | None:
             {"r": rec.id},
         ).scalars()
     ) | set(_dismissed(conn, exc.exception_key))
+    kept = _kept(exc, mine, taken)
+    if kept is not None:
+        return kept
+    rule_set = load_stored_rule_set(conn.engine, rec.rule_set_id)
     files = {"source": rec.source_file_id, "target": rec.target_file_id}
     own = canonical_rows(files[mine], [row])
     others = canonical_rows(files[other], None)

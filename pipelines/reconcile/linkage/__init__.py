@@ -63,6 +63,7 @@ from pipelines.reconcile.linkage.passes import (
 )
 from pipelines.reconcile.mapping import HINTS, ROW, Conformed
 from pipelines.reconcile.rules import RuleSet
+from pipelines.reconcile.suggested_match import best_candidates
 
 __all__ = [
     "LINK_SCHEMA",
@@ -80,13 +81,13 @@ Progress = Callable[[str], None]
 
 
 @dataclass
-@dataclass
 class LinkResult:
     """Matched pairs and what a person needs to judge the unmatched ones."""
 
     links: pl.DataFrame  # source_row, target_row, score, kind
-    best_source: pl.DataFrame  # source_row, best_probability (unmatched Splink candidates)
-    best_target: pl.DataFrame  # target_row, best_probability
+    # source_row, best_probability, suggested_row, suggested_score (`best_candidates`)
+    best_source: pl.DataFrame
+    best_target: pl.DataFrame  # target_row, best_probability, suggested_row, suggested_score
     model: dict[str, Any] | None
     trained: bool
     stats: dict[str, Any] = field(default_factory=dict)
@@ -268,17 +269,10 @@ def link(
         links, stats["aggregation"] = aggregate(conformed, rule_set, links, quotes=quotes)
         say(f"aggregation grouped leftovers into {stats['aggregation']['groups']} matches")
         lap("aggregation")
-    matched_s = links.get_column("source_row").implode()
-    matched_t = links.get_column("target_row").implode()
-    best_source = (
-        scored.filter(~pl.col("source_row").is_in(matched_s))
-        .group_by("source_row")
-        .agg(pl.col("score").max().alias("best_probability"))
-    )
-    best_target = (
-        scored.filter(~pl.col("target_row").is_in(matched_t))
-        .group_by("target_row")
-        .agg(pl.col("score").max().alias("best_probability"))
-    )
+    # each unmatched record's best probability and best still-unmatched candidate (kept as
+    # the suggested match of its MISSING exception), one group-by a side
+    best_source = best_candidates(scored, links, "source")
+    best_target = best_candidates(scored, links, "target")
+    lap("best_candidates")
     stats["timings"] = timings
     return LinkResult(links, best_source, best_target, model, trained, stats)
