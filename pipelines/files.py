@@ -9,7 +9,8 @@ does not read a large file a second time to hash it (it does when the file chang
 the run has no such tags). `uploaded_file` records the file and stores the original;
 `canonical_file` (`process_landed_file`) reads it (any supported format and encoding), detects
 its schema, validates it with pandera and writes typed parquet keyed by `uploaded_files.id`.
-Row-level failures become an asset check with examples and flow on; file-level failures mark
+Row-level failures become an asset check with examples and flow on (a bank statement's
+balances another, `statement_balances`, a warning); file-level failures mark
 the file FAILED, quarantine it and stop its downstream assets. An entry the zone refuses (a
 symlink, a hard link, a device, a FIFO, a socket: `zone.refusal`) gets no run: it is left in
 place, and recorded in `sync_logs` and warned about once for as long as it is unchanged.
@@ -44,6 +45,7 @@ from pipelines.ingest import landing, refusals
 from pipelines.ingest.column_schema import FileSchema
 from pipelines.ingest.processing import landed_file_for_partition, process_landed_file
 from pipelines.ingest.readers import ROW_NUMBER
+from pipelines.ingest.statements import ParsedStatements, check_balances
 from pipelines.ingest.validation import examples
 from resources.database import DatabaseResource
 from resources.file_store import FileStoreResource
@@ -165,7 +167,13 @@ def _preview_markdown(frame: pl.DataFrame, limit: int = 10) -> str:
             "rows_pass_validation",
             asset="canonical_file",
             description="Every row converts to its column's type and passes the declared checks.",
-        )
+        ),
+        AssetCheckSpec(
+            "statement_balances",
+            asset="canonical_file",
+            description="A bank statement's opening balance plus its entries is its closing "
+            "balance, per statement (warns; the file lands all the same).",
+        ),
     ],
 )
 def canonical_file(
@@ -185,7 +193,12 @@ def canonical_file(
                     check_name="rows_pass_validation",
                     passed=True,
                     metadata={"note": "identical to an earlier file; not processed again"},
-                )
+                ),
+                AssetCheckResult(
+                    check_name="statement_balances",
+                    passed=True,
+                    metadata={"note": "identical to an earlier file; not processed again"},
+                ),
             ],
         )
     stage_seconds: dict[str, float] = {}
@@ -243,9 +256,50 @@ def canonical_file(
                     "failing_cells": failures.height,
                     "examples": MetadataValue.json(examples(failures)),
                 },
-            )
+            ),
+            *_balance_checks(read.statements, uploaded_file.uploaded_file_id),
         ],
     )
+
+
+def _balance_checks(parsed: ParsedStatements | None, file_id: int) -> list[AssetCheckResult]:
+    """The `statement_balances` result: WARN with each failing statement's difference; passed
+    with a note for a file that is not a bank statement (every check needs a result)."""
+    if parsed is None:
+        note = {"note": "not a bank statement: no balances", "uploaded_file_id": file_id}
+        return [AssetCheckResult(check_name="statement_balances", passed=True, metadata=note)]
+    results = [r.as_data() for r in check_balances(parsed)]
+    failing = [r for r in results if not r["passed"]]
+    checked = sum(bool(r["checked"]) for r in results)
+    lines = [
+        f"statement {r['statement_id'] or '?'} (account {r['account'] or '?'}): opening "
+        f"{r['opening_balance']} + entries {r['entries_total']} = {r['expected_closing']}, "
+        f"closing {r['closing_balance']}, difference {r['difference']}"
+        for r in failing
+    ]
+    result = AssetCheckResult(
+        check_name="statement_balances",
+        passed=not failing,
+        severity=AssetCheckSeverity.WARN,
+        description="; ".join(lines)[:2000]
+        if failing
+        else f"{checked} of {len(results)} statements carry both balances, all of them add up",
+        metadata={
+            "uploaded_file_id": file_id,
+            "format": parsed.file_format,
+            "statements": len(results),
+            "checked": checked,
+            "failing": len(failing),
+            "difference": MetadataValue.json(
+                [
+                    {"statement_id": r["statement_id"], "difference": r["difference"]}
+                    for r in failing
+                ]
+            ),
+            "balances": MetadataValue.json(results[:100]),
+        },
+    )
+    return [result]
 
 
 @sensor(

@@ -9,7 +9,9 @@ detected format, MIME type, encoding and delimiter. It writes nothing except, fo
 not UTF-8, a temporary UTF-8 copy made chunk by chunk and deleted after parsing. Anything that
 cannot be read as a table, or is wider than `MAX_COLUMNS` columns or has a cell over
 `MAX_CELL_BYTES`, raises `FileFormatError`, whose message is one line naming the file,
-the problem and, where known, the data row and field.
+the problem and, where known, the data row and field. A bank statement (MT940/MT942, camt,
+BAI2, OFX: told by content, `pipelines.ingest.statements`) is read as its canonical table, and
+the parsed statements ride along in `TableRead.statements` for the balance check.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import tempfile  # noqa: F401
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -33,6 +36,9 @@ from pipelines.ingest.readers.limits import (
 )
 from pipelines.ingest.readers.sniffing import _sniff, sniff_format
 from pipelines.ingest.readers.sources import _utf8_source
+
+if TYPE_CHECKING:
+    from pipelines.ingest.statements import ParsedStatements
 
 __all__ = [
     "CONTENT_TYPES",
@@ -55,6 +61,8 @@ class TableRead:
     content_type: str
     encoding: str | None
     delimiter: str | None
+    # a bank statement's parsed statements (balances, entries); None for a table
+    statements: ParsedStatements | None = None
 
 
 def read_table(path: Path, original_name: str | None = None) -> TableRead:
@@ -64,8 +72,21 @@ def read_table(path: Path, original_name: str | None = None) -> TableRead:
     Raises FileFormatError (with the underlying error as __cause__) for anything that is not a
     readable table.
     """
+    from pipelines.ingest.statements import read_statement  # imports readers' submodules
+
     path = Path(path)
     name = original_name or path.name
+    if path.is_file() and path.stat().st_size > 0:
+        statement = read_statement(path, name)
+        if statement is not None:
+            return TableRead(
+                statement.frame,
+                statement.file_format,
+                statement.content_type,
+                None,
+                None,
+                statement.parsed,
+            )
     sniffed = _sniff(path, name)
     fmt = sniffed.file_format
     if fmt == "parquet":

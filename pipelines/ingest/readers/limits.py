@@ -21,6 +21,14 @@ CONTENT_TYPES: dict[str, str] = {
     "parquet": "application/vnd.apache.parquet",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "jsonl": "application/x-ndjson",
+    # bank statements (pipelines/ingest/statements), told by their content
+    "mt940": "application/x-swift-mt940",
+    "mt942": "application/x-swift-mt942",
+    "camt.052": "application/x-iso20022-camt.052+xml",
+    "camt.053": "application/x-iso20022-camt.053+xml",
+    "camt.054": "application/x-iso20022-camt.054+xml",
+    "bai2": "application/x-bai2",
+    "ofx": "application/x-ofx",
 }
 
 # How much of a file is looked at to decide its format, encoding and delimiter.

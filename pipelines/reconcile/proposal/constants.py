@@ -25,4 +25,8 @@ NUMBER_EVIDENCE = 0.6
 DATE_RANGE_OVERLAP = 0.5
 DATE_TOLERANCE_DAYS = 3
 MATCH_THRESHOLD = 0.9
+STATEMENT_TEXT_COLUMNS = frozenset({"counterparty_name", "description"})
+"""Columns of the canonical bank statement table (pipelines/ingest/statements) that hold names
+and free text as the bank wrote them (capitalised, abbreviated): compared FUZZY, never EXACT
+as identifiers however distinct they are."""
 SEED = 20_240_601

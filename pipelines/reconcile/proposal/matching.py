@@ -19,6 +19,7 @@ from pipelines.reconcile.proposal.constants import (
     FUZZY_THRESHOLD,
     ID_DISTINCT_RATIO,
     NUMBER_EVIDENCE,
+    STATEMENT_TEXT_COLUMNS,
 )
 from pipelines.reconcile.proposal.evidence import (
     _containment,
@@ -134,7 +135,8 @@ def _rule_for(m: _Mapping) -> _Rule | None:
                 why=f"codes, identical value sets ({len(source_set)} values), filled {filled:.2f}",
             )
         return None
-    if s.is_identifier or t.is_identifier:
+    statement_text = {s.name, t.name} & STATEMENT_TEXT_COLUMNS
+    if (s.is_identifier or t.is_identifier) and not statement_text:
         if overlap >= EXACT_OVERLAP:
             return _Rule(m, "EXACT", 1.0, order=0, why=f"identifiers, overlap {overlap:.2f}")
         return None

@@ -1,0 +1,155 @@
+"""SWIFT MT940/MT942 statements: the canonical table from files written to the specification and
+from the `mt-940` package's real bank samples (ABN AMRO, ING, Rabobank, Triodos, mBank,
+Sberbank), the banks' dialects (mBank's fields and `:61:` type text, Sberbank's `:NS:` lines),
+the balance check, detection by content and a malformed file's error."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pipelines.ingest.readers import FileFormatError, read_table
+from pipelines.ingest.statements import COLUMNS, check_balances, detect_file
+from pipelines.ingest.statements.mt94x import parse
+
+DATA = Path(__file__).parent / "data" / "statements"
+
+
+def _total(frame) -> Decimal:  # noqa: ANN001
+    return sum((Decimal(a) for a in frame.get_column("amount")), Decimal(0))
+
+
+def test_two_statements_in_one_file_read_into_the_canonical_table() -> None:
+    read = read_table(DATA / "own_two_statements.sta")
+    frame = read.frame
+    assert read.file_format == "mt940" and read.content_type == "application/x-swift-mt940"
+    assert frame.columns == ["_row_number", *COLUMNS]
+    assert frame.height == 7 and frame.get_column("_row_number").to_list() == list(range(1, 8))
+    assert _total(frame) == Decimal("-1024.75")
+    first, second, fee = (
+        frame.row(0, named=True),
+        frame.row(1, named=True),
+        frame.row(2, named=True),
+    )
+    assert first["amount"] == "1500.00" and first["counterparty_name"] == "ACME TRADING B.V."
+    assert first["counterparty_account"] == "DE89370400440532013000"
+    assert first["reference"] == "INV-1001"  # the EREF, wrapped over two lines
+    assert first["bank_reference"] == "BR24013000001"
+    assert first["description"] == "Invoice INV-1001 January deliveries"
+    assert first["booking_date"] == first["value_date"] == "2024-01-30"
+    assert second["amount"] == "-2300.50" and second["reference"] is None  # NONREF, NOTPROVIDED
+    assert fee["amount"] == "-12.00" and fee["transaction_code"] == "NCHG"
+    ing = frame.row(3, named=True)  # ING's /CNTP/account/bic/name/city/
+    assert ing["counterparty_name"] == "J. SMITH"
+    assert ing["counterparty_account"] == "NL20INGB0001234567"
+    reversal = frame.row(5, named=True)
+    assert reversal["amount"] == "40.00"  # RD: a reversed debit puts money back
+    assert set(frame.get_column("statement_id")) == {"STMT240130 30/1", "STMT240131 31/1"}
+    assert set(frame.get_column("account")) == {"NL91ABNA0417164300"}
+    results = check_balances(read.statements)
+    assert [(r.entries, r.checked, r.passed) for r in results] == [(3, True, True), (4, True, True)]
+    assert results[1].opening_balance == Decimal("9187.50")
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "total", "balances"),
+    [
+        ("mt940pkg_jejik_abnamro.sta", 10, "-345.93", [False, False]),
+        ("mt940pkg_jejik_ing.sta", 7, "-45.59", [False]),
+        ("mt940pkg_jejik_rabobank.sta", 5, "-1589.09", [False, True, False, True]),
+        ("mt940pkg_jejik_rabobank-iban.sta", 4, "-70.00", [True, True]),
+        ("mt940pkg_jejik_triodos.sta", 2, "-715.70", [False]),
+        ("mt940pkg_mBank_mt940.sta", 3, "0.03", [True]),
+        ("mt940pkg_sberbank_171011_01234945.sta", 3, "-9437.00", [True]),
+    ],
+)
+def test_real_bank_samples(name: str, rows: int, total: str, balances: list[bool]) -> None:
+    read = read_table(DATA / name)
+    assert read.file_format == "mt940"
+    assert read.frame.height == rows and _total(read.frame) == Decimal(total)
+    assert read.frame.get_column("amount").null_count() == 0
+    assert read.frame.get_column("booking_date").null_count() == 0
+    assert [r.passed for r in check_balances(read.statements)] == balances
+
+
+def test_dialects_give_counterparties_and_descriptions() -> None:
+    rabo = read_table(DATA / "mt940pkg_jejik_rabobank-iban.sta").frame.row(1, named=True)
+    assert rabo["counterparty_name"] == "JOHN DOE"  # /BENM//NAME/
+    assert rabo["description"] == "Reference 201301234"  # /REMI/
+    triodos = read_table(DATA / "mt940pkg_jejik_triodos.sta").frame.row(1, named=True)
+    assert triodos["description"] == "HUUR KANTOOR - FEB 2010"  # >20 >21 sub-fields
+    mbank = read_table(DATA / "mt940pkg_mBank_mt940.sta").frame.row(0, named=True)
+    assert mbank["bank_reference"] == "MB170119012058"
+
+
+def test_mbank_fields_and_not_its_transaction_type_as_the_counterparty() -> None:
+    frame = read_table(DATA / "mt940pkg_mBank_mt940.sta").frame
+    first = frame.row(0, named=True)
+    # the :61: supplement "911-TRANSAKCJA IPH" is the bank's type text, not a name;
+    # OD: gives the name (its second line is the address), Z RACH.: the account, TYT.: the title
+    assert set(frame.get_column("counterparty_name")) == {"JAN NOWAK"}
+    assert first["counterparty_account"] == "56114010810000267002001001"
+    assert first["description"] == "PRZELEW SRODKOW"
+    text = (DATA / "mt940pkg_mBank_mt940.sta").read_text()
+    free_text = re.sub(r":86:.*?(?=\n:)", ":86:PRZELEW", text, flags=re.S)
+    [statement] = parse(free_text.encode(), "free.sta", "mt940").statements
+    assert statement.entries[0].counterparty_name is None  # the type text is still no name
+    assert statement.entries[0].description == "PRZELEW"
+    no_details = re.sub(r":86:.*?(?=\n:)\n", "", text, flags=re.S)
+    [statement] = parse(no_details.encode(), "bare.sta", "mt940").statements
+    assert statement.entries[0].counterparty_name is None
+    assert statement.entries[0].description == "911-TRANSAKCJA IPH"
+
+
+def test_sberbank_non_swift_lines_give_counterparty_and_description() -> None:
+    frame = read_table(DATA / "mt940pkg_sberbank_171011_01234945.sta").frame
+    assert frame.get_column("counterparty_name").to_list() == [
+        "ERGO Versicherung AG Fioktelep",  # 15 + 16, cut at a fixed width
+        "ERGO Eletbiztosito Zrt.",
+        "ERGO Versicherung AG Fioktelep",
+    ]
+    assert frame.row(1, named=True)["counterparty_account"] == "109180010000002595841185"
+    assert frame.row(1, named=True)["description"].startswith("Tranz. Illet")
+
+
+def test_an_abn_amro_balance_failure_carries_the_difference() -> None:
+    read = read_table(DATA / "mt940pkg_jejik_abnamro.sta")
+    first = check_balances(read.statements)[0]
+    assert first.checked and not first.passed
+    assert first.opening_balance == Decimal("3236.28")
+    assert first.closing_balance == Decimal("876.84")
+    assert first.difference == first.closing_balance - (first.opening_balance + first.entries_total)
+    assert first.as_data()["difference"] == "-2038.00"
+
+
+def test_mt942_interim_report_is_read_without_a_balance_check() -> None:
+    read = read_table(DATA / "mt940pkg_mBank_mt942.sta")
+    assert read.file_format == "mt942" and read.frame.height == 3
+    assert _total(read.frame) == Decimal("0.03")
+    assert [r.checked for r in check_balances(read.statements)] == [False]
+
+
+def test_detected_by_content_whatever_the_name(tmp_path: Path) -> None:
+    renamed = tmp_path / "export.txt"
+    shutil.copy(DATA / "own_two_statements.sta", renamed)
+    assert detect_file(renamed) == "mt940"
+    read = read_table(renamed)
+    assert read.file_format == "mt940" and read.frame.height == 7
+    csv = tmp_path / "bank.csv"
+    csv.write_text("txn_id,booking_date,amount\n:20:x,2024-01-01,1.00\n")
+    assert detect_file(csv) is None and read_table(csv).file_format == "csv"
+
+
+def test_a_malformed_entry_names_file_entry_and_field(tmp_path: Path) -> None:
+    text = (DATA / "own_two_statements.sta").read_text()
+    broken = tmp_path / "broken.sta"
+    broken.write_text(text.replace(":61:2401310131C750,25NTRF", ":61:2401310131C7X0,25NTRF"))
+    with pytest.raises(FileFormatError) as err:
+        read_table(broken)
+    message = str(err.value)
+    assert message.startswith("broken.sta: entry 5, field :61: statement line: ")
+    assert "\n" not in message
