@@ -48,6 +48,7 @@ from pipelines.reconcile.linkage.model import (
     model_misfit,
     train_model,
 )
+from pipelines.reconcile.linkage.near import near_pass
 from pipelines.reconcile.linkage.passes import (
     LINK_SCHEMA,
     MIN_PAIR_BUDGET,
@@ -59,7 +60,6 @@ from pipelines.reconcile.linkage.passes import (
     exact_prepass,
     identifier_keys,
     key_prepass,
-    near_pass,
 )
 from pipelines.reconcile.mapping import HINTS, ROW, Conformed
 from pipelines.reconcile.rules import RuleSet

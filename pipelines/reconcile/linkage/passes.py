@@ -1,8 +1,9 @@
-"""The deterministic passes of linkage: exact, reference and near, and one-to-one assignment.
+"""The deterministic passes of linkage: exact and reference, and one-to-one assignment.
 
 Each pass is a DuckDB query over tables `s` and `t` (the records still unpaired) returning
 candidate pairs (`LINK_SCHEMA`); `assign_one_to_one` / `assign_unambiguous` make them one to
-one. The package docstring (`pipelines.reconcile.linkage`) says how the passes fit together.
+one. The near pass is in `pipelines.reconcile.linkage.near`; the package docstring
+(`pipelines.reconcile.linkage`) says how the passes fit together.
 """
 
 from __future__ import annotations
@@ -26,10 +27,6 @@ DATE_WINDOW_DAYS = 10.0  # same transaction up to this many days apart (or 4x th
 AMOUNT_SHARE = 0.5  # same transaction up to this share of the larger amount apart
 HINT_SIMILARITY = 0.8  # a reference found in free text, against 1.0 for the field itself
 FUZZY_FLOOR = 0.3  # a name this far below the rule's threshold contradicts a shared reference
-STRONG_NAME = 0.92  # Jaro-Winkler of a typo, not of two names sharing a first word
-NEAR_MARGIN = 0.05  # a near candidate this close to a rival is ambiguous
-# a bank fee of up to 25.00 on a payment of 100: a quarter of the larger amount
-NEAR_AMOUNT_SHARE = 0.25
 # relative differences graded as identity evidence (a bank fee, FX, a partial payment)
 AMOUNT_STEPS = (0.01, 0.1, AMOUNT_SHARE)
 
@@ -313,83 +310,3 @@ def key_prepass(
     )
     candidates = _pairs_of(con, sql)
     return candidates, {"key_prepass_candidates": candidates.height}
-
-
-def near_pass(
-    con: duckdb.DuckDBPyConnection, rules: list[MatchingRule], col: dict[str, str], budget: int
-) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Leftovers paired with their nearest candidate (tables `s` and `t` on `con`).
-
-    What is left after the other passes is mostly missing on the other side, plus the pairs
-    no identifier ties together and whose amount kept Splink below the threshold: a payment
-    a bank fee short with a blank reference. Two leftovers are candidates when their names
-    agree at the rule's threshold (or an EXACT field is equal; a name or key is required),
-    their amounts are of the same sign within `NEAR_AMOUNT_SHARE` of the larger and their dates
-    within `date_window`, at most one amount or date is beyond its tolerance (one break, not
-    two) and nothing else contradicts. Names must agree strongly: equal once normalised,
-    one cut short of the other, or Jaro-Winkler `STRONG_NAME` (a typo), not merely share a
-    first word. Candidates are assigned one to one, nearest first, and only where the choice
-    is clear (`assign_unambiguous`): two candidates within `NEAR_MARGIN` of each other leave
-    both records unmatched. The score is the rules' weighted similarity, an amount's falling
-    to 0 at `NEAR_AMOUNT_SHARE` apart and a date's at `date_window`.
-    """
-    evidence, conditions, breaks, sims, weights = [], [], [], [], []
-    keys = []
-    for rule in (r for r in rules if r.weight > 0):
-        for name in rule.fields:
-            c = col[name]
-            absent = f"s.{c} IS NULL OR t.{c} IS NULL"
-            if rule.match_type == "EXACT":
-                keys.append(f"{{side}}.{c}")
-                conditions.append(f"({absent} OR s.{c} = t.{c})")
-                evidence.append(f"s.{c} = t.{c}")
-                sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
-            elif rule.match_type == "FUZZY":
-                # strong agreement: the same text, one cut short of the other (a bank's field
-                # width), or a typo apart - not two names that merely share a first word
-                sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
-                shorter = f"least(length(s.{c}), length(t.{c}))"
-                strong = (
-                    f"({sim} >= {max(rule.threshold or 0.85, STRONG_NAME)} OR ({shorter} >= 8 "
-                    f"AND (starts_with(s.{c}, t.{c}) OR starts_with(t.{c}, s.{c}))))"
-                )
-                conditions.append(f"({absent} OR {strong})")
-                evidence.append(strong)
-            elif rule.match_type == "RANGE":
-                larger = f"greatest(abs(s.{c}), abs(t.{c}))"
-                diff = f"abs(s.{c} - t.{c})"
-                conditions.append(
-                    f"sign(s.{c}) = sign(t.{c}) AND {diff} <= {NEAR_AMOUNT_SHARE} * {larger}"
-                )
-                breaks.append(f"{diff} > {(rule.tolerance or 0.0) + TOLERANCE_EPSILON}")
-                sim = f"1.0 - least(1.0, {diff} / greatest({NEAR_AMOUNT_SHARE} * {larger}, 0.01))"
-            else:
-                days = f"abs(date_diff('day', s.{c}, t.{c}))"
-                conditions.append(f"{days} <= {date_window(rule)}")
-                breaks.append(f"{days} > {(rule.tolerance or 0.0) + TOLERANCE_EPSILON}")
-                sim = f"1.0 - {days} / {date_window(rule) + 1.0}"
-            sims.append(f"{rule.weight} * coalesce({sim}, 0.5)")
-            weights.append(rule.weight)
-    if not evidence:
-        return pl.DataFrame(schema=LINK_SCHEMA), {"near_pass": "skipped: no name or key rule"}
-    # block on a name prefix or a key so the candidate join stays bounded
-    fuzzy = [col[f] for r in rules if r.match_type == "FUZZY" and r.weight > 0 for f in r.fields]
-    blocks = [f"substr({{side}}.{c}, 1, 3)" for c in fuzzy] or keys
-    if _pair_count(con, blocks[:1]) > budget:
-        return pl.DataFrame(schema=LINK_SCHEMA), {"near_pass": "skipped: too many candidates"}
-    block = blocks[0]
-    score = f"({' + '.join(sims)}) / {sum(weights)}"
-    sql = f"""
-        SELECT s.{ROW} AS source_row, t.{ROW} AS target_row,
-               least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'NEAR' AS kind
-        FROM s JOIN t ON {block.format(side="s")} = {block.format(side="t")}
-        WHERE ({" OR ".join(evidence)}) AND {" AND ".join(conditions)}
-            AND ({" + ".join(f"({b})::INT" for b in breaks) or "0"}) <= 1
-    """
-    candidates = _pairs_of(con, sql)
-    pairs, ambiguous = assign_unambiguous(candidates, NEAR_MARGIN)
-    return pairs, {
-        "near_candidates": candidates.height,
-        "near_matches": pairs.height,
-        "near_ambiguous": ambiguous,
-    }
