@@ -28,11 +28,12 @@ from pipelines.reconcile.rules import RuleSet
 
 CANDIDATE_BUDGET = 20  # many-side candidates per one-side record
 QUOTE_WINDOWS = 4  # a quoted record may be this many date windows away
+PART_RECORDS = 100_000  # one-side records a candidate query covers at once
 COLUMNS = ("one_row", "many_row", "cents", "days", "key", "quoted", "foreign_", "same")
 
 
 def _agreement(rule_set: RuleSet, rule: AggregationRule) -> tuple[str, list[str], list[str]]:
-    """(names CTE, conditions of the other fields, their equalities) over `o` and `m`."""
+    """(names query, conditions of the other fields, their equalities) over `o` and `m`."""
     conditions, equal = [], []
     names = ""
     for i, name in enumerate(rule.group_by):
@@ -43,12 +44,10 @@ def _agreement(rule_set: RuleSet, rule: AggregationRule) -> tuple[str, list[str]
         )
         t = (kind.threshold or 0.85) if kind else 0.0
         agree = f"jaro_winkler_similarity(o.{c}, m.{c}, {t}) >= {t}" if kind else ""
-        if i == 0:  # materialized: else DuckDB scores the names once per one-side record
+        if i == 0:  # a table of its own: else DuckDB scores the names once per record
             on = f"substr(o.{c}, 1, 3) = substr(m.{c}, 1, 3)" if kind else "o.id = m.id"
-            names = (
-                f"names AS MATERIALIZED (SELECT o.id AS a, m.id AS b FROM ov AS o "
-                f"JOIN mv AS m ON {on}" + (f" WHERE {agree})" if kind else ")")
-            )
+            names = f"SELECT o.id AS a, m.id AS b FROM ov AS o JOIN mv AS m ON {on}"
+            names += f" WHERE {agree}" if kind else ""
         else:
             conditions.append(agree or f"o.{c} = m.{c}")
             equal.append(f"coalesce(o.{c}, '') = coalesce(m.{c}, '')")
@@ -74,23 +73,26 @@ def _encoded(o: pl.DataFrame, m: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
     return o, m, *seen
 
 
-def _sql(rule_set: RuleSet, rule: AggregationRule, quoted: bool) -> str:
-    names, agree, equal = _agreement(rule_set, rule)
+def _sql(rule_set: RuleSet, rule: AggregationRule, quoted: bool, part: str) -> str:
+    """The candidates of the one-side records meeting `part` (a condition on `o.r`)."""
+    _, agree, equal = _agreement(rule_set, rule)
     window = int(rule.date_window_days)
     # in doubles: a decimal literal made DuckDB compare every pair in DECIMAL(38, 18)
     share = f"CAST({SHORT_SHARE / (1 - SHORT_SHARE)} AS DOUBLE)"
     room = f"abs(o.cents) + greatest(abs(o.cents) * {share}, {SHORT_ABSOLUTE}) "
     room += f"+ {round(rule.tolerance * 100)}"
     common = " AND ".join(["sign(o.cents) = sign(m.cents)", f"abs(m.cents) <= {room}", *agree])
-    columns = "abs(m.cents) AS cents, m.kid AS key"
+    # narrow types: a million records have about five million candidates
+    columns = "m.r::INTEGER AS many_row, abs(m.cents) AS cents, m.kid::INTEGER AS key"
     owned = "coalesce(m.owner <> o.r, FALSE) AS foreign_"
     width = max(window, 1)
     bucket = f"floor(date_diff('day', DATE '1970-01-01', d) / {width})::BIGINT"
     sql = (
-        f"WITH {names}, ob AS (SELECT *, unnest([k - 1, k, k + 1]) AS bucket FROM (SELECT *, "
-        f"{bucket} AS k FROM o)), mb AS (SELECT *, {bucket} AS bucket FROM m), "
-        f"plain AS (SELECT o.r AS one_row, m.r AS many_row, {columns}, "
-        f"abs(date_diff('day', o.d, m.d)) AS days, FALSE AS quoted, {owned}, "
+        f"WITH oc AS (SELECT * FROM o WHERE {part}), ob AS (SELECT *, unnest([k - 1, k, k + 1]) "
+        f"AS bucket FROM (SELECT *, {bucket} AS k FROM oc)), "
+        f"mb AS (SELECT *, {bucket} AS bucket FROM m), "
+        f"plain AS (SELECT o.r::INTEGER AS one_row, {columns}, "
+        f"abs(date_diff('day', o.d, m.d))::INTEGER AS days, FALSE AS quoted, {owned}, "
         f"{' AND '.join(['n.a = n.b', *equal])} AS same "
         f"FROM ob AS o JOIN names AS n ON o.n0 = n.a "
         f"JOIN mb AS m ON m.n0 = n.b AND o.bucket = m.bucket "
@@ -103,9 +105,10 @@ def _sql(rule_set: RuleSet, rule: AggregationRule, quoted: bool) -> str:
     far = window * QUOTE_WINDOWS
     same = " AND ".join(["coalesce(o.n0, -1) = coalesce(m.n0, -1)", *equal])
     return sql + (
-        f", quoted AS (SELECT DISTINCT o.r AS one_row, m.r AS many_row, {columns}, "
-        f"coalesce(abs(date_diff('day', o.d, m.d)), {far}) AS days, TRUE AS quoted, {owned}, "
-        f"{same} AS same FROM qo JOIN qm ON qo.word = qm.word JOIN o ON o.r = qo.r "
+        f", quoted AS (SELECT DISTINCT o.r::INTEGER AS one_row, {columns}, "
+        f"coalesce(abs(date_diff('day', o.d, m.d)), {far})::INTEGER AS days, TRUE AS quoted, "
+        f"{owned}, "
+        f"{same} AS same FROM qo JOIN qm ON qo.word = qm.word JOIN oc AS o ON o.r = qo.r "
         f"JOIN m ON m.r = qm.r WHERE sign(o.cents) - sign(m.cents) = 0 "
         f"AND coalesce(abs(date_diff('day', o.d, m.d)), 0) <= {far}) "
         f"SELECT * FROM quoted UNION ALL SELECT * FROM plain AS p WHERE NOT EXISTS "
@@ -129,9 +132,21 @@ def candidates(
         if quotes is not None:
             con.register("qo", quotes[0].to_arrow())
             con.register("qm", quotes[1].to_arrow())
-        found = pl.from_arrow(con.sql(_sql(rule_set, rule, quotes is not None)).to_arrow_table())
+        con.execute(f"CREATE TEMP TABLE names AS {_agreement(rule_set, rule)[0]}")
+        # the one side in parts: each part's join, result and budget fit in less memory
+        parts = max(1, -(-o.height // PART_RECORDS))
+        found = [
+            _budgeted(con.sql(_sql(rule_set, rule, quotes is not None, f"r % {parts} = {i}")))
+            for i in range(parts)
+        ]
     finally:
         con.close()
+    return pl.concat(found)
+
+
+def _budgeted(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    """At most `CANDIDATE_BUDGET` candidates a one-side record, the best first."""
+    found = pl.from_arrow(relation.to_arrow_table())
     assert isinstance(found, pl.DataFrame)
     order = ["one_row", "quoted", "same", "days", "many_row"]
     return (

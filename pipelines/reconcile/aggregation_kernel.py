@@ -30,8 +30,8 @@ class Pool(NamedTuple):
     offsets: np.ndarray  # int64, one more than the records
     rows: np.ndarray  # int64 many-side row numbers
     cents: np.ndarray  # int64 absolute amounts
-    days: np.ndarray  # int64 days from the one-side record
-    keys: np.ndarray  # int64 group_by values (members of a group share one)
+    days: np.ndarray  # int32 days from the one-side record
+    keys: np.ndarray  # int32 group_by values (members of a group share one)
     quoted: np.ndarray  # bool: the one side's free text quotes it
     foreign: np.ndarray  # bool: paired one to one with another record (a break) ...
     gaps: np.ndarray  # int64 ... whose amounts are this far apart (cents)

@@ -72,6 +72,7 @@ def candidate_pool(found: pl.DataFrame, gaps: pl.DataFrame) -> tuple[Pool, np.nd
     """The kernel's pool of `found` (one_row, many_row, cents, days, key, quoted, foreign_,
     same; `key` integers) and its records (one-side rows, ascending); `gaps` (many_row, gap)
     are the breaks' differences."""
+    gaps = gaps.with_columns(pl.col("many_row").cast(found.schema["many_row"]))
     found = (
         found.join(gaps, on="many_row", how="left")
         .with_columns(pl.when(pl.col("foreign_")).then(pl.col("gap")).otherwise(0).fill_null(0))
@@ -88,8 +89,8 @@ def candidate_pool(found: pl.DataFrame, gaps: pl.DataFrame) -> tuple[Pool, np.nd
         offsets,
         column("many_row", np.int64),
         column("cents", np.int64),
-        column("days", np.int64),
-        column("key", np.int64),
+        column("days", np.int32),
+        column("key", np.int32),
         column("quoted", np.bool_),
         column("foreign_", np.bool_),
         column("gap", np.int64),
