@@ -27,6 +27,7 @@ from recon.cli_land import land_command
 from recon.cli_match import match_command, unmatch_command
 from recon.cli_runs import backfill, cancel, runs
 from recon.cli_secrets import secrets_app
+from recon.cli_sources import serve_command, sources_app
 from recon.cli_users import AsOption, users_app
 from recon.scope import DEFAULT_ORGANIZATION, require_owned
 from resources import migrations
@@ -268,6 +269,8 @@ app.add_typer(feeds_app, name="feeds")
 app.add_typer(users_app, name="users")
 app.add_typer(exceptions_app, name="exceptions")
 app.command("land")(land_command)
+app.add_typer(sources_app, name="sources")
+app.command("serve")(serve_command)
 app.command("runs")(runs)
 app.command("cancel")(cancel)
 app.command("backfill")(backfill)
