@@ -130,15 +130,27 @@ def _keep(i, members, size, total, diff, exact, n_quoted, similar, n_days, out):
 
 
 @njit(cache=True)
+def _offer(i, amount, idx, count, p, settings, out):
+    """Judge the group `idx[:count]` for record i; keep it when it is a group and ranks before
+    the record's best so far. Whether it is a group."""
+    cents, days, quoted, foreign, gaps, same, rows = p
+    _, tol, many_target = settings
+    ok, total, diff, exact, nq, similar, nd, members = _judge(
+        amount, idx, count, cents, days, quoted, foreign, gaps, same, rows, tol, many_target
+    )
+    if ok and _better(exact, nq, similar, diff, count, nd, members, out, i):
+        _keep(i, members, count, total, diff, exact, nq, similar, nd, out)
+    return ok
+
+
+@njit(cache=True)
 def _dfs(i, amount, items, n, low, high, budget, p, settings, out):
     """Depth-first over combinations of `items[:n]` (largest first); the combinations visited
     (at most `budget`)."""
-    cents, days, quoted, foreign, gaps, same, rows = p
-    max_size, tol, many_target = settings
+    cents, max_size = p[0], settings[0]
     prefix = np.zeros(n + 1, np.int64)
     for j in range(n):
         prefix[j + 1] = prefix[j] + cents[items[j]]
-    chosen = np.empty(max_size, np.int64)  # positions in items
     members = np.empty(max_size, np.int64)  # candidate indices
     following = np.zeros(max_size + 1, np.int64)
     totals = np.zeros(max_size + 1, np.int64)
@@ -165,28 +177,12 @@ def _dfs(i, amount, items, n, low, high, budget, p, settings, out):
                 if visited >= budget:
                     return visited
                 visited += 1
-                chosen[depth] = j
                 members[depth] = items[j]
                 totals[depth + 1] = totals[depth] + cents[items[j]]
                 depth += 1
                 following[depth] = j + 1
                 if depth >= 2 and low <= totals[depth] <= high:
-                    ok, total, diff, exact, nq, similar, nd, rows_ = _judge(
-                        amount,
-                        members,
-                        depth,
-                        cents,
-                        days,
-                        quoted,
-                        foreign,
-                        gaps,
-                        same,
-                        rows,
-                        tol,
-                        many_target,
-                    )
-                    if ok and _better(exact, nq, similar, diff, depth, nd, rows_, out, i):
-                        _keep(i, rows_, depth, total, diff, exact, nq, similar, nd, out)
+                    _offer(i, amount, members, depth, p, settings, out)
         if not step:
             if depth == 0:
                 return visited
@@ -213,22 +209,7 @@ def _search(offsets, amounts, which, used, p, keys, settings, budget, out, exhau
         if n >= 2:
             order = np.argsort(rows[items[:n]], kind="mergesort")
             take = items[:n][order][:max_size]
-            ok, total, diff, exact, nq, similar, nd, rows_ = _judge(
-                amount,
-                take,
-                take.size,
-                cents,
-                days,
-                quoted,
-                foreign,
-                gaps,
-                same,
-                rows,
-                tol,
-                many_target,
-            )
-            if ok:
-                _keep(i, rows_, take.size, total, diff, exact, nq, similar, nd, out)
+            if _offer(i, amount, take, take.size, p, settings, out):
                 continue
         if many_target:
             low = amount - tol
