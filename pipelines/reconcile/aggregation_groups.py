@@ -58,24 +58,29 @@ def quotes_frame(
         many = target if rule.many_side == "target" else source
         if rule.reference_field not in one.columns or rule.reference_target_field not in many:
             continue
-        words = normalize_plain(pl.col(rule.reference_field).cast(pl.String)).str.split(" ")
+        text = pl.col(rule.reference_field).cast(pl.String)
+        words = normalize_plain(text).str.split(" ")
         w = pl.element()
         runs = pl.concat_list(
             words, words.list.eval(w + w.shift(-1)), words.list.eval(w + w.shift(-1) + w.shift(-2))
         ).list.eval(w.filter(w.str.contains(r"\d") & (w.str.len_chars() >= 4)).unique())
-        parts.append(
-            one.select(pl.lit(f"one:{rule.name}").alias("side"), pl.col(ROW), runs.alias("word"))
+        # only texts holding a digit can quote an identifier (most remittances are blank)
+        quoting = (
+            one.filter(text.str.contains(r"\d"))
+            .select(pl.lit(f"one:{rule.name}").alias("side"), pl.col(ROW), runs.alias("word"))
             .explode("word")
             .drop_nulls("word")
         )
         ident = normalize_identifier(
             pl.col(rule.reference_target_field), rule_set.text_normalization
         )
-        parts.append(
-            many.select(
-                pl.lit(f"many:{rule.name}").alias("side"), pl.col(ROW), ident.alias("word")
-            ).drop_nulls("word")
+        # and only the identifiers some text quotes can be met
+        quoted = (
+            many.select(pl.lit(f"many:{rule.name}").alias("side"), pl.col(ROW), ident.alias("word"))
+            .drop_nulls("word")
+            .join(quoting.select("word").unique(), on="word", how="semi", maintain_order="left")
         )
+        parts += [quoting, quoted]
     if not parts:
         return None
     return pl.concat([p.cast(QUOTES_SCHEMA) for p in parts]).unique(maintain_order=True)
