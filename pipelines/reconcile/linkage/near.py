@@ -43,8 +43,10 @@ def _blocking(
     name: tuple[str, float] | None,
     key: str,
     dated: tuple[str, float] | None,
-) -> tuple[str, str]:
-    """(FROM clause joining `s` and `t`, SQL counting its pairs).
+    budget: int,
+) -> tuple[str, str, str] | None:
+    """(FROM clause joining `s` and `t`, SQL counting its pairs, SQL to run before the join),
+    or None when the distinct names alone make more pairs to score than `budget`.
 
     With a FUZZY `name` (column, strong threshold) every candidate agrees strongly on it, so the
     join goes through `near_names`: the pairs of distinct names (sharing their first three
@@ -52,7 +54,7 @@ def _blocking(
     column. With `dated` (column, window) also on date buckets as wide as the window (each pair
     within the window is in the same bucket or a neighbour, and is met once).
     """
-    sides, bucketed = ("s", "t"), ("", "")
+    sides, bucketed, prepare = ("s", "t"), ("", ""), ""
     if dated is not None:
         c, window = dated
         bucket = f"floor(date_diff('day', DATE '1970-01-01', {c}) / {max(window, 1.0)})::BIGINT"
@@ -67,6 +69,15 @@ def _blocking(
         link = f"a.k = b.k{bucketed[1]}"
     else:
         c, threshold = name
+        # the names' own pairs are bounded first: a file of distinct names sharing a prefix
+        # must not make the scoring below quadratic
+        pairs = con.execute(
+            f"SELECT coalesce(sum(a.n * b.n), 0) FROM (SELECT substr({c}, 1, 3) AS k, "
+            f"count(DISTINCT {c}) AS n FROM s GROUP BY ALL) AS a JOIN (SELECT substr({c}, 1, 3) "
+            f"AS k, count(DISTINCT {c}) AS n FROM t GROUP BY ALL) AS b USING (k)"
+        ).fetchall()[0][0]
+        if int(pairs) > budget:
+            return None
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE near_names AS SELECT a.{c} AS a, b.{c} AS b "
             f"FROM (SELECT DISTINCT {c} FROM s) AS a JOIN (SELECT DISTINCT {c} FROM t) AS b "
@@ -75,7 +86,7 @@ def _blocking(
         )
         # the one side with its names' strong partners, then one hash join on (name, bucket):
         # left to three joins, DuckDB joined the sides on the bucket alone first
-        con.execute(
+        prepare = (
             f"CREATE OR REPLACE TEMP TABLE near_sn AS SELECT s.*, n.b AS _partner "
             f"FROM {sides[0]} AS s JOIN near_names AS n ON s.{c} = n.a"
         )
@@ -91,7 +102,7 @@ def _blocking(
     ]
     names = ", near_names AS n" if name is not None else ""
     count = f"SELECT coalesce(sum(a.n * b.n), 0) FROM {counts[0]}, {counts[1]}{names} WHERE {link}"
-    return join, count
+    return join, count, prepare
 
 
 def near_pass(
@@ -151,9 +162,12 @@ def near_pass(
     if not evidence:
         return pl.DataFrame(schema=LINK_SCHEMA), {"near_pass": "skipped: no name or key rule"}
     # blocked on the name (or a key) and the date so the candidate join stays bounded
-    join, count = _blocking(con, named, keys[0] if keys else "", dated)
-    if int(con.execute(count).fetchall()[0][0]) > budget:
+    blocking = _blocking(con, named, keys[0] if keys else "", dated, budget)
+    if blocking is None or int(con.execute(blocking[1]).fetchall()[0][0]) > budget:
         return pl.DataFrame(schema=LINK_SCHEMA), {"near_pass": "skipped: too many candidates"}
+    join, _, prepare = blocking
+    if prepare:  # only once the pairs are known to be within the budget
+        con.execute(prepare)
     score = f"({' + '.join(sims)}) / {sum(weights)}"
     sql = f"""
         SELECT s.{ROW} AS source_row, t.{ROW} AS target_row,
