@@ -10,7 +10,8 @@ Stages, in order, one module each beside this one (asset groups in brackets):
 - `embeddings` [ai, feed_reconcile]: `exception_embeddings` (semantic search, suggested
   resolutions) after the reconciliation, never holding it up;
 - `automation` [maintenance]: the feed pairing sensor, the daily schedule, database upkeep;
-- `ageing` [maintenance]: `exception_ageing`, the open breaks by age, with a check on CRITICAL.
+- `ageing` [maintenance]: `exception_ageing`, the open breaks by age, with a check on CRITICAL;
+- `source_pulls` [ingest]: DATABASE and REST_API sources pulled into the landing zone daily.
 
 Configuration is chosen here and only here, when the definitions load: each resource setting
 is an `EnvVar` when its variable is set (Dagster resolves it at run time and the UI shows which
@@ -18,7 +19,8 @@ variable it is), else the default written in (`resources.settings.DEFAULT_*`; Da
 `EnvVar` has no default of its own, and an unset one fails the run): RECON_HOME (database
 `home`, file store `root`), RECON_DATABASE_URL (database `url`; unset, the embedded server under
 home), RECON_FEEDS_FILE, RECON_CACHE_IDLE_DAYS, and RECON_SCHEDULE_CRON / _TIMEZONE for the
-daily schedule. No other module reads the environment at import, and none writes it.
+daily schedule, RECON_PULL_CRON for the pull schedule of DATABASE and REST_API sources
+(`source_pulls`). No other module reads the environment at import, and none writes it.
 """
 
 import os
@@ -46,6 +48,12 @@ from pipelines.embeddings import exception_embeddings, feed_exception_embeddings
 from pipelines.files import canonical_file, landing_zone_sensor, uploaded_file
 from pipelines.handoff import run_scoped_io_manager
 from pipelines.reconciliation import FEED_RECONCILIATION_ASSETS, RECONCILIATION_ASSETS
+from pipelines.source_pulls import (
+    DEFAULT_PULL_CRON,
+    build_pull_schedule,
+    pull_sources_job,
+    source_pulls,
+)
 from resources.database import DatabaseResource
 from resources.embedder import EmbedderResource
 from resources.file_store import FileStoreResource
@@ -91,8 +99,18 @@ def configured_schedule(environ: Mapping[str, str]) -> ScheduleDefinition:
     """
     return build_daily_schedule(
         environ.get("RECON_SCHEDULE_CRON", "").strip() or DEFAULT_SCHEDULE_CRON,
-        environ.get("RECON_SCHEDULE_TIMEZONE", "").strip() or DEFAULT_SCHEDULE_TIMEZONE,
+        _timezone(environ),
     )
+
+
+def _timezone(environ: Mapping[str, str]) -> str:
+    return environ.get("RECON_SCHEDULE_TIMEZONE", "").strip() or DEFAULT_SCHEDULE_TIMEZONE
+
+
+def configured_pull_schedule(environ: Mapping[str, str]) -> ScheduleDefinition:
+    """`pull_sources` on RECON_PULL_CRON (default 05:00) in the daily schedule's timezone."""
+    cron = environ.get("RECON_PULL_CRON", "").strip() or DEFAULT_PULL_CRON
+    return build_pull_schedule(cron, _timezone(environ))
 
 
 reconcile_job = define_asset_job(
@@ -118,10 +136,11 @@ defs = Definitions(
         feed_exception_embeddings,
         database_upkeep,
         exception_ageing_asset,
+        source_pulls,
     ],
-    jobs=[reconcile_job, embed_job, reconcile_feed_job, upkeep_job],
+    jobs=[reconcile_job, embed_job, reconcile_feed_job, upkeep_job, pull_sources_job],
     sensors=[landing_zone_sensor, feed_pairing_sensor],
-    schedules=[configured_schedule(os.environ)],
+    schedules=[configured_schedule(os.environ), configured_pull_schedule(os.environ)],
     # every stage waits for the one before it: one process per run, not one per step (a step
     # subprocess pays ~5 s of imports)
     executor=in_process_executor,

@@ -10,6 +10,7 @@ webhook_secret --data-source NAME` (encrypted at rest), and its deliveries recei
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -19,12 +20,11 @@ from recon.scope import DEFAULT_ORGANIZATION
 from resources.errors import ReconError
 from resources.webhook_auth import REPLAY_WINDOW_SECONDS, SECRET_KEY
 
-# types `sources add` creates (DATABASE and REST_API need their connection settings first)
-ADDABLE = ("FILE", "WEBHOOK")
+ADDABLE = ("FILE", "WEBHOOK", "DATABASE", "REST_API")
 DEFAULT_PORT = 8765
 
 sources_app = typer.Typer(
-    help="Data sources: add a WEBHOOK (or FILE) source, list them, deactivate one.",
+    help="Data sources: add (WEBHOOK, DATABASE, REST_API, FILE), list, test, pull, deactivate.",
     no_args_is_help=True,
 )
 OrgOption = Annotated[str, typer.Option("--org", help="The data source's organization.")]
@@ -41,11 +41,23 @@ def _engine() -> sa.Engine:
 
 
 def add_source(
-    engine: sa.Engine, organization: str, name: str, kind: str, description: str | None = None
+    engine: sa.Engine,
+    organization: str,
+    name: str,
+    kind: str,
+    description: str | None = None,
+    config: dict[str, Any] | None = None,
 ) -> tuple[int, str]:
-    """Add (or reactivate) a data source; (its id, what happened). A FILE source may become a
-    WEBHOOK one (its files stay); any other change of type is refused."""
+    """Add (or reactivate, or re-declare) a data source; (its id, what happened).
+
+    `config` (a DATABASE or REST_API declaration) replaces the keys it names and keeps the
+    others (a token set with `recon secrets set`); credentials in it are encrypted. A FILE
+    source may become another type (its files stay); any other change of type is refused.
+    Every change is in the audit trail (credentials as ***).
+    """
     from pipelines.ingest import landing
+    from pipelines.work import audit
+    from resources import secret_store, secrets
 
     kind = kind.upper()
     if kind not in ADDABLE:
@@ -53,14 +65,19 @@ def add_source(
     landing.folder_name(organization, "organization")
     landing.folder_name(name, "data source")
     with engine.begin() as conn:
+        secret_store.lock(conn)
         org_id = landing.ensure_organization(conn, organization)
         row = conn.execute(
             sa.text(
-                "SELECT id, type, active FROM data_sources "
+                "SELECT id, type, active, config FROM data_sources "
                 "WHERE organization_id = :o AND name = :n FOR UPDATE"
             ),
             {"o": org_id, "n": name},
         ).first()
+        if row is not None and row.type != kind and row.type != "FILE":
+            raise ReconError(
+                f"{organization}/{name} is a {row.type} data source; give the new one another name"
+            )
         if row is None:
             source_id = conn.execute(
                 sa.text(
@@ -69,20 +86,56 @@ def add_source(
                 ),
                 {"n": name, "d": description, "t": kind, "o": org_id},
             ).scalar_one()
-            return source_id, "added"
-        if row.type != kind and not (row.type == "FILE" and kind == "WEBHOOK"):
-            raise ReconError(
-                f"{organization}/{name} is a {row.type} data source; give the new one another name"
+            what = "added"
+        else:
+            source_id = row.id
+            conn.execute(
+                sa.text(
+                    "UPDATE data_sources SET type = :t, active = TRUE, "
+                    "description = COALESCE(:d, description), updated_at = NOW() WHERE id = :i"
+                ),
+                {"t": kind, "d": description, "i": row.id},
             )
-        conn.execute(
-            sa.text(
-                "UPDATE data_sources SET type = :t, active = TRUE, "
-                "description = COALESCE(:d, description), updated_at = NOW() WHERE id = :i"
-            ),
-            {"t": kind, "d": description, "i": row.id},
-        )
-    changed = [f"was {row.type}"] * (row.type != kind) + ["reactivated"] * (not row.active)
-    return row.id, ", ".join(changed) or "already there"
+            changed = [f"was {row.type}"] * (row.type != kind)
+            changed += ["reactivated"] * (not row.active) + ["config changed"] * bool(config)
+            what = ", ".join(changed) or "already there"
+        if config:
+            merged = {**((row.config if row is not None else None) or {}), **config}
+            ring = secrets.load_keys(create=secrets.plain_credential_paths(merged) != [])
+            if ring is None:  # nothing to encrypt and no key yet: stored as given
+                conn.execute(
+                    sa.text("UPDATE data_sources SET config = CAST(:c AS jsonb) WHERE id = :i"),
+                    {"c": json.dumps(merged), "i": source_id},
+                )
+            else:
+                secret_store.write_config(conn, source_id, merged, ring)
+        if what != "already there":
+            stored = conn.execute(
+                sa.text("SELECT config FROM data_sources WHERE id = :i"), {"i": source_id}
+            ).scalar_one()
+            audit.system_event(
+                conn,
+                organization_id=org_id,
+                entity="data_source",
+                entity_id=source_id,
+                entity_key=f"data_source:{name}",
+                action="ADDED" if row is None else "CHANGED",
+                after={"type": kind, "what": what, "config": masked_config(stored)},
+            )
+    return source_id, what
+
+
+def masked_config(config: Any) -> Any:
+    """A stored config for people's eyes: every encrypted value as *** (a URL keeps its ***)."""
+    from resources import secrets
+
+    if secrets.is_sealed(config):
+        return config.get("url", secrets.MASK)
+    if isinstance(config, dict):
+        return {k: masked_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [masked_config(v) for v in config]
+    return config
 
 
 def list_sources(engine: sa.Engine, organization: str | None = None) -> list[dict[str, Any]]:
@@ -118,21 +171,58 @@ def list_sources(engine: sa.Engine, organization: str | None = None) -> list[dic
 @sources_app.command("add")
 def add_command(
     name: Annotated[str, typer.Argument(help="The data source's name (a landing-zone folder).")],
-    kind: Annotated[str, typer.Option("--type", help="WEBHOOK or FILE.")] = "WEBHOOK",
+    kind: Annotated[
+        str, typer.Option("--type", help="WEBHOOK, DATABASE, REST_API or FILE.")
+    ] = "WEBHOOK",
     org: OrgOption = DEFAULT_ORGANIZATION,
     description: Annotated[str | None, typer.Option(show_default=False)] = None,
+    table: Annotated[
+        str | None, typer.Option(help="DATABASE: the table (schema.table).", show_default=False)
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="DATABASE: one SELECT (not a table).", show_default=False)
+    ] = None,
+    incremental: Annotated[
+        str | None,
+        typer.Option(
+            help="The column (DATABASE) or record field (REST_API) whose values only grow.",
+            show_default=False,
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="REST_API: the endpoint (DATABASE: URL on stdin).", show_default=False),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML of further config keys.", show_default=False),
+    ] = None,
 ) -> None:
-    """Add a data source (the organization is created on first sight).
+    """Add a data source, or declare it again (the organization is created on first sight).
 
     A WEBHOOK source then needs its secret:
     `recon secrets set webhook_secret --data-source NAME` (stdin or a hidden prompt).
+    A DATABASE source reads its SQLAlchemy URL from stdin or a hidden prompt (encrypted at
+    rest): `echo "$URL" | recon sources add gl --type DATABASE --table gl --incremental id`.
+    A REST_API source: `--url`, `--incremental` and `--config` (paginator, items, auth);
+    its token with `recon secrets set token --data-source NAME`. Then `recon sources test`.
     """
-    source_id, what = add_source(_engine(), org, name, kind, description)
+    from recon.cli_pulls import declared
+
+    config = declared(kind, config_file, table, query, incremental, url)
+    source_id, what = add_source(_engine(), org, name, kind, description, config)
     typer.echo(f"{org}/{name} (data source {source_id}, {kind.upper()}): {what}")
     if kind.upper() == "WEBHOOK":
         typer.echo(
             f"next: recon secrets set {SECRET_KEY} --data-source {name!r} --org {org!r}; then "
             "`recon serve` receives POST /webhooks/<organization>/<data source>"
+        )
+    elif config is not None:
+        token = config.get("auth", "none") != "none" and "token" not in config
+        typer.echo(
+            (f"next: recon secrets set token --data-source {name!r} --org {org!r}; " * token)
+            + f"then `recon sources test {name}` and `recon sources pull {name}` (or the "
+            "pull_sources schedule)"
         )
 
 
@@ -159,6 +249,16 @@ def list_command(
         typer.echo("no data sources yet: `recon sources add NAME --type WEBHOOK` or `recon land`")
 
 
+def _register_pull_commands() -> None:
+    from recon.cli_pulls import pull_command, test_command
+
+    sources_app.command("test")(test_command)
+    sources_app.command("pull")(pull_command)
+
+
+_register_pull_commands()
+
+
 @sources_app.command("remove")
 def remove_command(name: Annotated[str, typer.Argument()], org: OrgOption = DEFAULT_ORGANIZATION):
     """Deactivate a data source (a WEBHOOK one refuses deliveries); its files and rows stay."""
@@ -167,13 +267,25 @@ def remove_command(name: Annotated[str, typer.Argument()], org: OrgOption = DEFA
             sa.text(
                 "UPDATE data_sources d SET active = FALSE, updated_at = NOW() "
                 "FROM organizations o WHERE o.id = d.organization_id AND o.name = :o "
-                "AND d.name = :n RETURNING d.id"
+                "AND d.name = :n RETURNING d.id, d.organization_id"
             ),
             {"o": org, "n": name},
-        ).scalar()
+        ).first()
+        if done is not None:
+            from pipelines.work import audit
+
+            audit.system_event(
+                conn,
+                organization_id=done.organization_id,
+                entity="data_source",
+                entity_id=done.id,
+                entity_key=f"data_source:{name}",
+                action="DEACTIVATED",
+                after=None,
+            )
     if done is None:
         raise ReconError(f"no data source {name!r} in organization {org!r}")
-    typer.echo(f"{org}/{name} (data source {done}) deactivated")
+    typer.echo(f"{org}/{name} (data source {done.id}) deactivated")
 
 
 def serve_command(

@@ -14,13 +14,18 @@ from pathlib import Path
 
 
 def run_recon(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
 ) -> tuple[int, str, str]:
-    """Run the installed `recon` command; returns (exit status, stdout, stderr)."""
+    """Run the installed `recon` command (`input` on its stdin); (exit status, stdout, stderr)."""
     recon = Path(sys.executable).with_name("recon")
     full_env = {**os.environ, **(env or {})}
     done = subprocess.run(
-        [str(recon), *args], env=full_env, capture_output=True, text=True, timeout=timeout
+        [str(recon), *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input if input is not None else "",
     )
     return done.returncode, done.stdout, done.stderr
 
