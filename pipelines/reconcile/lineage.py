@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+from pipelines.ingest.pulls.pull import pull_of_file
 from pipelines.reconcile.mapping import ROW
 from resources.database import scoped_transaction
 from resources.errors import ReconError
@@ -122,12 +123,20 @@ def _file(conn: sa.Connection, file_id: int | None) -> dict[str, Any] | None:
         sa.text(
             "SELECT f.id, f.original_filename, f.stored_filename, f.file_path, "
             "f.content_sha256, f.status, f.row_count, f.partition_key, f.dagster_run_id, "
-            "f.business_date, f.created_at, d.name AS data_source FROM uploaded_files f "
+            "f.business_date, f.created_at, d.name AS data_source, f.data_source_id "
+            "FROM uploaded_files f "
             "LEFT JOIN data_sources d ON d.id = f.data_source_id WHERE f.id = :i"
         ),
         {"i": file_id},
     ).first()
-    return dict(row._mapping) if row is not None else None
+    if row is None:
+        return None
+    pulled = pull_of_file(conn, row.data_source_id, row.content_sha256)
+    # a file a DATABASE / REST_API pull wrote: the query or URL and the watermarks it moved
+    return {
+        **row._mapping,
+        "pull": None if pulled is None else {"sync_log_id": pulled.id, **pulled.details},
+    }
 
 
 def exception_lineage(
@@ -237,6 +246,13 @@ def format_lineage(chain: dict[str, Any], ui_url: str = "http://127.0.0.1:3000")
                 f"  landed by Dagster run {file['dagster_run_id']} "
                 f"(partition {file['partition_key']})"
             )
+            if file.get("pull"):
+                pull = file["pull"]
+                lines.append(
+                    f"  pulled (sync log #{pull['sync_log_id']}) for {pull['business_date']}: "
+                    f"{pull['query']}; watermark {pull['watermark_from']!r} -> "
+                    f"{pull['watermark_to']!r}, {pull['records']} record(s)"
+                )
         if part["row"] is not None:
             values = ", ".join(f"{k}={v}" for k, v in part["row"].items() if k != ROW)
             lines.append(f"  row: {values}")
