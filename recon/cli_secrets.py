@@ -53,6 +53,7 @@ def set_secret(
     """Store `value` encrypted at `key` (dotted: `connection.password`) of the data source's
     config, the data source created (type FILE) if missing; returns (its id, created)."""
     from pipelines.ingest.landing import ensure_data_source
+    from pipelines.work import audit
 
     path = secret_store.config_path(key)
     with engine.begin() as conn:
@@ -74,6 +75,15 @@ def set_secret(
         assert ring is not None
         sealed = secret_store.set_path(config or {}, path, secrets.seal(value, ring))
         secret_store.write_config(conn, source_id, sealed, ring)
+        audit.system_event(
+            conn,
+            organization_id=org_id,
+            entity="data_source",
+            entity_id=source_id,
+            entity_key=f"data_source:{data_source}",
+            action="SECRET_SET",
+            after={"key": key},  # never the value
+        )
     return source_id, existed is None
 
 

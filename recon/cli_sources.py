@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 
+from pipelines.ingest.pulls.pull import SYSTEMS
 from recon.scope import DEFAULT_ORGANIZATION
 from resources.errors import ReconError
 from resources.webhook_auth import REPLAY_WINDOW_SECONDS, SECRET_KEY
@@ -139,19 +140,25 @@ def masked_config(config: Any) -> Any:
 
 
 def list_sources(engine: sa.Engine, organization: str | None = None) -> list[dict[str, Any]]:
-    """Every data source (of one organization), with whether it holds a webhook secret."""
+    """Every data source (of one organization): webhook secret set, files landed, last test
+    and (DATABASE / REST_API) last pull with its watermark."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
                 "SELECT d.id, o.name AS organization, d.name, d.type, d.active, "
                 "d.config -> :k IS NOT NULL AS has_secret, count(f.id) AS files, "
-                "max(f.created_at) AS last_landed FROM data_sources d "
+                "max(f.created_at) AS last_landed, d.last_test_successful, "
+                "(SELECT json_build_object('status', s.status, 'at', s.started_at, "
+                "'business_date', s.details->>'business_date', 'records', s.records_processed, "
+                "'watermark', s.details->'watermark_to', 'error', s.error_message) "
+                "FROM sync_logs s WHERE s.data_source_id = d.id AND s.system = ANY(:pulls) "
+                "ORDER BY s.id DESC LIMIT 1) AS last_pull FROM data_sources d "
                 "JOIN organizations o ON o.id = d.organization_id "
                 "LEFT JOIN uploaded_files f ON f.data_source_id = d.id "
                 "WHERE CAST(:org AS text) IS NULL OR o.name = :org "
                 "GROUP BY d.id, o.name ORDER BY o.name, d.name"
             ),
-            {"k": SECRET_KEY, "org": organization},
+            {"k": SECRET_KEY, "org": organization, "pulls": list(SYSTEMS.values())},
         ).all()
     return [
         {
@@ -163,6 +170,8 @@ def list_sources(engine: sa.Engine, organization: str | None = None) -> list[dic
             "webhook_secret": bool(r.has_secret),
             "files": r.files,
             "last_landed": r.last_landed.isoformat(timespec="seconds") if r.last_landed else None,
+            "last_test_successful": r.last_test_successful,
+            "last_pull": r.last_pull,
         }
         for r in rows
     ]
@@ -241,9 +250,18 @@ def list_command(
     for r in rows:
         secret = " secret set" if r["webhook_secret"] else ""
         off = "" if r["active"] else " (inactive)"
+        pull = r["last_pull"]
         typer.echo(
             f"{r['organization']}/{r['name']}  {r['type']}{off}{secret}  {r['files']} file(s)"
             + (f", last {r['last_landed']}" if r["last_landed"] else "")
+            + (
+                f"; last pull {pull['status']} for {pull['business_date']}: "
+                f"{pull['records']} record(s), watermark {pull['watermark']!r}"
+                + (f" ({pull['error']})" if pull["error"] else "")
+                if pull
+                else ""
+            )
+            + {True: "; test ok", False: "; last test FAILED"}.get(r["last_test_successful"], "")
         )
     if not rows:
         typer.echo("no data sources yet: `recon sources add NAME --type WEBHOOK` or `recon land`")

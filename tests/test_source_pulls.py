@@ -294,6 +294,28 @@ def test_sources_add_test_and_pull_from_the_command_line(
             {"o": org},
         ).one()
     assert row.last_test_successful is False and row.last_test_error
+    code, out, err = run_recon("sources", "list", "--org", org)
+    assert code == 0, err
+    assert "last pull SUCCESS for 2026-03-03: 0 record(s), watermark 12" in out, out
+    assert "last test FAILED" in out, out
+
+    # a secret set for a source is audited by key, never by value
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    code, out, err = run_recon(
+        "secrets", "set", "password", "--data-source", "gl", "--org", org, input=secret + "\n"
+    )
+    assert code == 0, err
+    with engine.connect() as conn:
+        events = conn.execute(
+            sa.text(
+                "SELECT a.action, a.after::text AS after FROM audit_log a JOIN organizations o "
+                "ON o.id = a.organization_id WHERE o.name = :o AND a.entity = 'data_source' "
+                "ORDER BY a.id"
+            ),
+            {"o": org},
+        ).all()
+    assert [e.action for e in events] == ["ADDED", "SECRET_SET"]
+    assert '"password"' in events[1].after and all(secret not in e.after for e in events)
 
     code, out, err = run_recon(
         "sources",
