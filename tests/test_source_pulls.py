@@ -371,3 +371,23 @@ def test_a_rest_api_pull_lands_json_lines_with_its_token_sealed(
         second = pull_source(engine, zone, source, D2)
         assert (second.status, second.records, second.watermark_from) == ("SUCCESS", 2, 100)
         assert all(r["query"].get("since") == "100" for r in server.requests), server.requests
+
+
+def test_a_rest_api_page_over_the_size_limit_is_refused_before_it_is_read(
+    database_url: str, org: str, zone: Path
+) -> None:
+    engine = engine_for(database_url)
+    records = [{"id": i, "memo": "x" * 500} for i in range(1, 41)]
+    with RestServer(records, "offset") as server:
+        config = {
+            "url": server.url,
+            "items": "data",
+            "paginator": "offset",
+            "page_size": 20,
+            "incremental_field": "id",
+            "max_page_bytes": 5_000,
+        }
+        add_source(engine, org, "huge-api", "REST_API", config=config)
+        result = pull_source(engine, zone, the_source(engine, org, "huge-api"), D1)
+    assert result.status == "FAILED" and "max_page_bytes=5,000" in str(result.error)
+    assert result.file is None and result.records == 0

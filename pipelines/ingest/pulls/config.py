@@ -80,6 +80,7 @@ class RestApiConfig(_Shape):
     incremental_param: str | None = None  # the API filters by it ("since"); else client side
     initial_watermark: str | int | None = None
     max_records: int = Field(MAX_ROWS, gt=0)
+    max_page_bytes: int = Field(64 << 20, gt=0, le=1 << 30)  # one answer's body, at most
     timeout_seconds: int = Field(60, gt=0, le=3_600)
 
     @model_validator(mode="after")

@@ -127,7 +127,10 @@ def _pages(config: RestApiConfig, since: str | int | None) -> Iterator[tuple[int
     client = _client(config)
     number = 0
     try:
-        for page in client.paginate(params=params):
+        # every answer's size checked before its body is read (a hostile API cannot fill
+        # memory), then its status (an HTTPError inside `send`, which dlt's retries see)
+        hooks = {"response": [_bounded(config), _raise_for_status]}
+        for page in client.paginate(params=params, hooks=hooks):
             number += 1
             yield number, page
     except requests.HTTPError as err:
@@ -191,6 +194,36 @@ def _client(config: RestApiConfig) -> RESTClient:
         session=http.session,
         config=runtime,
     )
+
+
+def _raise_for_status(response: Any, *_args: Any, **_kwargs: Any) -> Any:
+    response.raise_for_status()
+    return response
+
+
+def _bounded(config: RestApiConfig) -> Any:
+    """A response hook refusing a page over `max_page_bytes` (declared or as it is read)."""
+    limit = config.max_page_bytes
+
+    def check(response: Any, *_args: Any, **_kwargs: Any) -> Any:
+        too_big = PullError(
+            f"{_safe_url(config, response.url)}: a page over max_page_bytes={limit:,}: lower "
+            "page_size or raise max_page_bytes"
+        )
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise too_big
+        if not declared and getattr(response, "_content", False) is False:
+            body = response.raw.read(limit + 1, decode_content=True)  # not preloaded yet
+            if len(body) > limit:
+                response.close()
+                raise too_big
+            response._content = body  # what `requests` keeps after reading the body itself
+            response._content_consumed = True
+        return response
+
+    return check
 
 
 def _paginator(config: RestApiConfig) -> BasePaginator:
