@@ -16,7 +16,11 @@ from dagster._core.remote_representation.external_data import (
     ResourceConfigEnvVarSnap,
 )
 
-from pipelines.definitions import configured_resources, configured_schedule
+from pipelines.definitions import (
+    configured_pull_schedule,
+    configured_resources,
+    configured_schedule,
+)
 from resources.database import DatabaseResource
 from resources.embedder import EmbedderResource, HashingEmbedder, SentenceTransformerEmbedder
 from resources.file_store import FileStoreResource
@@ -126,6 +130,16 @@ def test_the_schedule_cron_and_timezone_come_from_the_definitions() -> None:
     assert custom.name == default.name == "daily_reconciliation"
 
 
+def test_the_pull_schedule_runs_before_the_reconciliation_in_its_timezone() -> None:
+    default = configured_pull_schedule({})
+    assert (default.cron_schedule, default.execution_timezone) == ("0 5 * * *", "UTC")
+    custom = configured_pull_schedule(
+        {"RECON_PULL_CRON": "15 4 * * 1-5", "RECON_SCHEDULE_TIMEZONE": "Europe/Amsterdam"}
+    )
+    assert (custom.cron_schedule, custom.execution_timezone) == ("15 4 * * 1-5", "Europe/Amsterdam")
+    assert custom.name == "pull_sources" and custom.job_name == "pull_sources"
+
+
 # Runs in a fresh interpreter: notes every read and write of os.environ made by the project's
 # own modules (with the module that made it) while `pipelines.definitions` is imported, and the
 # keys that changed (libraries may set their own: polars and pandera do at import).
@@ -185,7 +199,11 @@ def test_importing_the_definitions_reads_the_environment_only_there_and_writes_n
     assert modules == {"pipelines.definitions"}, probe["get"]
     keys = {key for _module, key in probe["get"]}
     assert {"RECON_HOME", "RECON_SCHEDULE_CRON"} <= keys
-    assert keys <= set(SETTINGS) | {"RECON_SCHEDULE_CRON", "RECON_SCHEDULE_TIMEZONE"}
+    assert keys <= set(SETTINGS) | {
+        "RECON_SCHEDULE_CRON",
+        "RECON_SCHEDULE_TIMEZONE",
+        "RECON_PULL_CRON",
+    }
 
 
 @pytest.mark.slow
