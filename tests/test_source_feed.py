@@ -103,15 +103,18 @@ def insert_ledger(url: str, rows: list[tuple[Any, ...]]) -> None:
             cur.executemany("INSERT INTO gl_entries VALUES (%s, %s, %s, %s, %s)", rows)
 
 
-def pull_day(instance: DagsterInstance, day: date) -> Any:
+def pull_day(instance: DagsterInstance, day: date, org: str) -> Any:
     """The pull schedule's tick for `day`, and the run it asks for (in process)."""
     context = build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(day.year, day.month, day.day, 5, tzinfo=UTC),
     )
     request = pull_schedule.evaluate_tick(context).run_requests[0]
+    assert request.run_config["ops"]["source_pulls"]["config"] == {"business_date": str(day)}
+    # this organization's sources only: the session's database holds other tests' sources
+    config = {"ops": {"source_pulls": {"config": {"business_date": str(day), "organization": org}}}}
     result = materialize(
-        [source_pulls], instance=instance, resources=defs.resources, run_config=request.run_config
+        [source_pulls], instance=instance, resources=defs.resources, run_config=config
     )
     assert result.success
     [event] = result.asset_materializations_for_node("source_pulls")
@@ -218,7 +221,7 @@ def test_a_daily_feed_of_a_rest_api_bank_and_a_database_ledger_pulls_incremental
         monkeypatch.setenv("RECON_FEEDS_FILE", str(feeds_path))
 
         # day one: everything there is
-        pulls = pull_day(instance, DAY1)
+        pulls = pull_day(instance, DAY1, org)
         assert pulls[f"{org}/bank"]["records"] == len(bank1) == 30
         assert pulls[f"{org}/ledger"]["records"] == len(ledger1) == 30
         run_feed(database_url, instance, feed)
@@ -234,7 +237,7 @@ def test_a_daily_feed_of_a_rest_api_bank_and_a_database_ledger_pulls_incremental
         insert_ledger(ledger_db, ledger2)
         api.records.extend(bank2)
         api.requests.clear()
-        pulls = pull_day(instance, DAY2)
+        pulls = pull_day(instance, DAY2, org)
         assert pulls[f"{org}/bank"]["records"] == len(bank2) == 20
         assert pulls[f"{org}/ledger"]["records"] == len(ledger2) == 20
         assert pulls[f"{org}/bank"]["watermark_from"] == "30"

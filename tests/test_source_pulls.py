@@ -10,6 +10,7 @@ text, one failing source not stopping the others.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sqlite3
 import uuid
@@ -391,3 +392,38 @@ def test_a_rest_api_page_over_the_size_limit_is_refused_before_it_is_read(
         result = pull_source(engine, zone, the_source(engine, org, "huge-api"), D1)
     assert result.status == "FAILED" and "max_page_bytes=5,000" in str(result.error)
     assert result.file is None and result.records == 0
+
+
+def test_csv_rows_keep_values_and_convert_only_bytes_and_booleans() -> None:
+    from datetime import datetime
+
+    from pipelines.ingest.pulls.database import _rows
+
+    when = datetime(2026, 3, 2, 9, 30)
+    part = [
+        (1, Decimal("10.50"), when, None, "ACME", b"\x00\xff", None),
+        (2, Decimal("-3"), when, "x", "Globex", None, True),
+    ]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(_rows(part))
+    assert text.getvalue().splitlines() == [
+        "1,10.50,2026-03-02 09:30:00,,ACME,00ff,",
+        "2,-3,2026-03-02 09:30:00,x,Globex,,true",
+    ]
+    plain = [(1, "a", Decimal("1.00")), (2, None, Decimal("2.50"))]
+    assert _rows(plain) is plain, "nothing to convert: the batch as it is"
+
+
+def test_a_database_password_kept_apart_from_the_url_is_used_and_never_shown() -> None:
+    from pipelines.ingest.pulls.config import DatabaseConfig
+    from pipelines.ingest.pulls.database import _engine, masked_url
+
+    config = DatabaseConfig(
+        url="postgresql+psycopg://reader@erp.internal/finance",
+        password="pw-apart",
+        table="gl",
+        incremental_column="id",
+    )
+    engine = _engine(config)
+    assert engine.url.password == "pw-apart" and engine.url.username == "reader"
+    assert "pw-apart" not in masked_url(config) and "pw-apart" not in repr(engine.url)

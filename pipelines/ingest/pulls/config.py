@@ -5,7 +5,8 @@ password and any credential-named key such as `token`), read back decrypted and 
 pydantic shapes, as strict as the rules and feeds files: an unknown key or a wrong type is one
 `SourceConfigError` line naming the data source and the key.
 
-- DATABASE: a SQLAlchemy `url`, a `table` or a `query` (one SELECT), the `incremental_column`
+- DATABASE: a SQLAlchemy `url` (its password in it, or apart as `password`: both stored
+  encrypted), a `table` or a `query` (one SELECT), the `incremental_column`
   whose values only grow (an id, an updated_at); each pull asks for the rows above the last
   pull's watermark, in that column's order, and writes them as CSV.
 - REST_API: the endpoint `url`, where the records are in a page (`items`, a JSONPath; found by
@@ -39,6 +40,7 @@ class DatabaseConfig(_Shape):
     """A table or query of another database, pulled incrementally."""
 
     url: str = Field(description="SQLAlchemy URL (postgresql+psycopg://..., sqlite:///...)")
+    password: Any = None  # sealed; replaces the URL's (`recon secrets set password ...`)
     table: str | None = None
     query: str | None = None
     incremental_column: str

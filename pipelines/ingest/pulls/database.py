@@ -33,6 +33,8 @@ def _engine(config: DatabaseConfig) -> sa.Engine:
         url = sa.make_url(config.url)
     except sa.exc.ArgumentError:
         raise DatabasePullError("url is not a SQLAlchemy URL (postgresql+psycopg://...)") from None
+    if config.password is not None:
+        url = url.set(password=str(config.password))
     args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
         args["connect_timeout"] = min(config.timeout_seconds, 30)
@@ -73,7 +75,8 @@ def _failure(err: sa.exc.DBAPIError | sa.exc.OperationalError, config: DatabaseC
 
 def _begin(conn: sa.Connection, config: DatabaseConfig) -> None:
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        # one snapshot for the count and the rows (the COPY path reads twice)
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(config.timeout_seconds) * 1000}")
 
 
@@ -88,6 +91,27 @@ def watermark_value(value: Any) -> str | int:
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     return str(value)
+
+
+_NEEDS_CELL = (bytes, memoryview, bool)
+
+
+def _rows(part: list[Any]) -> Any:
+    """The rows as `csv` writes them: as they are (None is empty, numbers and decimals as
+    Python prints them, dates and times ISO 8601 with a space), but a column holding bytes or
+    booleans goes through `_cell` (per value in Python: 2-3x slower, so only where needed).
+    The types come from the whole batch (transposed and mapped in C)."""
+    columns = list(zip(*part, strict=True))
+    odd = [
+        i
+        for i, col in enumerate(columns)
+        if any(issubclass(t, _NEEDS_CELL) for t in set(map(type, col)))
+    ]
+    if not odd:
+        return part
+    for i in odd:
+        columns[i] = tuple(map(_cell, columns[i]))
+    return zip(*columns, strict=True)
 
 
 def _cell(value: Any) -> str:
@@ -115,6 +139,9 @@ def fetch_csv(config: DatabaseConfig, since: Any) -> Iterator[tuple[bytes, int, 
         with engine.connect() as conn:
             with conn.begin():
                 _begin(conn, config)
+                if conn.dialect.driver == "psycopg":
+                    yield from _copy_csv(conn, config, since)
+                    return
                 sql = sa.text(pull_sql(config, conn.dialect, since))
                 streamed = conn.execution_options(stream_results=True, yield_per=config.batch_rows)
                 result = streamed.execute(sql, {"since": since} if since is not None else {})
@@ -138,12 +165,63 @@ def fetch_csv(config: DatabaseConfig, since: Any) -> Iterator[tuple[bytes, int, 
                     if header:
                         writer.writerow(columns)
                         header = False
-                    writer.writerows([_cell(v) for v in row] for row in part)
+                    writer.writerows(_rows(part))
                     yield text.getvalue().encode(), len(part), part[-1][at]
     except sa.exc.DBAPIError as err:
         raise DatabasePullError(_failure(err, config)) from None
     finally:
         engine.dispose()
+
+
+COPY_CHUNK = 1 << 20
+
+
+def _copy_csv(
+    conn: sa.Connection, config: DatabaseConfig, since: Any
+) -> Iterator[tuple[bytes, int, Any]]:
+    """PostgreSQL: the rows as the server writes CSV (`COPY (query) TO STDOUT`, ~9x faster than
+    formatting them in Python), counted and their watermark taken first in the same snapshot
+    (so `max_rows` refuses before a row is read). Chunks carry no count; the last one does."""
+    from psycopg import sql as pgsql
+
+    column = conn.dialect.identifier_preparer.quote(config.incremental_column)
+    source = _source_sql(config, conn.dialect.identifier_preparer)
+    where = f" WHERE {column} > :since" if since is not None else ""
+    params = {"since": since} if since is not None else {}
+    names = list(conn.execute(sa.text(f"SELECT * FROM {source} LIMIT 0")).keys())
+    if config.incremental_column not in names:
+        raise DatabasePullError(
+            f"incremental_column {config.incremental_column!r} is not a column of the result "
+            f"({', '.join(names[:20])})"
+        )
+    count, last = conn.execute(
+        sa.text(f"SELECT count(*), max({column}) FROM {source}{where}"), params
+    ).one()
+    if count > config.max_rows:
+        raise DatabasePullError(
+            f"{count:,} rows above the watermark, more than max_rows={config.max_rows}; "
+            "raise max_rows or narrow the query"
+        )
+    if not count:
+        return
+    statement = pgsql.SQL(
+        "COPY (SELECT * FROM {source}{where} ORDER BY {column}) TO STDOUT WITH (FORMAT csv, HEADER)"
+    ).format(
+        source=pgsql.SQL(source),  # the declared table (quoted) or query: the admin's SQL
+        where=pgsql.SQL(f" WHERE {column} > ") + pgsql.Literal(since)
+        if since is not None
+        else pgsql.SQL(""),
+        column=pgsql.SQL(column),
+    )
+    raw = conn.connection.driver_connection
+    buffer = bytearray()
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for block in copy:
+            buffer += block
+            if len(buffer) >= COPY_CHUNK:
+                yield bytes(buffer), 0, None
+                buffer.clear()
+    yield bytes(buffer), count, last
 
 
 def probe(config: DatabaseConfig, since: Any) -> dict[str, Any]:

@@ -256,15 +256,17 @@ def _pull_locked(
         for chunk, count, last in _chunks(source, config, since):
             drop.write(chunk)
             digest.update(chunk)
-            result.records += count
-            result.watermark_to = _mark(last)
+            if count:  # a chunk without rows of its own (a COPY block) moves nothing
+                result.records += count
+                result.watermark_to = _mark(last)
         if result.records:
             suffix = ".csv" if source.type == "DATABASE" else ".jsonl"
             item = drop.commit(f"{source.name}-{day.isoformat()}-pull{result.sync_log_id}{suffix}")
             result.file, result.sha256 = str(item.relative), digest.hexdigest()
         result.status, result.error = "SUCCESS", None
     except ReconError as err:
-        result.error = f"{source.label}: {err}"
+        text = str(err)
+        result.error = text if text.startswith(source.label) else f"{source.label}: {text}"
     except Exception as err:  # noqa: BLE001 - a source's failure is recorded, the others carry on
         result.error = f"{source.label}: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
     finally:
