@@ -28,7 +28,7 @@ from dagster import (
 )
 
 from pipelines.ingest.validation import FAILURE_SCHEMA
-from pipelines.reconcile import records
+from pipelines.reconcile import carry, records
 from pipelines.reconcile.aggregation_groups import write_quotes
 from pipelines.reconcile.commit import commit_results
 from pipelines.reconcile.exceptions import build_exceptions
@@ -135,6 +135,12 @@ def map_records(
         source_name, target_name = plan.source.original_filename, plan.target.original_filename
         source_frame = _canonical(store, plan.source_file_id)
         target_frame = _canonical(store, plan.target_file_id)
+        work_dir = store.reconciliation_dir(rid)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        # a feed's date: its earlier dates' open items join its own records
+        source_frame, target_frame, carried_in = carry.join_open_items(
+            engine, store, rid, work_dir, source_frame, target_frame
+        )
         conformed = conform(
             source_frame,
             target_frame,
@@ -144,8 +150,6 @@ def map_records(
             source_name=source_name,
             target_name=target_name,
         )
-        work_dir = store.reconciliation_dir(rid)
-        work_dir.mkdir(parents=True, exist_ok=True)
         conformed.source.write_parquet(work_dir / "source.parquet")
         conformed.target.write_parquet(work_dir / "target.parquet")
         (work_dir / "field_types.json").write_text(json.dumps(conformed.field_types))
@@ -168,6 +172,7 @@ def map_records(
             "target_records": conformed.target.height,
             "valid_source_records": int(conformed.source.get_column("_valid").sum()),
             "valid_target_records": int(conformed.target.get_column("_valid").sum()),
+            "open_items_carried_in": carried_in,
             "matching_fields": MetadataValue.json(conformed.field_types),
             "seconds": elapsed,
             "dagster/column_lineage": column_lineage(rule_set),
@@ -268,15 +273,23 @@ def find_exceptions(
             None,
             False,
         )
+        work_dir = Path(work_in.work_dir)
+        inputs = {
+            side: carry.input_path(work_dir, side, store.canonical(file_id))
+            for side, file_id in (("source", plan.source_file_id), ("target", plan.target_file_id))
+        }
         found = build_exceptions(
             conformed,
             linked,
             rule_set,
-            source_records=pl.scan_parquet(store.canonical(plan.source_file_id)),
-            target_records=pl.scan_parquet(store.canonical(plan.target_file_id)),
+            source_records=pl.scan_parquet(inputs["source"]),
+            target_records=pl.scan_parquet(inputs["target"]),
             source_failures=_failures(store, plan.source_file_id),
             target_failures=_failures(store, plan.target_file_id),
         )
+        carried = carry.read_carried(work_dir)
+        if carried is not None:  # an open item still unmatched stays open on its own date
+            found = carry.own_exceptions(found, carried)
         found.write_parquet(work_in.path("exceptions.parquet"))
         records.advance(engine, rid, 85)
     elapsed = round(time.perf_counter() - started, 3)
@@ -337,6 +350,7 @@ def commit_record(
             statistics=statistics,
             matched_sample=_matched_sample(work_in, links),
             run_id=context.run.run_id,
+            carry=carry.commit_setting(engine, rid, Path(work_in.work_dir)),
         )
     elapsed = round(time.perf_counter() - started, 3)
     metadata = {

@@ -101,25 +101,31 @@ def run_in_process(
 
     engine = engine_for(url)
     backfill_id = f"local-{int(time.time())}"
-    outcomes = []
-    for index, key in enumerate(keys, start=1):
-        result = execute(
-            instance,
-            url,
-            FEED_ASSETS,
-            partition_key=key,
-            tags={"recon/backfill": backfill_id, "recon/command": "backfill", **(tags or {})},
-            say=say,
-        )
+    all_tags = {"recon/backfill": backfill_id, "recon/command": "backfill", **(tags or {})}
+
+    def run(key: str, label: str) -> PartitionOutcome:
+        result = execute(instance, url, FEED_ASSETS, partition_key=key, tags=all_tags, say=say)
         try:
             rid = feeds.reconciliation_for_partition(engine, key)
         except feeds.FeedError:
             rid = None
         outcome = PartitionOutcome(key, result.success, result.run_id, _failure(result), rid)
-        outcomes.append(outcome)
         state = "ok" if outcome.success else f"FAILED: {outcome.error}"
-        say(f"[{index}/{len(keys)}] {key}: {state} (run {result.run_id})")
-    return outcomes
+        say(f"{label} {key}: {state} (run {result.run_id})")
+        return outcome
+
+    outcomes = {key: run(key, f"[{i}/{len(keys)}]") for i, key in enumerate(keys, start=1)}
+    # open items: a date whose earlier dates' open items changed after it ran (it ran first,
+    # or an earlier date ran again) runs again, in date order, until none is stale; so the
+    # backfill ends as running its dates in order would, whatever order they ran in
+    names = sorted({feeds.split_partition_key(k)[1] for k in keys})
+    for _round in range(len(keys) + 1):
+        stale = feeds.stale_partitions(engine, names)
+        if not stale:
+            break
+        for key in stale:
+            outcomes[key] = run(key, "[again: earlier open items changed]")
+    return list(outcomes.values())
 
 
 def submit(instance: Any, keys: list[str], *, title: str | None = None) -> str:

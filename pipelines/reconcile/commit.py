@@ -7,7 +7,8 @@ time (recognised by fingerprint, not id); a MISSING exception's `suggested_match
 the run's own, written with it. Pairs a person matched by hand are kept, and the
 machine's pairs and exceptions that contradict them are dropped. A group of aggregate matching
 is one row per member pair sharing `match_group`, and counts as one match (`matched_records`);
-`unmatched_*` count each side's records in no pair and no group.
+`unmatched_*` count each side's records in no pair and no group. A feed date's open items
+(`carry`) are settled in the same transaction (`pipelines.reconcile.carry.commit_carried`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
+from pipelines.reconcile.carry import CarryCommit, commit_carried
 from pipelines.reconcile.records import (
     SAMPLE_LIMIT,
     ReconciliationCancelled,
@@ -80,6 +82,7 @@ def commit_results(
     statistics: dict[str, Any],
     matched_sample: list[dict[str, Any]],
     run_id: str | None,
+    carry: CarryCommit | None = None,
 ) -> dict[str, Any]:
     """Write matches, exceptions and the final record in one transaction; returns the counts.
 
@@ -95,8 +98,13 @@ def commit_results(
     grouped = links.filter(pl.col("match_group").is_not_null())
     groups = grouped.get_column("match_group").n_unique()
     matched = links.height - grouped.height + groups + manual
-    matched_source = links.get_column("source_row").n_unique() + manual
-    matched_target = links.get_column("target_row").n_unique() + manual
+    own = links
+    if carry is not None:  # records carried in from earlier dates are not this date's records
+        own = links.filter(pl.col("source_row") <= carry.carried.source_native)
+    matched_source = own.get_column("source_row").n_unique() + manual
+    if carry is not None:
+        own = links.filter(pl.col("target_row") <= carry.carried.target_native)
+    matched_target = own.get_column("target_row").n_unique() + manual
     in_groups = (
         grouped.get_column("source_row").n_unique() + grouped.get_column("target_row").n_unique()
     )
@@ -181,7 +189,7 @@ def commit_results(
             sa.text(
                 "CREATE TEMP TABLE keep_decisions ON COMMIT DROP AS SELECT DISTINCT ON "
                 "(fingerprint) fingerprint, status, resolution, resolved_by, resolved_at, "
-                "created_at FROM reconciliation_exceptions "
+                "created_at, carried_to_reconciliation_id FROM reconciliation_exceptions "
                 "WHERE reconciliation_id = :i AND fingerprint IS NOT NULL "
                 "ORDER BY fingerprint, (status <> 'OPEN') DESC, created_at"
             ),
@@ -209,11 +217,18 @@ def commit_results(
                 "resolved_by = CASE WHEN k.status <> 'OPEN' THEN k.resolved_by "
                 "ELSE e.resolved_by END, "
                 "resolved_at = CASE WHEN k.status <> 'OPEN' THEN k.resolved_at "
-                "ELSE e.resolved_at END FROM keep_decisions k "
+                "ELSE e.resolved_at END, "
+                "carried_to_reconciliation_id = CASE WHEN k.status <> 'OPEN' "
+                "THEN k.carried_to_reconciliation_id END FROM keep_decisions k "
                 "WHERE e.reconciliation_id = :i AND e.fingerprint = k.fingerprint"
             ),
             {"i": plan.id},
         )
+        if carry is not None:
+            counts["carry"] = commit_carried(
+                conn, plan.id, plan.organization_id, carry, links, exceptions
+            )
+            statistics = {**statistics, "carry": counts["carry"]}
         timings = {
             **statistics.get("timings", {}),
             "commit": round(time.perf_counter() - started, 3),

@@ -30,6 +30,7 @@ FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 DEFAULT_DATE_PATTERN = r"(?P<date>\d{4}-?\d{2}-?\d{2})"
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d")
 DEFAULT_CHECKS = {"history": 7, "match_rate_drop": 10.0, "exception_growth": 2.0}
+DEFAULT_CARRY_FORWARD_DAYS = 10
 
 
 class FeedError(ReconError):
@@ -96,6 +97,8 @@ class FeedSpec:
     business_date: BusinessDateRule
     checks: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CHECKS))
     description: str | None = None
+    # a record left unmatched stays open this many days for later dates to match (0: never)
+    carry_forward_days: int = DEFAULT_CARRY_FORWARD_DAYS
 
     def definition(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,7 @@ class FeedSpec:
             "business_date": self.business_date.as_json(),
             "checks": self.checks,
             "description": self.description,
+            "carry_forward_days": self.carry_forward_days,
         }
 
 
@@ -150,6 +154,7 @@ class _FeedShape(_Shape):
     business_date: _DateShape | None = None
     checks: _ChecksShape | None = None
     description: str | None = None
+    carry_forward_days: int = Field(DEFAULT_CARRY_FORWARD_DAYS, ge=0, le=366)
 
 
 class _FeedsFileShape(_Shape):
@@ -162,6 +167,7 @@ _PROBLEMS = {
     "float_type": "expected a number",
     "finite_number": "expected a finite number",
     "greater_than": "must be a positive number",
+    "greater_than_equal": "must not be negative",
     "less_than_equal": "is too large",
     "list_type": "expected a list",
     "model_type": "expected a mapping",
@@ -307,6 +313,7 @@ def parse_feeds(data: Any, origin: str, base: Path) -> list[FeedSpec]:
                 business_date=_date_rule(raw.business_date, at),
                 checks={**checks, "history": int(checks["history"])},
                 description=raw.description,
+                carry_forward_days=raw.carry_forward_days,
             )
         )
     return specs

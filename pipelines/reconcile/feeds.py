@@ -23,6 +23,7 @@ The file (YAML):
           history: 7                    # completed days compared with
           match_rate_drop: 10.0         # warn when the match rate falls this many points
           exception_growth: 2.0         # warn when exceptions exceed this x the usual count
+        carry_forward_days: 10          # unmatched records stay open for later dates this long
 
 `pipelines.reconcile.feed_store.store_feeds` loads it into `reconciliation_feeds` (rule sets
 stored as versions, data sources created on first sight, feeds missing from the file
@@ -34,6 +35,7 @@ the partition's reconciliation for a run.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
@@ -43,6 +45,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from pipelines.reconcile.feed_file import (
+    DEFAULT_CARRY_FORWARD_DAYS,
     DEFAULT_CHECKS,
     BusinessDateRule,
     FeedError,
@@ -65,6 +68,7 @@ class Feed:
     business_date: BusinessDateRule
     checks: dict[str, float]
     is_active: bool
+    carry_forward_days: int = DEFAULT_CARRY_FORWARD_DAYS
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class ReadyPartition:
     # a reconciliation of exactly these files is COMPLETED, or PENDING/RUNNING in some run (a
     # changed rule set does not re-run history by itself: backfill the dates to re-run)
     reconciled: bool
+    # COMPLETED, but an earlier date's open items changed since (`carry`): runs again
+    stale_digest: str | None = None
 
     @property
     def partition_key(self) -> str:
@@ -85,7 +91,8 @@ class ReadyPartition:
 
     @property
     def run_key(self) -> str:
-        return f"{self.partition_key}|{self.source_file_id}|{self.target_file_id}"
+        key = f"{self.partition_key}|{self.source_file_id}|{self.target_file_id}"
+        return key + (f"|carry:{self.stale_digest[:16]}" if self.stale_digest else "")
 
 
 def _feed(row: Any) -> Feed:
@@ -99,12 +106,13 @@ def _feed(row: Any) -> Feed:
         BusinessDateRule.from_json(row.business_date),
         {**DEFAULT_CHECKS, **(row.checks or {})},
         row.is_active,
+        int((row.definition or {}).get("carry_forward_days", DEFAULT_CARRY_FORWARD_DAYS)),
     )
 
 
 FEED_COLUMNS = (
     "id, name, organization_id, source_data_source_id, target_data_source_id, rule_set_id, "
-    "business_date, checks, is_active"
+    "business_date, checks, is_active, definition"
 )
 
 
@@ -202,7 +210,12 @@ def ready_partitions(engine: sa.Engine, store: FileStore, feed: Feed) -> list[Re
                 SELECT n.business_date, n.source_file_id, n.target_file_id,
                        COALESCE(r.status IN ('COMPLETED', 'PENDING', 'RUNNING')
                                 AND r.source_file_id = n.source_file_id
-                                AND r.target_file_id = n.target_file_id, FALSE) AS reconciled
+                                AND r.target_file_id = n.target_file_id
+                                AND NOT r.carry_stale, FALSE) AS reconciled,
+                       CASE WHEN r.carry_stale THEN (
+                           SELECT string_agg(p.carry_digest, '' ORDER BY p.business_date)
+                           FROM reconciliations p WHERE p.feed_id = :f
+                           AND p.business_date < n.business_date) END AS stale_digest
                 FROM newest n
                 LEFT JOIN reconciliations r
                   ON r.feed_id = :f AND r.business_date = n.business_date
@@ -218,7 +231,12 @@ def ready_partitions(engine: sa.Engine, store: FileStore, feed: Feed) -> list[Re
         ).all()
     return [
         ReadyPartition(
-            feed.name, r.business_date, r.source_file_id, r.target_file_id, bool(r.reconciled)
+            feed.name,
+            r.business_date,
+            r.source_file_id,
+            r.target_file_id,
+            bool(r.reconciled),
+            hashlib.sha256(r.stale_digest.encode()).hexdigest() if r.stale_digest else None,
         )
         for r in rows
     ]
@@ -312,7 +330,7 @@ def prepare_partition(
             sa.text(
                 "UPDATE reconciliations SET source_file_id = :s, target_file_id = :t, "
                 "rule_set_id = :r, partition_key = :p, status = 'PENDING', progress = 0, "
-                "error_message = NULL, dagster_run_id = :run "
+                "error_message = NULL, dagster_run_id = :run, carry_stale = FALSE "
                 "WHERE feed_id = :f AND business_date = :d RETURNING id"
             ),
             values,
@@ -360,3 +378,18 @@ def recent_history(
             {"f": feed_id, "d": business_date, "n": limit},
         ).all()
     return [(float(r.match_rate or 0), int(r.exception_count or 0)) for r in rows]
+
+
+def stale_partitions(engine: sa.Engine, feed_names: list[str]) -> list[str]:
+    """Partition keys of these feeds' COMPLETED dates whose earlier dates' open items changed
+    since they ran (`carry_stale`), in date order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT r.business_date, f.name FROM reconciliations r "
+                "JOIN reconciliation_feeds f ON f.id = r.feed_id WHERE f.name = ANY(:n) "
+                "AND r.carry_stale AND r.status = 'COMPLETED' ORDER BY r.business_date, f.name"
+            ),
+            {"n": feed_names},
+        ).all()
+    return [feed_partition_key(r.business_date, r.name) for r in rows]
