@@ -195,7 +195,10 @@ def link_records(
         rule_set = load_stored_rule_set(engine, plan.rule_set_id)
         types = json.loads(work_in.path("field_types.json").read_text())
         conformed = _load_conformed(work_in, types)
-        model, facts = records.load_model(engine, plan.rule_set_id)
+        # a feed's date trains on its own records: a kept model (of the date that ran first)
+        model, facts = (  # would make a backfill's result depend on its order
+            (None, None) if plan.feed_id else records.load_model(engine, plan.rule_set_id)
+        )
         quotes = work_in.path("quotes.parquet")
         result = link(
             conformed,
