@@ -30,12 +30,14 @@ from dagster import (
 from pipelines.ingest.validation import FAILURE_SCHEMA
 from pipelines.reconcile import carry, records
 from pipelines.reconcile.aggregation_groups import write_quotes
+from pipelines.reconcile.carry_commit import commit_setting
 from pipelines.reconcile.commit import commit_results
 from pipelines.reconcile.exceptions import build_exceptions
 from pipelines.reconcile.linkage import LinkResult, link, match_weights_html
 from pipelines.reconcile.mapping import ROW, Conformed, conform
 from pipelines.reconcile.rule_store import load_stored_rule_set
 from pipelines.stage_metadata import (
+    carry_metadata,
     column_lineage,
     group_metadata,
     histogram,
@@ -277,10 +279,7 @@ def find_exceptions(
             False,
         )
         work_dir = Path(work_in.work_dir)
-        inputs = {
-            side: carry.input_path(work_dir, side, store.canonical(file_id))
-            for side, file_id in (("source", plan.source_file_id), ("target", plan.target_file_id))
-        }
+        inputs = carry.input_paths(work_dir, store, plan.source_file_id, plan.target_file_id)
         found = build_exceptions(
             conformed,
             linked,
@@ -290,9 +289,7 @@ def find_exceptions(
             source_failures=_failures(store, plan.source_file_id),
             target_failures=_failures(store, plan.target_file_id),
         )
-        carried = carry.read_carried(work_dir)
-        if carried is not None:  # an open item still unmatched stays open on its own date
-            found = carry.own_exceptions(found, carried)
+        found = carry.own_exceptions(found, carry.read_carried(work_dir))
         found.write_parquet(work_in.path("exceptions.parquet"))
         records.advance(engine, rid, 85)
     elapsed = round(time.perf_counter() - started, 3)
@@ -353,7 +350,7 @@ def commit_record(
             statistics=statistics,
             matched_sample=_matched_sample(work_in, links),
             run_id=context.run.run_id,
-            carry=carry.commit_setting(engine, rid, Path(work_in.work_dir)),
+            carry=commit_setting(engine, rid, Path(work_in.work_dir)),
         )
     elapsed = round(time.perf_counter() - started, 3)
     metadata = {
@@ -367,6 +364,7 @@ def commit_record(
         **group_metadata(links),
         "stage_seconds": MetadataValue.json(counts["timings"]),
         "seconds": elapsed,
+        **carry_metadata(engine, counts, plan),
     }
     return plan, counts, metadata
 

@@ -78,3 +78,30 @@ def group_metadata(links: pl.DataFrame) -> dict[str, object]:
         "matched_groups": sum(sizes.values()),
         "group_sizes": MetadataValue.json(sizes),
     }
+
+
+def carry_metadata(engine: object, counts: dict[str, object], plan: object) -> dict[str, object]:
+    """A feed date's open items: carried in, matched now, later dates made stale, and the
+    feed's open items by age (empty for an ad hoc reconciliation)."""
+    from pipelines.reconcile.carry import carry_setting, open_items_by_age
+
+    done = counts.get("carry")
+    setting = carry_setting(engine, plan.id)  # type: ignore[arg-type, attr-defined]
+    if not isinstance(done, dict) or setting is None:
+        return {}
+    feed_id, day, window = setting
+    ages = open_items_by_age(engine, feed_id, day)  # type: ignore[arg-type]
+    schema = TableSchema(
+        columns=[
+            TableColumn("age", "string"),
+            TableColumn("source_records", "int"),
+            TableColumn("target_records", "int"),
+        ]
+    )
+    return {
+        "carry_forward_days": window,
+        "open_items_carried_in": int(done["carried_in_source"]) + int(done["carried_in_target"]),
+        "carried_matches": done["carried_matches"],
+        "later_dates_made_stale": MetadataValue.json(done["stale_dates"]),
+        "open_items_by_age": MetadataValue.table([TableRecord(a) for a in ages], schema=schema),
+    }

@@ -52,6 +52,7 @@ ORGANIZATION_OF = {
             "audit_log",
             "exception_work",
             "exception_reason_codes",
+            "reconciliation_carried_rows",
         )
     },
 }
@@ -166,6 +167,15 @@ def _organization(engine: sa.Engine, name: str) -> dict[str, int]:
             d=f"Source row 2 has no match in the target (payee {name} shared words)",
             s=json.dumps({"_row_number": 2, "payee": name}),
             o=org,
+        )
+        # an open item carried in from an earlier date (0015)
+        conn.execute(
+            sa.text(
+                "INSERT INTO reconciliation_carried_rows (reconciliation_id, side, row_number, "
+                "from_reconciliation_id, from_row_number, from_exception_id, organization_id) "
+                "VALUES (:r, 'source', 9, :r, 2, :e, :o)"
+            ),
+            {"r": rec, "e": exc, "o": org},
         )
         # working the exceptions (0012): its work state, a reason code, an audit event
         conn.execute(

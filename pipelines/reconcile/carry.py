@@ -17,7 +17,6 @@ its original exception ("matched on D") in D's commit (`resolve_carried`).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -163,9 +162,10 @@ def _empty() -> pl.DataFrame:
     return pl.DataFrame(schema=ROWS_SCHEMA)
 
 
-def own_exceptions(exceptions: pl.DataFrame, carried: CarriedRows) -> pl.DataFrame:
-    """The exceptions that concern one of the day's own records (carried-only ones dropped)."""
-    if carried.rows.is_empty():
+def own_exceptions(exceptions: pl.DataFrame, carried: CarriedRows | None) -> pl.DataFrame:
+    """The exceptions that concern one of the day's own records: an open item still unmatched
+    stays open on its own date, not raised again (carried-only ones dropped)."""
+    if carried is None or carried.rows.is_empty():
         return exceptions
     own_source = pl.col("source_row_number").is_not_null() & (
         pl.col("source_row_number") <= carried.source_native
@@ -174,35 +174,6 @@ def own_exceptions(exceptions: pl.DataFrame, carried: CarriedRows) -> pl.DataFra
         pl.col("target_row_number") <= carried.target_native
     )
     return exceptions.filter(own_source | own_target)
-
-
-def digest(exceptions: pl.DataFrame, links: pl.DataFrame, carried: CarriedRows) -> str:
-    """What later dates see of this date: its own open records and the items it matched."""
-    missing = (
-        exceptions.filter(pl.col("type").is_in(list(SIDES.values())))
-        .get_column("fingerprint")
-        .sort()
-        .to_list()
-    )
-    matched = sorted(matched_items(links, carried))
-    text = "\n".join(map(str, missing)) + "\n--\n" + "\n".join(map(str, matched))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def matched_items(links: pl.DataFrame, carried: CarriedRows) -> list[int]:
-    """The open items' exception ids whose carried record is in one of `links`."""
-    if carried.rows.is_empty() or links.is_empty():
-        return []
-    used = pl.concat(
-        [
-            links.select(pl.lit("source").alias("side"), pl.col("source_row").alias("row_number")),
-            links.select(pl.lit("target").alias("side"), pl.col("target_row").alias("row_number")),
-        ]
-    ).unique()
-    hits = carried.rows.join(
-        used.with_columns(pl.col("row_number").cast(pl.Int64)), on=["side", "row_number"]
-    )
-    return sorted(set(hits.get_column("from_exception_id").drop_nulls().to_list()))
 
 
 def write_carried(path_dir: Path, carried: CarriedRows) -> None:
@@ -220,110 +191,6 @@ def read_carried(path_dir: Path) -> CarriedRows | None:
         return None
     source_native, target_native = (int(v) for v in native.read_text().split())
     return CarriedRows(source_native, target_native, pl.read_parquet(path_dir / "carried.parquet"))
-
-
-@dataclass(frozen=True)
-class CarryCommit:
-    """What the commit needs to settle a feed date's open items."""
-
-    carried: CarriedRows
-    feed_id: int
-    business_date: date
-    window: int
-
-
-def commit_carried(
-    conn: sa.Connection,
-    reconciliation_id: int,
-    organization_id: int,
-    carry: CarryCommit,
-    links: pl.DataFrame,
-    exceptions: pl.DataFrame,
-) -> dict[str, Any]:
-    """In the results' transaction: what this date resolved before reopened, its carried rows
-    written, the open items it matched resolved ("matched on D"), and the later dates of the
-    window marked stale when what they see of this date changed. Returns the counts."""
-    from pipelines.work import audit
-
-    day = carry.business_date
-    conn.execute(
-        sa.text(
-            "UPDATE reconciliation_exceptions SET status = 'OPEN', resolution = NULL, "
-            "resolved_by = NULL, resolved_at = NULL, carried_to_reconciliation_id = NULL "
-            "WHERE carried_to_reconciliation_id = :r AND resolved_by = 'system'"
-        ),
-        {"r": reconciliation_id},
-    )
-    conn.execute(
-        sa.text("DELETE FROM reconciliation_carried_rows WHERE reconciliation_id = :r"),
-        {"r": reconciliation_id},
-    )
-    rows = carry.carried.rows.to_dicts()
-    if rows:
-        conn.execute(
-            sa.text(
-                "INSERT INTO reconciliation_carried_rows (reconciliation_id, side, row_number, "
-                "from_reconciliation_id, from_file_id, from_row_number, from_business_date, "
-                "from_exception_id, organization_id) VALUES (:rid, :side, :row_number, "
-                ":from_reconciliation_id, :from_file_id, :from_row_number, "
-                ":from_business_date, :from_exception_id, :org)"
-            ),
-            [{**r, "rid": reconciliation_id, "org": organization_id} for r in rows],
-        )
-    resolved = conn.execute(
-        sa.text(
-            "UPDATE reconciliation_exceptions SET status = 'RESOLVED', resolution = :why, "
-            "resolved_by = 'system', resolved_at = NOW(), carried_to_reconciliation_id = :r "
-            "WHERE id = ANY(:ids) AND (status = 'OPEN' OR (resolved_by = 'system' "
-            "AND carried_to_reconciliation_id IS NOT NULL)) RETURNING id, reconciliation_id"
-        ),
-        {
-            "ids": matched_items(links, carry.carried),
-            "r": reconciliation_id,
-            "why": f"matched on {day.isoformat()} (reconciliation #{reconciliation_id})",
-        },
-    ).all()
-    for row in resolved:
-        audit.system_event(
-            conn,
-            organization_id=organization_id,
-            entity="exception",
-            entity_id=row.id,
-            action="RESOLVE",
-            after={
-                "status": "RESOLVED",
-                "resolution": f"matched on {day.isoformat()}",
-                "carried_to_reconciliation_id": reconciliation_id,
-            },
-        )
-    new = digest(exceptions, links, carry.carried)
-    old = conn.execute(
-        sa.text("SELECT carry_digest FROM reconciliations WHERE id = :r"), {"r": reconciliation_id}
-    ).scalar()
-    conn.execute(
-        sa.text("UPDATE reconciliations SET carry_digest = :d WHERE id = :r"),
-        {"d": new, "r": reconciliation_id},
-    )
-    stale: list[str] = []
-    if old != new and carry.window > 0:
-        stale = [
-            r.business_date.isoformat()
-            for r in conn.execute(
-                sa.text(
-                    "UPDATE reconciliations SET carry_stale = TRUE WHERE feed_id = :f "
-                    "AND business_date > :d AND business_date <= CAST(:d AS date) + :w "
-                    "AND status = 'COMPLETED' RETURNING business_date"
-                ),
-                {"f": carry.feed_id, "d": day, "w": carry.window},
-            ).all()
-        ]
-    source_in = carry.carried.rows.filter(pl.col("side") == "source").height
-    return {
-        "carried_in_source": source_in,
-        "carried_in_target": carry.carried.rows.height - source_in,
-        "carried_matches": len(resolved),
-        "stale_dates": sorted(stale),
-    }
 
 
 def carry_setting(engine: sa.Engine, reconciliation_id: int) -> tuple[int, date, int] | None:
@@ -362,17 +229,41 @@ def join_open_items(
     return source, target, carried.rows.height
 
 
-def input_path(work_dir: Path, side: str, canonical: Path) -> Path:
-    """The records a side reconciled: the file's, or with the carried open items."""
-    joined = work_dir / f"{side}_input.parquet"
-    return joined if joined.exists() else canonical
+def input_paths(
+    work_dir: Path, store: FileStore, source_file_id: int, target_file_id: int
+) -> dict[str, Path]:
+    """The records each side reconciled: the file's, or with the carried open items."""
+    paths = {}
+    for side, file_id in (("source", source_file_id), ("target", target_file_id)):
+        joined = work_dir / f"{side}_input.parquet"
+        paths[side] = joined if joined.exists() else store.canonical(file_id)
+    return paths
 
 
-def commit_setting(engine: sa.Engine, reconciliation_id: int, work_dir: Path) -> CarryCommit | None:
-    """What the commit settles for a feed date (None for an ad hoc reconciliation)."""
-    carried = read_carried(work_dir)
-    setting = carry_setting(engine, reconciliation_id)
-    if carried is None or setting is None:
-        return None
-    feed_id, day, window = setting
-    return CarryCommit(carried, feed_id, day, window)
+AGE_BUCKETS = ((0, 1, "0-1 d"), (2, 3, "2-3 d"), (4, 7, "4-7 d"), (8, 10, "8-10 d"))
+
+
+def open_items_by_age(engine: sa.Engine, feed_id: int, day: date) -> list[dict[str, Any]]:
+    """The feed's open MISSING_* records on `day` (dated up to it), by age in days and side."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT CAST(:d AS date) - r.business_date AS age, e.type, count(*) AS n "
+                "FROM reconciliation_exceptions e JOIN reconciliations r "
+                "ON r.id = e.reconciliation_id WHERE r.feed_id = :f AND r.business_date <= :d "
+                "AND e.status = 'OPEN' AND e.type IN ('MISSING_IN_TARGET', 'MISSING_IN_SOURCE') "
+                "GROUP BY 1, 2"
+            ),
+            {"f": feed_id, "d": day},
+        ).all()
+    table = []
+    for low, high, label in (*AGE_BUCKETS, (11, 10**6, "over 10 d")):
+        picked = [r for r in rows if low <= r.age <= high]
+        table.append(
+            {
+                "age": label,
+                "source_records": sum(r.n for r in picked if r.type == "MISSING_IN_TARGET"),
+                "target_records": sum(r.n for r in picked if r.type == "MISSING_IN_SOURCE"),
+            }
+        )
+    return table

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
-from pipelines.reconcile.carry import CarryCommit, commit_carried
+from pipelines.reconcile.carry_commit import CarryCommit, commit_carried
 from pipelines.reconcile.records import (
     SAMPLE_LIMIT,
     ReconciliationCancelled,

@@ -149,7 +149,8 @@ def exception_lineage(
             sa.text(
                 "SELECT id, reconciliation_id, type, severity, status, description, confidence, "
                 "fingerprint, source_row_number, target_row_number, dagster_run_id, "
-                "partition_key, resolution, resolved_by, resolved_at, organization_id "
+                "partition_key, resolution, resolved_by, resolved_at, organization_id, "
+                "carried_to_reconciliation_id "
                 "FROM reconciliation_exceptions WHERE id = :i"
             ),
             {"i": exception_id},
@@ -174,26 +175,87 @@ def exception_lineage(
         ).first()
         source_file = _file(conn, rec.source_file_id if rec is not None else None)
         target_file = _file(conn, rec.target_file_id if rec is not None else None)
+        # a record carried in from an earlier business date: its own file and row
+        carried = {
+            side: _carried(conn, exc.reconciliation_id, side, number)
+            for side, number in (
+                ("source", exc.source_row_number),
+                ("target", exc.target_row_number),
+            )
+        }
+        for side, origin in carried.items():
+            if origin is not None:
+                file = _file(conn, origin["from_file_id"])
+                if side == "source":
+                    source_file = file
+                else:
+                    target_file = file
         pairs = _group_pairs(
             conn, exc.reconciliation_id, exc.source_row_number, exc.target_row_number
         )
+        journey = _journey(conn, exc.id, exc.carried_to_reconciliation_id)
     group = _group(store, pairs, {"source": source_file, "target": target_file})
     return {
+        "matched_later": journey,
         "exception": dict(exc._mapping),
         "reconciliation": dict(rec._mapping) if rec is not None else None,
         "rule_set": dict(rules._mapping) if rules is not None else None,
-        "source": {
-            "row_number": exc.source_row_number,
-            "file": source_file,
-            "row": _row(store, source_file and source_file["id"], exc.source_row_number),
-        },
-        "target": {
-            "row_number": exc.target_row_number,
-            "file": target_file,
-            "row": _row(store, target_file and target_file["id"], exc.target_row_number),
+        **{
+            side: {
+                "row_number": number if carried[side] is None else carried[side]["from_row_number"],
+                "file": file,
+                "row": _row(
+                    store,
+                    file and file["id"],
+                    number if carried[side] is None else carried[side]["from_row_number"],
+                ),
+                "carried_from": carried[side],
+            }
+            for side, number, file in (
+                ("source", exc.source_row_number, source_file),
+                ("target", exc.target_row_number, target_file),
+            )
         },
         "group": group,
     }
+
+
+def _journey(conn: sa.Connection, exception_id: int, later: int | None) -> dict[str, Any] | None:
+    """An open item matched on a later date: that date's match of its carried record."""
+    if later is None:
+        return None
+    row = conn.execute(
+        sa.text(
+            "SELECT r.id AS reconciliation_id, r.business_date, c.side, c.row_number, "
+            "m.source_row_number, m.target_row_number, m.match_kind, m.match_score, "
+            "CASE WHEN c.side = 'source' THEN r.target_file_id ELSE r.source_file_id END "
+            "AS other_file_id FROM reconciliation_carried_rows c "
+            "JOIN reconciliations r ON r.id = c.reconciliation_id "
+            "LEFT JOIN reconciliation_matches m ON m.reconciliation_id = c.reconciliation_id "
+            "AND ((c.side = 'source' AND m.source_row_number = c.row_number) "
+            "OR (c.side = 'target' AND m.target_row_number = c.row_number)) "
+            "WHERE c.reconciliation_id = :r AND c.from_exception_id = :e LIMIT 1"
+        ),
+        {"r": later, "e": exception_id},
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def _carried(
+    conn: sa.Connection, reconciliation_id: int, side: str, row_number: int | None
+) -> dict[str, Any] | None:
+    """Where a carried row of a reconciliation came from (None: the date's own row)."""
+    if row_number is None:
+        return None
+    row = conn.execute(
+        sa.text(
+            "SELECT from_reconciliation_id, from_file_id, from_row_number, from_business_date, "
+            "from_exception_id FROM reconciliation_carried_rows WHERE reconciliation_id = :r "
+            "AND side = :s AND row_number = :n"
+        ),
+        {"r": reconciliation_id, "s": side, "n": row_number},
+    ).first()
+    return None if row is None else dict(row._mapping)
 
 
 def _values(row: dict[str, Any] | None) -> str:
@@ -228,6 +290,18 @@ def format_lineage(chain: dict[str, Any], ui_url: str = "http://127.0.0.1:3000")
         f"  {exc['description']}",
         f"  fingerprint {exc['fingerprint']}",
     ]
+    if exc.get("resolution"):
+        lines.append(f"  resolution: {exc['resolution']} (by {exc['resolved_by']})")
+    later = chain.get("matched_later")
+    if later:
+        other = "target" if later["side"] == "source" else "source"
+        other_row = later[f"{other}_row_number"]
+        lines.append(
+            f"  carried to {later['business_date']} (reconciliation #{later['reconciliation_id']}) "
+            f"as {later['side']} row {later['row_number']}, {later['match_kind']} match with "
+            f"{other} row {other_row} (file #{later['other_file_id']}, "
+            f"score {later['match_score']})"
+        )
     for side in ("source", "target"):
         part = chain[side]
         file = part["file"]
@@ -240,6 +314,13 @@ def format_lineage(chain: dict[str, Any], ui_url: str = "http://127.0.0.1:3000")
             else "file gone"
         )
         lines.append(f"{side}: row {part['row_number']} of {where}")
+        if part.get("carried_from"):
+            origin = part["carried_from"]
+            lines.append(
+                f"  carried in: open since {origin['from_business_date']} (exception "
+                f"#{origin['from_exception_id']}, reconciliation "
+                f"#{origin['from_reconciliation_id']})"
+            )
         if file:
             lines.append(f"  stored original: {file['file_path']}  sha256 {file['content_sha256']}")
             lines.append(
