@@ -4,7 +4,7 @@ A reconciliation asks two questions. "Are these the same transaction?" is answer
 identity evidence (references, counterparty, date proximity, amount proximity); "do they
 agree?" is answered by the exceptions stage with the rules' tolerances. A pair that is clearly
 one transaction but a bank fee short is matched and becomes an AMOUNT_MISMATCH, never two
-missing records. Pairing runs in four passes, each on what the ones before left, each one to
+missing records. Pairing runs in five passes, each on what the ones before left, each one to
 one (best evidence first, ties by row numbers, so results are deterministic):
 
 1. Exact (`EXACT`): records that agree on every rule (EXACT fields equal, FUZZY at or above
@@ -23,6 +23,9 @@ one (best evidence first, ties by row numbers, so results are deterministic):
 4. Near (`NEAR`, `near_pass`): leftovers whose names agree strongly, amounts within 25 % and
    dates within the window, at most one of them beyond tolerance, paired only where the
    choice is clear (`assign_unambiguous`).
+5. Amount (`AMOUNT`, `amount_pass`): leftovers with no identifier or name to go on (a blank
+   bank reference), whose amount and date agree within tolerance and that are each other's
+   only such candidate.
 
 Records repeating a matched record on every field stay out of the later passes (duplicates).
 """
@@ -48,7 +51,7 @@ from pipelines.reconcile.linkage.model import (
     model_misfit,
     train_model,
 )
-from pipelines.reconcile.linkage.near import near_pass
+from pipelines.reconcile.linkage.near import amount_pass, near_pass
 from pipelines.reconcile.linkage.passes import (
     LINK_SCHEMA,
     MIN_PAIR_BUDGET,
@@ -259,10 +262,22 @@ def link(
         stats.update(near_stats)
         say(f"near pass paired {near.height} leftovers (each other's clear nearest candidate)")
         lap("near_pass")
+        paired = pl.concat([paired, near])
+        rest_source = _unmatched_originals(source, rest_source, paired, "source_row")
+        rest_target = _unmatched_originals(target, rest_target, paired, "target_row")
+        rest_source = _without(rest_source, near, "source_row")
+        rest_target = _without(rest_target, near, "target_row")
+    by_amount = pl.DataFrame(schema=LINK_SCHEMA)
+    if rest_source.height and rest_target.height:
+        _register(con, rest_source, rest_target)
+        by_amount, amount_stats = amount_pass(con, rules, col, budget)
+        stats.update(amount_stats)
+        say(f"amount pass paired {by_amount.height} leftovers (the one amount and date that fit)")
+        lap("amount_pass")
     con.close()
     stats["candidate_pairs_scored"] = scored.height
     stats["probabilistic_matches"] = probabilistic.height
-    links = pl.concat([exact, keyed, probabilistic, near]).sort("source_row")
+    links = pl.concat([exact, keyed, probabilistic, near, by_amount]).sort("source_row")
     if rule_set.aggregation:
         from pipelines.reconcile.aggregation import aggregate  # it builds on these passes
 

@@ -183,3 +183,83 @@ def near_pass(
         "near_matches": pairs.height,
         "near_ambiguous": ambiguous,
     }
+
+
+def amount_pass(
+    con: duckdb.DuckDBPyConnection, rules: list[MatchingRule], col: dict[str, str], budget: int
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Leftovers with nothing but their amount and date to go on, paired where that is unique.
+
+    A bank line with a blank reference (and, where the rules compare names, no name either)
+    scores under the threshold in a small file: Splink has only the amount and the date. A
+    reconciler still pairs it when the amount agrees within its tolerance, the date within its
+    tolerance and no other leftover of either side would do (a mutually unique candidate): the
+    same amount and date twice leaves both unmatched for a person. Nothing may contradict (an
+    identifier or a name present on both sides must agree as in `near_pass`). Needs a RANGE and
+    a DATE_RANGE rule; blocked on amount and date buckets as wide as their tolerances, so the
+    join meets only pairs within them. Pairs have kind `AMOUNT`, scored as `near_pass` does.
+    """
+    conditions, sims, weights = [], [], []
+    amount: tuple[str, float] | None = None
+    dated: tuple[str, float] | None = None
+    for rule in (r for r in rules if r.weight > 0):
+        tolerance = (rule.tolerance or 0.0) + TOLERANCE_EPSILON
+        for name in rule.fields:
+            c = col[name]
+            absent = f"s.{c} IS NULL OR t.{c} IS NULL"
+            if rule.match_type == "EXACT":
+                conditions.append(f"({absent} OR s.{c} = t.{c})")
+                sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
+            elif rule.match_type == "FUZZY":
+                threshold = max(rule.threshold or 0.85, STRONG_NAME)
+                conditions.append(f"({absent} OR {_strong(f's.{c}', f't.{c}', threshold)})")
+                sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
+            elif rule.match_type == "RANGE":
+                amount = amount or (c, tolerance)
+                conditions.append(f"abs(s.{c} - t.{c}) <= {tolerance}")
+                sim = f"1.0 - least(1.0, abs(s.{c} - t.{c}) / {max(tolerance, 0.01)})"
+            else:
+                dated = dated or (c, tolerance)
+                days = f"abs(date_diff('day', s.{c}, t.{c}))"
+                conditions.append(f"{days} <= {tolerance}")
+                sim = f"1.0 - {days} / {date_window(rule) + 1.0}"
+            sims.append(f"{rule.weight} * coalesce({sim}, 0.5)")
+            weights.append(rule.weight)
+    if amount is None or dated is None:
+        return pl.DataFrame(schema=LINK_SCHEMA), {"amount_pass": "skipped: no amount and date"}
+    (a, a_width), (d, d_width) = amount, dated
+    a_key = f"floor({a} / {max(a_width, 0.01)})::BIGINT"
+    d_key = f"floor(date_diff('day', DATE '1970-01-01', {d}) / {max(d_width, 1.0)})::BIGINT"
+    # each pair within both tolerances meets once: the source side in the 3 x 3 neighbouring
+    # buckets, the target side in its own
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW amount_s3 AS SELECT s.*, {a_key} + o.x AS _ka, "
+        f"{d_key} + p.x AS _kd FROM s, (VALUES (-1), (0), (1)) AS o(x), "
+        f"(VALUES (-1), (0), (1)) AS p(x) WHERE {a} IS NOT NULL AND {d} IS NOT NULL"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW amount_t AS SELECT *, {a_key} AS _ka, {d_key} AS _kd FROM t"
+    )
+    join = "amount_s3 AS s JOIN amount_t AS t ON s._ka = t._ka AND s._kd = t._kd"
+    pairs = con.execute(
+        "SELECT coalesce(sum(a.n * b.n), 0) FROM (SELECT _ka, _kd, count(*) AS n FROM amount_s3 "
+        "GROUP BY ALL) AS a JOIN (SELECT _ka, _kd, count(*) AS n FROM amount_t GROUP BY ALL) AS b "
+        "USING (_ka, _kd)"
+    ).fetchall()[0][0]
+    if int(pairs) > budget:
+        return pl.DataFrame(schema=LINK_SCHEMA), {"amount_pass": "skipped: too many candidates"}
+    score = f"({' + '.join(sims)}) / {sum(weights)}"
+    candidates = _pairs_of(
+        con,
+        f"""SELECT s.{ROW} AS source_row, t.{ROW} AS target_row,
+               least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'AMOUNT' AS kind
+        FROM {join} WHERE {" AND ".join(conditions)}""",
+    )
+    unique = candidates.filter(
+        (pl.len().over("source_row") == 1) & (pl.len().over("target_row") == 1)
+    )
+    return unique, {
+        "amount_candidates": candidates.height,
+        "amount_matches": unique.height,
+        "amount_ambiguous": candidates.height - unique.height,
+    }
