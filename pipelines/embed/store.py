@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 import psycopg
 import sqlalchemy as sa
 
-from pipelines.embed.texts import exception_text, reconciliation_text
+from pipelines.embed.texts import embedding_text, exception_text, reconciliation_text
 from resources.database import organization_transaction
 from resources.embedder import Embedder
 from resources.errors import ReconError
@@ -41,12 +41,20 @@ DEFAULT_BATCH_SIZE = 256
 
 @dataclass(frozen=True)
 class Document:
-    """One text to embed: what it describes (type and id) and its SHA-256."""
+    """One document: what it describes (type and id), its stored `content` (full-text search
+    reads it), the text the model embeds (`model_text`: the content itself, or the dense text
+    an embedder with `dense_texts` asks for) and that text's SHA-256, the cache key."""
 
     document_type: str
     document_id: int
     content: str
     sha256: str
+    embedded: str | None = None
+
+    @property
+    def model_text(self) -> str:
+        """The text the model embeds."""
+        return self.content if self.embedded is None else self.embedded
 
 
 def text_sha256(text: str) -> str:
@@ -65,8 +73,29 @@ def dbapi(conn: sa.Connection) -> psycopg.Connection:
     return raw
 
 
-def load_documents(engine: sa.Engine, reconciliation_id: int) -> tuple[int, list[Document]]:
-    """The reconciliation's organization and its texts: every exception, then the summary."""
+def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Positions of `texts` in batches of `batch_size`, shortest texts first: a batch's texts
+    are padded to its longest, so similar lengths together waste least of the model's time."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def encode_batches(
+    embedder: Embedder, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(positions, float32 vectors) per model call, batched as `embed_reconciliation` does."""
+    for positions in length_batches(texts, batch_size):
+        yield positions, np.asarray(embedder.encode([texts[i] for i in positions]), np.float32)
+
+
+def load_documents(
+    engine: sa.Engine, reconciliation_id: int, *, dense: bool = False
+) -> tuple[int, list[Document]]:
+    """The reconciliation's organization and its texts: every exception, then the summary.
+
+    `dense`: exceptions are embedded by their `embedding_text` (the content stays
+    `exception_text`) and the cache key is that text's hash.
+    """
     with engine.connect() as conn:
         rec = (
             conn.execute(
@@ -98,7 +127,13 @@ def load_documents(engine: sa.Engine, reconciliation_id: int) -> tuple[int, list
     by_severity: Counter[str] = Counter()
     for row in rows:
         text = exception_text(row)
-        documents.append(Document(EXCEPTION_DOCUMENT, row["id"], text, text_sha256(text)))
+        if dense:
+            embedded = embedding_text(row)
+            documents.append(
+                Document(EXCEPTION_DOCUMENT, row["id"], text, text_sha256(embedded), embedded)
+            )
+        else:
+            documents.append(Document(EXCEPTION_DOCUMENT, row["id"], text, text_sha256(text)))
         by_type[row["type"]] += 1
         by_severity[row["severity"]] += 1
     summary = reconciliation_text(rec, dict(sorted(by_type.items())), dict(by_severity))
@@ -268,13 +303,17 @@ def embed_reconciliation(
         raise ValueError("batch_size must be at least 1")
     started = time.perf_counter()
     model = embedder.model_name
-    organization_id, documents = load_documents(engine, reconciliation_id)
-    unique = {doc.sha256: doc.content for doc in documents}
+    dense = bool(getattr(embedder, "dense_texts", False))
+    organization_id, documents = load_documents(engine, reconciliation_id, dense=dense)
+    unique = {doc.sha256: doc.model_text for doc in documents}
     with engine.begin() as conn:
         vectors = cached_embeddings(conn, model, list(unique))
     hits = len(vectors)
     misses = [sha for sha in unique if sha not in vectors]
-    batches = [misses[i : i + batch_size] for i in range(0, len(misses), batch_size)]
+    batches = [
+        [misses[i] for i in positions]
+        for positions in length_batches([unique[sha] for sha in misses], batch_size)
+    ]
     base = {
         "texts": len(documents),
         "unique_texts": len(unique),

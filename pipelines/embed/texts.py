@@ -8,11 +8,21 @@ without the data changing (no ids, status, timestamps), so the same exception re
 again gives the same text and is served from `embedding_cache` instead of the model. Long
 records are cut (fields and characters) so the text stays within what the model reads (256
 word pieces).
+
+`embedding_text` is the model's text for an embedder that asks for dense texts (the static
+model, `resources.static_embedder`): a mean of word-piece vectors is diluted by every piece
+that says nothing, so it keeps only what a person searches by - the kind of break and its
+severity, the differences in words (which side is higher and by how much, how many days
+later), the months involved, and the records' values once each, without field names,
+identifiers (`... id` columns), row numbers, confidences and tolerances. The stored `content`
+(full-text search, what a person reads) stays `exception_text`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,6 +132,133 @@ def exception_text(exception: Mapping[str, Any]) -> str:
     if target:
         lines.append(f"Target record: {target}.")
     return " ".join(lines)[:MAX_TEXT_CHARS]
+
+
+DENSE_LABELS = {
+    "AMOUNT_MISMATCH": "amount mismatch",
+    "DATE_MISMATCH": "date mismatch",
+    "MISSING_IN_TARGET": "missing in target: source record with no match in the target",
+    "MISSING_IN_SOURCE": "missing in source: target record with no match in the source",
+    "DUPLICATE_FOUND": "duplicate record, repeated in the same file",
+    "VALIDATION_ERROR": "validation error",
+}
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_IDENTIFIER_FIELD = re.compile(r"(^|[\s_])id$", re.IGNORECASE)
+MONTH_NAMES = (
+    "January February March April May June July August September October November December"
+).split()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).replace(",", "").replace("$", "").strip("() "))
+    except ValueError:
+        return None
+
+
+def _money(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _dense_difference(item: Mapping[str, Any]) -> str:
+    """One diff item in words: `amount source 985.00 target 1000.00, source lower by 15.00`."""
+    if "duplicate_of" in item:
+        return ""
+    name = str(item.get("field", "field")).replace("_", " ")
+    if item.get("check") is not None:
+        bad = item.get("source_value", item.get("target_value"))
+        return f"{name} failed {item['check']}" + (f" value {_value(bad)}" if bad else "")
+    source, target = item.get("source_value"), item.get("target_value")
+    a, b = _number(source), _number(target)
+    if a is not None and b is not None and a != b:
+        return (
+            f"{name} source {_money(a)} target {_money(b)}, source "
+            f"{'lower' if a < b else 'higher'} by {_money(abs(a - b))}"
+        )
+    days = _days_between(source, target)
+    if days:
+        return (
+            f"{name} source {source} target {target}, source {abs(days)} days "
+            f"{'later' if days > 0 else 'earlier'}"
+        )
+    return f"{name} source {_value(source)} target {_value(target)}"
+
+
+def _days_between(source: Any, target: Any) -> int | None:
+    try:
+        a, b = dt.date.fromisoformat(str(source)), dt.date.fromisoformat(str(target))
+    except ValueError:
+        return None
+    return (a - b).days
+
+
+def _months(texts: list[str]) -> list[str]:
+    found: list[str] = []
+    for text in texts:
+        for year, month, _ in _ISO_DATE.findall(text):
+            if 1 <= int(month) <= 12:
+                words = f"{MONTH_NAMES[int(month) - 1]} {year}"
+                if words not in found:
+                    found.append(words)
+    return found
+
+
+def _dense_values(*records: Any, said: str = "") -> list[str]:
+    """The records' values (not identifiers), once each: a value inside a longer one (a name
+    or reference quoted in a description) or in `said` is left out, as are values equal up to
+    case."""
+    values: list[str] = []
+    for record in records:
+        for name, value in _fields(record):
+            if _IDENTIFIER_FIELD.search(name):
+                continue
+            values.append(value)
+    kept: list[str] = []
+    lowered = [v.lower() for v in values]
+    for i, value in enumerate(values):
+        low = lowered[i]
+        if any(low == lowered[j] for j in range(i)):
+            continue
+        if low in said or any(low != other and low in other for other in lowered):
+            continue
+        kept.append(value)
+    return kept[:MAX_FIELDS]
+
+
+def embedding_text(exception: Mapping[str, Any]) -> str:
+    """The dense text embedded for one exception by a static model (see the module's notes)."""
+    kind = str(exception.get("type") or "")
+    parts = [DENSE_LABELS.get(kind, kind.replace("_", " ").lower())]
+    if exception.get("severity"):
+        parts[0] += f", {str(exception['severity']).lower()} severity"
+    diff = _loads(exception.get("diff"))
+    differences = (
+        [
+            d
+            for d in (_dense_difference(i) for i in diff[:MAX_FIELDS] if isinstance(i, Mapping))
+            if d
+        ]
+        if isinstance(diff, list)
+        else []
+    )
+    if not differences and kind not in DENSE_LABELS:
+        description = " ".join(str(exception.get("description") or "").split())
+        differences = [description] if description else []
+    parts.extend(differences)
+    values = _dense_values(
+        exception.get("source_data"),
+        exception.get("target_data"),
+        said=" ".join(differences).lower(),
+    )
+    months = _months([str(exception.get("description") or ""), *values])
+    if months:
+        parts.append(", ".join(months))
+    parts.extend(values)
+    return ". ".join(parts)[:MAX_TEXT_CHARS]
 
 
 def reconciliation_text(
