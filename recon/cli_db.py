@@ -6,6 +6,7 @@ import shlex
 import sys
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 from sqlalchemy.engine import make_url
 
@@ -26,6 +27,15 @@ def ready_url() -> str:
     url = resolve_database_url()
     check_database(url)
     return url
+
+
+def migrated_engine() -> sa.Engine:
+    """An engine on the ready database, its schema migrated to the newest version first."""
+    from resources.database import engine_for
+
+    url = ready_url()
+    migrations.migrate(url)
+    return engine_for(url)
 
 
 @db_app.command("up")

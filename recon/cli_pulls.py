@@ -82,9 +82,9 @@ def declared(
 
 
 def _engine() -> sa.Engine:
-    from recon.cli_sources import _engine as engine
+    from recon.cli_db import migrated_engine
 
-    return engine()
+    return migrated_engine()
 
 
 def _source_row(engine: sa.Engine, org: str, name: str) -> Any:
@@ -213,6 +213,12 @@ def pull_command(
     when = _parse_date(day)
     zone = FileStoreResource().store().landing
     results = pull_all(engine, zone, pulled_sources(engine, org, names or None), when)
+    if land and any(r.file for r in results):
+        from recon.land import land_path
+        from recon.lifecycle import instance_for
+
+        url = ready_url()
+        instance = instance_for(url, lambda m: typer.echo(m, err=True))
     if not results:
         typer.echo("no DATABASE or REST_API data sources: `recon sources add NAME --type ...`")
     for r in results:
@@ -224,12 +230,7 @@ def pull_command(
             f"{r.watermark_to!r}" + (f", {r.file}" if r.file else ", nothing new")
         )
         if land and r.file:
-            from recon.land import land_path
-            from recon.lifecycle import instance_for
-
-            url = ready_url()
-            say = lambda m: typer.echo(m, err=True)  # noqa: E731
-            summary = land_path(url, instance_for(url, say), zone / r.file, r.source.split("/")[0])
+            summary = land_path(url, instance, zone / r.file, r.source.split("/")[0])
             problem = summary.get("processing_error") or summary.get("error")
             twice = summary.get("duplicate_of")
             typer.echo(

@@ -14,6 +14,7 @@ from typing import Annotated
 import sqlalchemy as sa
 import typer
 
+from recon.cli_users import AsOption
 from recon.scope import DEFAULT_ORGANIZATION
 from resources import secret_store, secrets
 from resources.errors import ReconError
@@ -26,13 +27,9 @@ secrets_app = typer.Typer(
 
 
 def _engine() -> sa.Engine:
-    from recon.cli_db import ready_url
-    from resources import migrations
-    from resources.database import engine_for
+    from recon.cli_db import migrated_engine
 
-    url = ready_url()
-    migrations.migrate(url)
-    return engine_for(url)
+    return migrated_engine()
 
 
 def read_value(key: str) -> str:
@@ -96,14 +93,20 @@ def set_command(
     org: Annotated[str, typer.Option(help="Organization of the data source.")] = (
         DEFAULT_ORGANIZATION
     ),
+    as_user: AsOption = None,
 ) -> None:
     """Store a data source credential, encrypted; the value comes from stdin or a hidden prompt.
 
     Never give it as an argument: `echo "$PW" | recon secrets set password --data-source bank`
-    (or type it at the prompt).
+    (or type it at the prompt). Acting as a user (`--as`), it needs ADMIN of the organization.
     """
+    from pipelines.work import admin, audit
+
+    engine = _engine()
+    actor = admin.admin_of(engine, org, as_user, "setting data source secrets")
     value = read_value(key)
-    source_id, created = set_secret(_engine(), org, data_source, key, value)
+    with audit.acting_as(actor):
+        source_id, created = set_secret(engine, org, data_source, key, value)
     made = " (data source created)" if created else ""
     typer.echo(f"{org}/{data_source} (data source {source_id}){made}: {key} stored encrypted")
 

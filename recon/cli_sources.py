@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import typer
 
 from pipelines.ingest.pulls.pull import SYSTEMS
+from recon.cli_users import AsOption
 from recon.scope import DEFAULT_ORGANIZATION
 from resources.errors import ReconError
 from resources.webhook_auth import REPLAY_WINDOW_SECONDS, SECRET_KEY
@@ -32,13 +33,9 @@ OrgOption = Annotated[str, typer.Option("--org", help="The data source's organiz
 
 
 def _engine() -> sa.Engine:
-    from recon.cli_db import ready_url
-    from resources import migrations
-    from resources.database import engine_for
+    from recon.cli_db import migrated_engine
 
-    url = ready_url()
-    migrations.migrate(url)
-    return engine_for(url)
+    return migrated_engine()
 
 
 def add_source(
@@ -206,8 +203,11 @@ def add_command(
         Path | None,
         typer.Option("--config", help="YAML of further config keys.", show_default=False),
     ] = None,
+    as_user: AsOption = None,
 ) -> None:
     """Add a data source, or declare it again (the organization is created on first sight).
+
+    Acting as a user (`--as`), it needs ADMIN of the organization.
 
     A WEBHOOK source then needs its secret:
     `recon secrets set webhook_secret --data-source NAME` (stdin or a hidden prompt).
@@ -216,10 +216,14 @@ def add_command(
     A REST_API source: `--url`, `--incremental` and `--config` (paginator, items, auth);
     its token with `recon secrets set token --data-source NAME`. Then `recon sources test`.
     """
+    from pipelines.work import admin, audit
     from recon.cli_pulls import declared
 
+    engine = _engine()
+    actor = admin.admin_of(engine, org, as_user, "declaring data sources")
     config = declared(kind, config_file, table, query, incremental, url)
-    source_id, what = add_source(_engine(), org, name, kind, description, config)
+    with audit.acting_as(actor):
+        source_id, what = add_source(engine, org, name, kind, description, config)
     typer.echo(f"{org}/{name} (data source {source_id}, {kind.upper()}): {what}")
     if kind.upper() == "WEBHOOK":
         typer.echo(
@@ -278,9 +282,20 @@ _register_pull_commands()
 
 
 @sources_app.command("remove")
-def remove_command(name: Annotated[str, typer.Argument()], org: OrgOption = DEFAULT_ORGANIZATION):
-    """Deactivate a data source (a WEBHOOK one refuses deliveries); its files and rows stay."""
-    with _engine().begin() as conn:
+def remove_command(
+    name: Annotated[str, typer.Argument()],
+    org: OrgOption = DEFAULT_ORGANIZATION,
+    as_user: AsOption = None,
+):
+    """Deactivate a data source (a WEBHOOK one refuses deliveries); its files and rows stay.
+
+    Acting as a user (`--as`), it needs ADMIN of the organization.
+    """
+    from pipelines.work import admin, audit
+
+    engine = _engine()
+    actor = admin.admin_of(engine, org, as_user, "removing data sources")
+    with audit.acting_as(actor), engine.begin() as conn:
         done = conn.execute(
             sa.text(
                 "UPDATE data_sources d SET active = FALSE, updated_at = NOW() "

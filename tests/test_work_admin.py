@@ -169,3 +169,29 @@ def test_loading_feeds_needs_admin(world: dict[str, Any], recon_home: Path) -> N
     ]
     # the demo rules stored for the feed are a new version in the trail, by the ADMIN
     assert (admin, "NEW_VERSION") in [(a, act) for a, act, _ in _events(world, "rule_set")]
+
+
+def test_declaring_a_data_source_or_its_secret_needs_admin(world: dict[str, Any]) -> None:
+    """A data source may point at any file or host: `sources add`, `sources remove` and
+    `secrets set` acting as an EDITOR are refused naming the role, as another organization's
+    user is unknown; the ADMIN's change is audited as theirs."""
+    org, users = world["case"].org, world["users"]
+    for args in (
+        ("sources", "add", "gl", "--type", "FILE"),
+        ("sources", "remove", "gl"),
+        ("secrets", "set", "token", "--data-source", "gl"),
+    ):
+        code, _, err = run_recon(*args, "--org", org, "--as", users["EDITOR"], input="t0k3n\n")
+        assert code != 0 and "needs the ADMIN role" in err, (args, err)
+        code, _, err = run_recon(*args, "--org", org, "--as", world["other"], input="t0k3n\n")
+        assert code != 0 and "no user" in err, (args, err)
+    assert not [e for e in _events(world, "data_source") if "gl" in str(e)]
+    code, out, err = run_recon(
+        "sources", "add", "gl", "--type", "FILE", "--org", org, "--as", users["ADMIN"]
+    )
+    assert code == 0 and "added" in out, err
+    code, _, err = run_recon("sources", "remove", "gl", "--org", org, "--as", users["ADMIN"])
+    assert code == 0, err
+    actions = [(actor, action) for actor, action, _ in _events(world, "data_source")]
+    assert (users["ADMIN"], "DEACTIVATED") in actions, actions
+    assert any(a == users["ADMIN"] and act != "DEACTIVATED" for a, act in actions), actions

@@ -96,3 +96,12 @@ def check_feeds(
         assert actor is not None
         require(actor, Role.ADMIN, "loading feeds")
     return actor
+
+
+def admin_of(engine: sa.Engine, organization: str, email: str | None, doing: str) -> Actor | None:
+    """The ADMIN `email` of `organization` acting (`--as`; None: the system user), or refused
+    naming the role `doing` needs (declaring a data source can point it at any file or host)."""
+    actor = actor_in(engine, organization, email)
+    if actor is not None:
+        require(actor, Role.ADMIN, doing)
+    return actor

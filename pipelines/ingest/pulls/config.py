@@ -18,6 +18,8 @@ pydantic shapes, as strict as the rules and feeds files: an unknown key or a wro
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -110,3 +112,18 @@ def source_config(kind: str, config: dict[str, Any], where: str) -> DatabaseConf
         problem = err.errors()[0]
         key = ".".join(str(p) for p in problem["loc"]) or "config"
         raise SourceConfigError(f"{where}: {key}: {problem['msg']}") from None
+
+
+def watermark_value(value: Any) -> str | int:
+    """A value of a source's incremental column or field as a watermark kept in JSON: an int
+    stays an int (an integral float or decimal becomes one), a date or time is ISO 8601,
+    anything else its text (ISO timestamps compare as text)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, Decimal)) and value == int(value):
+        return int(value)
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)

@@ -14,7 +14,6 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import date, datetime, time
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -78,19 +77,6 @@ def _begin(conn: sa.Connection, config: DatabaseConfig) -> None:
         # one snapshot for the count and the rows (the COPY path reads twice)
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(config.timeout_seconds) * 1000}")
-
-
-def watermark_value(value: Any) -> str | int:
-    """A column value as a watermark kept in JSON (ints stay ints, times in ISO 8601)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    return str(value)
 
 
 _NEEDS_CELL = (bytes, memoryview, bool)

@@ -37,6 +37,7 @@ from pipelines.ingest.pulls.config import (
     DatabaseConfig,
     RestApiConfig,
     source_config,
+    watermark_value,
 )
 from pipelines.ingest.zone_writer import ZoneDrop
 from resources import secrets
@@ -258,7 +259,7 @@ def _pull_locked(
             digest.update(chunk)
             if count:  # a chunk without rows of its own (a COPY block) moves nothing
                 result.records += count
-                result.watermark_to = _mark(last)
+                result.watermark_to = watermark_value(last)
         if result.records:
             suffix = ".csv" if source.type == "DATABASE" else ".jsonl"
             item = drop.commit(f"{source.name}-{day.isoformat()}-pull{result.sync_log_id}{suffix}")
@@ -272,12 +273,6 @@ def _pull_locked(
     finally:
         if drop is not None:
             drop.discard()
-
-
-def _mark(value: Any) -> Any:
-    from pipelines.ingest.pulls.database import watermark_value
-
-    return watermark_value(value) if not isinstance(value, (str, int)) else value
 
 
 def pull_all(

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pipelines.ingest.pulls.config import RestApiConfig
+from pipelines.ingest.pulls.config import RestApiConfig, watermark_value
 from resources.errors import ReconError
 
 if TYPE_CHECKING:
@@ -42,16 +42,8 @@ class PullError(ReconError):
 
 
 def watermark_of(record: dict[str, Any], field: str) -> str | int:
-    """The record's incremental value: an int stays an int (a float with an integral value
-    becomes one), anything else becomes its text (ISO timestamps compare as text)."""
-    value = record[field]
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return str(value)
+    """The record's incremental value as a watermark (`config.watermark_value`)."""
+    return watermark_value(record[field])
 
 
 def is_newer(value: str | int, since: str | int) -> bool:
