@@ -350,7 +350,7 @@ def commit_record(
             statistics=statistics,
             matched_sample=_matched_sample(work_in, links),
             run_id=context.run.run_id,
-            carry=commit_setting(engine, rid, Path(work_in.work_dir)),
+            carry=commit_setting(Path(work_in.work_dir)),
         )
     elapsed = round(time.perf_counter() - started, 3)
     metadata = {
@@ -364,7 +364,7 @@ def commit_record(
         **group_metadata(links),
         "stage_seconds": MetadataValue.json(counts["timings"]),
         "seconds": elapsed,
-        **carry_metadata(engine, counts, plan),
+        **carry_metadata(engine, counts),
     }
     return plan, counts, metadata
 

@@ -80,17 +80,16 @@ def group_metadata(links: pl.DataFrame) -> dict[str, object]:
     }
 
 
-def carry_metadata(engine: object, counts: dict[str, object], plan: object) -> dict[str, object]:
+def carry_metadata(engine: object, counts: dict[str, object]) -> dict[str, object]:
     """A feed date's open items: carried in, matched now, later dates made stale, and the
     feed's open items by age (empty for an ad hoc reconciliation)."""
-    from pipelines.reconcile.carry import carry_setting, open_items_by_age
+    from pipelines.reconcile.carry import open_items_by_age
 
     done = counts.get("carry")
-    setting = carry_setting(engine, plan.id)  # type: ignore[arg-type, attr-defined]
-    if not isinstance(done, dict) or setting is None:
+    if not isinstance(done, dict):
         return {}
-    feed_id, day, window = setting
-    ages = open_items_by_age(engine, feed_id, day)  # type: ignore[arg-type]
+    window = done["carry_forward_days"]
+    ages = open_items_by_age(engine, done["feed_id"], done["business_date"])  # type: ignore[arg-type]
     schema = TableSchema(
         columns=[
             TableColumn("age", "string"),

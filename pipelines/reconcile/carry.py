@@ -176,21 +176,35 @@ def own_exceptions(exceptions: pl.DataFrame, carried: CarriedRows | None) -> pl.
     return exceptions.filter(own_source | own_target)
 
 
-def write_carried(path_dir: Path, carried: CarriedRows) -> None:
-    """Keep the carried rows beside the stage's other files (for the later stages)."""
+def write_carried(path_dir: Path, carried: CarriedRows, setting: tuple[int, date, int]) -> None:
+    """Keep the carried rows and the carry setting (feed id, business date, window) beside the
+    stage's other files, for the later stages."""
     carried.rows.write_parquet(path_dir / "carried.parquet")
+    feed_id, day, window = setting
     (path_dir / "carried_native.txt").write_text(
-        f"{carried.source_native} {carried.target_native}", encoding="utf-8"
+        f"{carried.source_native} {carried.target_native} {feed_id} {day.isoformat()} {window}",
+        encoding="utf-8",
     )
+
+
+def _kept(path_dir: Path) -> list[str] | None:
+    native = path_dir / "carried_native.txt"
+    return native.read_text(encoding="utf-8").split() if native.is_file() else None
 
 
 def read_carried(path_dir: Path) -> CarriedRows | None:
     """The carried rows the mapping stage kept, or None (not a feed date with carrying)."""
-    native = path_dir / "carried_native.txt"
-    if not native.is_file():
+    kept = _kept(path_dir)
+    if kept is None:
         return None
-    source_native, target_native = (int(v) for v in native.read_text().split())
-    return CarriedRows(source_native, target_native, pl.read_parquet(path_dir / "carried.parquet"))
+    rows = pl.read_parquet(path_dir / "carried.parquet")
+    return CarriedRows(int(kept[0]), int(kept[1]), rows)
+
+
+def read_setting(path_dir: Path) -> tuple[int, date, int] | None:
+    """(feed id, business date, carry_forward_days) the mapping stage kept, or None."""
+    kept = _kept(path_dir)
+    return None if kept is None else (int(kept[2]), date.fromisoformat(kept[3]), int(kept[4]))
 
 
 def carry_setting(engine: sa.Engine, reconciliation_id: int) -> tuple[int, date, int] | None:
@@ -223,9 +237,12 @@ def join_open_items(
         return source, target, 0
     feed_id, day, window = setting
     source, target, carried = with_open_items(engine, store, feed_id, day, window, source, target)
-    write_carried(work_dir, carried)
-    source.write_parquet(work_dir / "source_input.parquet")
-    target.write_parquet(work_dir / "target_input.parquet")
+    write_carried(work_dir, carried, setting)
+    for side, frame in (("source", source), ("target", target)):
+        joined = work_dir / f"{side}_input.parquet"
+        joined.unlink(missing_ok=True)  # a re-run's work dir may keep an earlier run's copy
+        if carried.rows.filter(pl.col("side") == side).height:
+            frame.write_parquet(joined)  # else the side's records are its canonical file's
     return source, target, carried.rows.height
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import sqlalchemy as sa
 
-from pipelines.reconcile.carry import SIDES, CarriedRows, carry_setting, read_carried
+from pipelines.reconcile.carry import SIDES, CarriedRows, read_carried, read_setting
 
 
 def digest(exceptions: pl.DataFrame, links: pl.DataFrame, carried: CarriedRows) -> str:
@@ -146,6 +146,9 @@ def commit_carried(
         ]
     source_in = carry.carried.rows.filter(pl.col("side") == "source").height
     return {
+        "feed_id": carry.feed_id,
+        "business_date": day,
+        "carry_forward_days": carry.window,
         "carried_in_source": source_in,
         "carried_in_target": carry.carried.rows.height - source_in,
         "carried_matches": len(resolved),
@@ -153,10 +156,11 @@ def commit_carried(
     }
 
 
-def commit_setting(engine: sa.Engine, reconciliation_id: int, work_dir: Path) -> CarryCommit | None:
-    """What the commit settles for a feed date (None for an ad hoc reconciliation)."""
+def commit_setting(work_dir: Path) -> CarryCommit | None:
+    """What the commit settles for a feed date (None for an ad hoc reconciliation), as the
+    mapping stage kept it."""
     carried = read_carried(work_dir)
-    setting = carry_setting(engine, reconciliation_id)
+    setting = read_setting(work_dir)
     if carried is None or setting is None:
         return None
     feed_id, day, window = setting
