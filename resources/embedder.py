@@ -6,11 +6,20 @@ on the best device available (CUDA, then Apple MPS, else CPU), lazily and once p
 however many embedders, Dagster runs or rule proposals ask for it. `encode(texts)` returns
 L2-normalised float32 vectors of shape (n, 384), so cosine similarity is a dot product and
 pgvector's `<=>` is 1 - similarity.
+`quantized=True` runs MiniLM's linear layers in int8 (torch dynamic quantization, made once
+per process from the loaded model): faster on CPU, vectors within ~1% of the float model's,
+stored under their own `model_name` (`all-MiniLM-L6-v2-int8`). `dense_texts=True` makes the
+store embed exceptions by their dense text (`pipelines.embed.texts.embedding_text`, about
+40% of the words: the model's time grows with them); the stored content stays the same.
 `EmbedderResource` is the one way the pipelines get an embedder (Dagster assets as a resource,
 `recon run`'s rule proposal through the definitions' resource): `implementation` chooses the
-model (`sentence-transformers`, the default) or `hashing`, `HashingEmbedder`, a deterministic
-bag-of-words fake for unit tests that must not load a model (never for stored data: its
-vectors mean nothing to the real model, and its `model_name` keeps them apart).
+model (`sentence-transformers`, the default), `static` (`resources.static_embedder`: a
+static model distilled from MiniLM, ~100x faster, weaker on `bench/retrieval_bench.py`) or
+`hashing`, `HashingEmbedder`, a deterministic bag-of-words fake for unit tests that must not
+load a model (never for stored data: its vectors mean nothing to the real model, and its
+`model_name` keeps them apart). `default_embedder()` is the resource's default embedder, for
+callers outside Dagster (search must encode queries with the model the exceptions were
+embedded with).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from pydantic import Field
 from resources.settings import EMBEDDING_DIMENSIONS
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+QUANTIZED_SUFFIX = "-int8"
 DEFAULT_ENCODE_BATCH = 64
 
 _LOCK = threading.Lock()
@@ -64,15 +74,20 @@ def best_device() -> str:
     return "cpu"
 
 
-def load_model(path: str | Path | None = None, device: str | None = None) -> Any:
+def load_model(
+    path: str | Path | None = None, device: str | None = None, *, quantized: bool = False
+) -> Any:
     """The SentenceTransformer for `path` on `device`, loaded once per process and reused.
 
     `path` is a local directory and `local_files_only` keeps transformers and huggingface_hub
     from asking the Hub for anything (tests/test_embeddings.py loads it with sockets refused).
+    `quantized`: a second copy whose linear layers run in int8 (CPU only).
     """
     path = str(path or packaged_model_path())
     device = device or best_device()
-    key = (path, device)
+    if quantized:
+        device = "cpu"
+    key = (path, device + (QUANTIZED_SUFFIX if quantized else ""))
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
@@ -80,6 +95,12 @@ def load_model(path: str | Path | None = None, device: str | None = None) -> Any
 
             model = SentenceTransformer(path, device=device, local_files_only=True)
             model.eval()
+            if quantized:
+                import torch
+
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
             _MODELS[key] = model
     return model
 
@@ -93,18 +114,22 @@ class SentenceTransformerEmbedder:
         *,
         device: str | None = None,
         batch_size: int = DEFAULT_ENCODE_BATCH,
-        model_name: str = MODEL_NAME,
+        model_name: str | None = None,
+        quantized: bool = False,
+        dense_texts: bool = False,
     ) -> None:
         self.model_path = model_path
         self.device = device
         self.batch_size = batch_size
-        self.model_name = model_name
+        self.quantized = quantized
+        self.model_name = model_name or MODEL_NAME + (QUANTIZED_SUFFIX if quantized else "")
         self.dimensions = EMBEDDING_DIMENSIONS
+        self.dense_texts = dense_texts
 
     @property
     def model(self) -> Any:
         """The loaded SentenceTransformer (loads it on first access)."""
-        return load_model(self.model_path, self.device)
+        return load_model(self.model_path, self.device, quantized=self.quantized)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Normalised float32 embeddings, shape (len(texts), 384)."""
@@ -160,24 +185,43 @@ class HashingEmbedder:
 class EmbedderResource(ConfigurableResource):
     """The sentence embedder: the packaged model (or `model_path`), or the hashing fake."""
 
-    implementation: Literal["sentence-transformers", "hashing"] = Field(
+    implementation: Literal["sentence-transformers", "static", "hashing"] = Field(
         default="sentence-transformers",
-        description="sentence-transformers: the model; hashing: a fake for unit tests only",
+        description="sentence-transformers: the model; static: the static model distilled "
+        "from it; hashing: a fake for unit tests only",
     )
     model_path: str | None = Field(
         default=None, description="A local sentence-transformers model (default: the packaged one)"
     )
-    model_name: str = MODEL_NAME
+    model_name: str | None = Field(
+        default=None, description="Stored with the vectors (default: the model's own name)"
+    )
     device: str | None = Field(default=None, description="cuda, mps or cpu (default: the best)")
     batch_size: int = DEFAULT_ENCODE_BATCH
+    quantized: bool = Field(default=False, description="MiniLM's linear layers in int8 (CPU)")
+    dense_texts: bool = Field(
+        default=False, description="Embed exceptions by their dense text (embedding_text)"
+    )
 
     def embedder(self) -> Embedder:
         """The embedder (the real model is loaded on first use, once per process)."""
         if self.implementation == "hashing":
             return HashingEmbedder()
+        if self.implementation == "static":
+            from resources.static_embedder import STATIC_MODEL_NAME, StaticEmbedder
+
+            return StaticEmbedder(model_name=self.model_name or STATIC_MODEL_NAME)
         return SentenceTransformerEmbedder(
             self.model_path,
             device=self.device,
             batch_size=self.batch_size,
             model_name=self.model_name,
+            quantized=self.quantized,
+            dense_texts=self.dense_texts,
         )
+
+
+def default_embedder() -> Embedder:
+    """The embedder the pipelines use by default (`EmbedderResource()`'s): what `recon
+    search` must encode queries with to meet the stored exceptions."""
+    return EmbedderResource().embedder()

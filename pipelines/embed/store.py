@@ -3,7 +3,11 @@
 `embed_reconciliation` builds one text per exception plus one summary text (`texts`), hashes
 each (SHA-256 of the UTF-8 text) and looks the hashes up in `embedding_cache` for the model:
 a text already embedded is never sent to the model again (its `hit_count` and `last_used_at`
-move instead). Only the misses are encoded, `batch_size` texts per model call; every call
+move instead). An embedder with `dense_texts` (the static model; MiniLM when configured so)
+embeds each exception's `embedding_text` instead of its content, and that text's hash is the
+cache key; the stored content is the same either way. Only the misses are encoded,
+shortest texts first (`length_batches`: a batch is padded to its longest text, so similar
+lengths together waste least), `batch_size` texts per model call; every call
 writes one `pipeline_run_logs` row (stage `embedding`: model, texts, latency, status, cache
 hits) and, in the same transaction, its vectors into the cache, so a failure later keeps what
 was paid for. A run that needs no model call logs one SKIPPED row. Finally the documents are

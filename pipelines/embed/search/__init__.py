@@ -66,7 +66,7 @@ from pipelines.embed.search.vectors import vector_statement as vector_statement
 from pipelines.embed.store import EXCEPTION_DOCUMENT
 from pipelines.work.users import organization_id as organization_id_by_name
 from resources.database import organization_transaction
-from resources.embedder import Embedder, SentenceTransformerEmbedder
+from resources.embedder import Embedder, default_embedder
 from resources.errors import ReconError
 
 # tests and bench/embed_bench.py replace TEXT_MATCH_CAP, _text_candidates and
@@ -358,7 +358,7 @@ def search_organization(
     engine = engine_for(url)
     return search_exceptions(
         engine,
-        embedder or SentenceTransformerEmbedder(),
+        embedder or default_embedder(),
         text,
         organization_id=organization_id_by_name(engine, organization),
         limit=limit,

@@ -1,0 +1,135 @@
+"""The whole `recon embed` command, timed on the retrieval corpus (>= 4,000 exceptions).
+
+    .venv/bin/python bench/retrieval_command.py [--count 4200] [--repeat 3] \\
+        [--embedder minilm minilm-dense minilm-int8 static]
+
+Plants `bench/retrieval_corpus.py`'s exceptions as one COMPLETED reconciliation in a scratch
+database (`embed_bench_<hex>`, on the configured server as `bench/embed_bench.py` makes it;
+dropped at the end), then per embedder and repeat empties `embedding_cache` and
+`document_embeddings` (nothing is served from the cache) and runs `recon embed ID` in a new
+process (`RECON_DATABASE_URL` the scratch database, `RECON_HOME` a scratch directory for
+Dagster's own storage), timed from process start to exit: CLI start-up, migrations check,
+the Dagster run, texts, model calls, cache and document writes, suggested resolutions.
+`recon embed` uses the definitions' `EmbedderResource()`; to time another configuration the
+child process makes `EmbedderResource.embedder()` return that configuration's embedder before
+the CLI starts (what changing the resource's default would do). Prints exceptions/s (the median of
+`--repeat`) per embedder; the last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "minilm": {},
+    "minilm-dense": {"dense_texts": True},
+    "minilm-int8": {"dense_texts": True, "quantized": True},
+    "static": {"implementation": "static"},
+}
+
+
+def plant(url: str, count: int, seed: int) -> int:
+    """The corpus as one COMPLETED reconciliation of a new organization; its id."""
+    from bench.embed_bench import create_reconciliation
+    from bench.retrieval_corpus import generate
+    from resources.database import copy_rows, engine_for
+
+    engine = engine_for(url)
+    org, rid = create_reconciliation(engine, "Retrieval Bench")
+    columns = ["reconciliation_id", "organization_id", "type", "severity", "status"]
+    columns += ["description", "source_data", "target_data", "diff"]
+    rows = (
+        (rid, org, e["type"], e["severity"], "OPEN", e["description"], e["source_data"],
+         e["target_data"], e["diff"])
+        for e in generate(count, seed).exceptions
+    )  # fmt: skip
+    with engine.begin() as conn:
+        copy_rows(conn, "reconciliation_exceptions", columns, rows)
+    return rid
+
+
+def forget(url: str) -> None:
+    """Nothing embedded, nothing cached (every text goes to the model again)."""
+    from resources.database import engine_for
+
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text("DELETE FROM document_embeddings"))
+        conn.execute(sa.text("DELETE FROM embedding_cache"))
+
+
+def child(config: str, rid: int) -> None:
+    """In the child process: `recon embed RID --org 'Retrieval Bench'` with `config`."""
+    from resources.embedder import EmbedderResource
+
+    chosen = EmbedderResource(**CONFIGS[config]).embedder()
+    EmbedderResource.embedder = lambda self: chosen  # type: ignore[method-assign]
+    from recon.cli import app
+
+    app(["embed", str(rid), "--org", "Retrieval Bench"], standalone_mode=False)
+
+
+def timed_command(url: str, home: str, config: str, rid: int) -> float:
+    """Seconds for one `recon embed` from process start to exit."""
+    env = {**os.environ, "RECON_DATABASE_URL": url, "RECON_HOME": home}
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, __file__, "--child", config, "--rid", str(rid)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embedder", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--count", type=int, default=4200)
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rid", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.rid)
+        return
+    from bench.embed_bench import drop_database, scratch_database
+    from resources.database import resolve_database_url
+
+    base = resolve_database_url()
+    url, name = scratch_database(base)
+    summary: dict[str, Any] = {"exceptions": args.count}
+    try:
+        rid = plant(url, args.count, args.seed)
+        with tempfile.TemporaryDirectory(prefix="retrieval_command_") as home:
+            for config in args.embedder:
+                runs = []
+                for _ in range(args.repeat):
+                    forget(url)
+                    runs.append(args.count / timed_command(url, home, config, rid))
+                rate = statistics.median(runs)
+                summary[config] = {"exceptions_per_second": round(rate, 1),
+                                   "runs": [round(r, 1) for r in runs]}  # fmt: skip
+                print(f"{config:<14} {rate:8.1f} exceptions/s  runs {summary[config]['runs']}")
+                sys.stdout.flush()
+    finally:
+        drop_database(base, name)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

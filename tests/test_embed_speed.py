@@ -1,0 +1,129 @@
+"""The faster embedding path's parts, without a database: dense texts, length batches, the
+static model distilled from MiniLM, and the embedder options that keep vectors apart by name.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.embed.store import encode_batches, length_batches
+from pipelines.embed.texts import embedding_text, exception_text
+from resources.embedder import (
+    MODEL_NAME,
+    EmbedderResource,
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+)
+from resources.static_embedder import STATIC_MODEL_FILE, STATIC_MODEL_NAME, StaticEmbedder
+
+FEE_SHORT = {
+    "type": "AMOUNT_MISMATCH",
+    "severity": "LOW",
+    "description": "amount differs by -15.0 (source 985.0, target 1000.0; tolerance 0.01); "
+    "matched with confidence 0.962",
+    "source_data": json.dumps(
+        {
+            "Transaction ID": "BK000000417",
+            "Value Date": "04/03/2024",
+            "Details": "SEPA CT FROM GLOBEX CORP REF INV-8079512",
+            "Reference": "INV-8079512",
+            "Counterparty Name": "GLOBEX CORP",
+            "Amount": "$985.00",
+            "Currency": "USD",
+            "_row_number": 17,
+        }
+    ),
+    "target_data": json.dumps(
+        {
+            "entry_id": "JE00000311",
+            "reference": "INV-8079512",
+            "counterparty": "Globex Corporation",
+            "amount": 1000.0,
+            "posting_date": "2024-03-04",
+            "currency": "USD",
+            "_row_number": 5,
+        }
+    ),
+    "diff": json.dumps(
+        [
+            {
+                "field": "amount",
+                "source_value": 985.0,
+                "target_value": 1000.0,
+                "delta": -15.0,
+                "tolerance": 0.01,
+            }
+        ]
+    ),
+}
+
+
+def test_the_dense_text_keeps_what_is_searched_for_and_drops_the_rest() -> None:
+    dense = embedding_text(FEE_SHORT)
+    assert dense.startswith("amount mismatch, low severity. amount source 985.00 target 1000.00")
+    assert "source lower by 15.00" in dense and "March 2024" in dense
+    for kept in ("SEPA CT FROM GLOBEX CORP REF INV-8079512", "Globex Corporation", "$985.00"):
+        assert kept in dense
+    for dropped in ("BK000000417", "JE00000311", "confidence", "tolerance", "_row_number"):
+        assert dropped not in dense
+    assert dense.count("INV-8079512") == 1  # quoted in Details: once is enough
+    assert len(dense) < 0.6 * len(exception_text(FEE_SHORT))
+    late = embedding_text(
+        {
+            "type": "DATE_MISMATCH",
+            "severity": "MEDIUM",
+            "diff": [
+                {
+                    "field": "posting_date",
+                    "source_value": "2024-04-20",
+                    "target_value": "2024-04-15",
+                }
+            ],
+        }
+    )
+    assert "posting date source 2024-04-20 target 2024-04-15, source 5 days later" in late
+
+
+def test_length_batches_cover_every_text_once_shortest_first() -> None:
+    texts = ["a" * n for n in (5, 1, 9, 3, 7)]
+    batches = length_batches(texts, 2)
+    assert batches == [[1, 3], [0, 4], [2]]
+    fake = HashingEmbedder()
+    out = dict(
+        (i, v)
+        for positions, vectors in encode_batches(fake, texts, 2)
+        for i, v in zip(positions, vectors, strict=True)
+    )
+    assert sorted(out) == list(range(5))
+    assert np.allclose(out[2], fake.encode([texts[2]])[0])
+
+
+def test_the_static_model_is_small_offline_and_normalised() -> None:
+    assert STATIC_MODEL_FILE.stat().st_size < 20_000_000
+    model = StaticEmbedder()
+    vectors = model.encode(["bank fee charged monthly", "monthly bank service charge", "zebra", ""])
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+    assert np.array_equal(model.encode(["bank fee charged monthly"])[0], vectors[0])
+    assert model.model_name == STATIC_MODEL_NAME != MODEL_NAME and model.dense_texts
+    assert model.encode([]).shape == (0, 384)
+
+
+def test_embedders_keep_their_vectors_apart_by_model_name() -> None:
+    assert EmbedderResource(implementation="static").embedder().model_name == STATIC_MODEL_NAME
+    default = EmbedderResource().embedder()
+    assert isinstance(default, SentenceTransformerEmbedder)
+    assert default.model_name == MODEL_NAME and not default.dense_texts
+    quantized = EmbedderResource(quantized=True, dense_texts=True).embedder()
+    assert isinstance(quantized, SentenceTransformerEmbedder)
+    assert quantized.model_name == MODEL_NAME + "-int8" and quantized.dense_texts
+
+
+@pytest.mark.parametrize("kind", ["MISSING_IN_TARGET", "DUPLICATE_FOUND", "VALIDATION_ERROR"])
+def test_every_kind_gets_a_dense_text(kind: str) -> None:
+    text = embedding_text({**FEE_SHORT, "type": kind, "diff": "[]", "target_data": None})
+    assert text and "GLOBEX CORP" in text and "BK000000417" not in text
