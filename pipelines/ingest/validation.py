@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import pandera.polars as pa
 import polars as pl
 
 from pipelines.ingest.column_schema import ColumnSchema
+from pipelines.ingest.pandera_polars import pa
 from pipelines.ingest.readers import ROW_NUMBER
 
 DTYPES: dict[str, pl.DataType] = {

@@ -150,8 +150,14 @@ def link(
     model_facts: dict[str, Any] | None = None,
     progress: Progress | None = None,
     quotes: pl.DataFrame | None = None,
+    connect: Callable[[], Any] = _duckdb,
+    predict: Callable[..., pl.DataFrame] = _predict,
 ) -> LinkResult:
     """Link the valid records of both sides.
+
+    `connect` gives the connection every pass queries (DuckDB; the Spark engine's runs the same
+    SQL on Spark) and `predict` scores the remainder with the Splink model
+    (`linkage.spark_engine.link_spark` passes both).
 
     A given model is used when it fits the records (`model_misfit`, with its training facts);
     otherwise, or without one, a model is trained and the reason is said. With `aggregation:`
@@ -173,7 +179,7 @@ def link(
     source, target, col = _valid_records(conformed)
     profile = data_profile(source, target, col)
     budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (source.height + target.height))
-    con = _duckdb()
+    con = connect()
     con.register("s", source.to_arrow())
     con.register("t", target.to_arrow())
     candidates, stats = exact_prepass(con, rules, col, budget)
@@ -246,7 +252,7 @@ def link(
         lap("blocking")
         if blocking:
             say(f"Splink scoring the remainder ({rest_source.height} x {rest_target.height})")
-            scored = _predict(rest_source, rest_target, model, blocking)
+            scored = predict(rest_source, rest_target, model, blocking)
             accepted = scored.filter(pl.col("score") >= rule_set.match_threshold)
             probabilistic = assign_one_to_one(accepted)
         lap("splink_predict")
