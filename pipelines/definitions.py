@@ -57,6 +57,7 @@ from pipelines.source_pulls import (
 from resources.database import DatabaseResource
 from resources.embedder import EmbedderResource
 from resources.file_store import FileStoreResource
+from resources.linkage_engine import LinkageEngineResource
 from resources.settings import (
     DEFAULT_CACHE_IDLE_DAYS,
     DEFAULT_HOME,
@@ -88,6 +89,14 @@ def configured_resources(environ: Mapping[str, str]) -> dict[str, Any]:
             feeds_file=EnvVar("RECON_FEEDS_FILE") if _set(environ, "RECON_FEEDS_FILE") else None,
         ),
         "embedder": EmbedderResource(),
+        "linkage_engine": LinkageEngineResource(
+            engine=EnvVar("RECON_LINKAGE_ENGINE")
+            if _set(environ, "RECON_LINKAGE_ENGINE")
+            else "duckdb",
+            spark_master=EnvVar("RECON_SPARK_MASTER")
+            if _set(environ, "RECON_SPARK_MASTER")
+            else None,
+        ),
         "handoff_io_manager": run_scoped_io_manager,
     }
 

@@ -6,7 +6,7 @@ reconciliation: read what the stage before left in the reconciliation's working 
 the record's progress, and return the materialization's metadata. `_stage` wraps each: a lost
 database connection is retried with backoff (1, 2, 4 s), any other error fails the
 reconciliation with the stage's name and its first line. The assets that call them are built
-in `pipelines.reconciliation`.
+in `pipelines.reconciliation`; linkage runs on the `linkage_engine` resource's engine.
 """
 
 import json
@@ -20,12 +20,7 @@ from typing import Any
 import polars as pl
 import psycopg
 import sqlalchemy as sa
-from dagster import (
-    AssetExecutionContext,
-    MetadataValue,
-    Output,
-    RetryRequested,
-)
+from dagster import AssetExecutionContext, MetadataValue, Output, RetryRequested
 
 from pipelines.ingest.validation import FAILURE_SCHEMA
 from pipelines.reconcile import carry, records
@@ -33,7 +28,7 @@ from pipelines.reconcile.aggregation_groups import write_quotes
 from pipelines.reconcile.carry_commit import commit_setting
 from pipelines.reconcile.commit import commit_results
 from pipelines.reconcile.exceptions import build_exceptions
-from pipelines.reconcile.linkage import LinkResult, link, match_weights_html
+from pipelines.reconcile.linkage import LinkResult, match_weights_html
 from pipelines.reconcile.mapping import ROW, Conformed, conform
 from pipelines.reconcile.rule_store import load_stored_rule_set
 from pipelines.stage_metadata import (
@@ -45,6 +40,7 @@ from pipelines.stage_metadata import (
 )
 from resources.database import DatabaseResource
 from resources.file_store import FileStore
+from resources.linkage_engine import LinkageEngineResource
 
 FEED_PREFIX = "feed"
 MAX_RETRIES = 3
@@ -187,6 +183,7 @@ def link_records(
     work_in: ReconciliationWork,
     database: DatabaseResource,
     store: FileStore,
+    linkage: LinkageEngineResource,
 ) -> Output[ReconciliationWork]:
     engine = database.engine()
     rid = work_in.reconciliation_id
@@ -202,7 +199,7 @@ def link_records(
             (None, None) if plan.feed_id else records.load_model(engine, plan.rule_set_id)
         )
         quotes = work_in.path("quotes.parquet")
-        result = link(
+        result = linkage.link(
             conformed,
             rule_set,
             model=model,
@@ -246,6 +243,7 @@ def link_records(
         "model": result.stats.get("model_reuse")
         or ("trained now (none kept for this rule-set version)" if result.trained else "none"),
         "key_matches": int(stats.get("key_matches", 0)),
+        "engine": str(stats.get("engine", "duckdb")),
         "blocking_rules": MetadataValue.json(stats.get("blocking_rules", [])),
         "score_distribution": MetadataValue.md(histogram(scores)),
         "seconds": elapsed,

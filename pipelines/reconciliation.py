@@ -50,6 +50,7 @@ from pipelines.reconcile_stages import (
 )
 from resources.database import DatabaseResource
 from resources.file_store import FileStoreResource
+from resources.linkage_engine import LinkageEngineResource
 
 HISTORY_CHECKS = ("match_rate_in_line", "exception_volume_in_line")
 
@@ -178,8 +179,9 @@ def build_reconcile_assets(*, partitioned: bool) -> list[AssetsDefinition]:
         work_in: ReconciliationWork,
         database: DatabaseResource,
         file_store: FileStoreResource,
+        linkage_engine: LinkageEngineResource,
     ) -> Output[ReconciliationWork]:
-        return link_records(context, work_in, database, file_store.store())
+        return link_records(context, work_in, database, file_store.store(), linkage_engine)
 
     @asset(
         name="exceptions",

@@ -82,6 +82,14 @@ nothing there yet? `recon demo` lands sample files and a week of two feeds"""
     raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT, env=child_env))
 
 
+def _engine_choice(engine: str | None) -> str | None:
+    from resources.linkage_engine import ENGINES
+
+    if engine is not None and engine.lower() not in ENGINES:
+        raise ReconError(f"--engine {engine}: choose {' or '.join(ENGINES)}")
+    return engine.lower() if engine else None
+
+
 @app.command("run")
 def run(
     source: Annotated[
@@ -105,6 +113,15 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Only print the JSON summary.")] = False,
     as_user: AsOption = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Linkage engine: duckdb (embedded) or spark (RECON_SPARK_MASTER, default "
+            "local[*]); default RECON_LINKAGE_ENGINE, else duckdb. An engine that cannot "
+            "start fails the run.",
+            show_default=False,
+        ),
+    ] = None,
     embed: Annotated[
         bool,
         typer.Option(
@@ -132,7 +149,13 @@ def run(
     summary = run_reconciliation(
         url,
         RunRequest(
-            source=source, target=target, rules=rules, organization=org, name=name, as_user=as_user
+            source=source,
+            target=target,
+            rules=rules,
+            organization=org,
+            name=name,
+            as_user=as_user,
+            engine=_engine_choice(engine),
         ),
         # the definitions' embedder resource (the model loads only if a proposal is needed)
         propose_rules=partial(propose_rule_set, embedder=defs.resources["embedder"].embedder()),

@@ -49,6 +49,7 @@ class RunRequest:
     source_data_source: str | None = None
     target_data_source: str | None = None
     as_user: str | None = None  # an email; None: the organization's system user
+    engine: str | None = None  # duckdb or spark; None: the linkage_engine resource's
 
 
 def _columns(path: Path) -> list[str]:
@@ -108,6 +109,7 @@ def run_reconciliation(
         is_ai_generated=ai_generated,
         say=say,
         actor=actor,
+        linkage_engine=request.engine,
     )
 
 
@@ -122,10 +124,13 @@ def reconcile_files(
     is_ai_generated: bool = False,
     say: Callable[[str], None] = lambda _m: None,
     actor: Actor | None = None,
+    linkage_engine: str | None = None,
 ) -> dict[str, Any]:
     """Store the rule set version, create a PENDING reconciliation and run the reconcile assets.
 
-    A new version stored is audited as `actor` (default: the system user).
+    A new version stored is audited as `actor` (default: the system user). `linkage_engine`
+    (duckdb or spark) overrides the `linkage_engine` resource's for this run; the summary's
+    `engine` says which ran.
 
     The reconciliation is a partition of the reconcile assets (key: its id), added here.
     """
@@ -157,11 +162,26 @@ def reconcile_files(
         RECONCILIATION_ASSETS,
         partition_key=str(rid),
         tags={"recon/command": "run", RECONCILIATION_TAG: str(rid)},
+        run_config=(
+            {"resources": {"linkage_engine": {"config": {"engine": linkage_engine}}}}
+            if linkage_engine
+            else None
+        ),
         say=say,
     )
     if not result.success:
         records.fail(engine, rid, f"Dagster run {result.run_id} failed; see `recon ui`")
-    return records.summary(engine, rid)
+    summary = records.summary(engine, rid)
+    # which engine ran linkage, as its materialization says (None: linkage did not finish)
+    summary["engine"] = next(
+        (
+            event.materialization.metadata["engine"].value
+            for event in result.get_asset_materialization_events()
+            if "engine" in event.materialization.metadata
+        ),
+        None,
+    )
+    return summary
 
 
 def embed_exceptions(instance: Any, url: str, reconciliation_id: int) -> tuple[bool, str]:

@@ -203,6 +203,8 @@ def test_importing_the_definitions_reads_the_environment_only_there_and_writes_n
         "RECON_SCHEDULE_CRON",
         "RECON_SCHEDULE_TIMEZONE",
         "RECON_PULL_CRON",
+        "RECON_LINKAGE_ENGINE",
+        "RECON_SPARK_MASTER",
     }
 
 

@@ -207,6 +207,7 @@ def test_recon_run_summary_counts_what_was_planted(first_run: dict[str, Any]) ->
     assert summary["exception_count"] == sum(EXPECTED_BY_TYPE.values())
     assert summary["match_rate"] == pytest.approx(100 * matched / (N - 2), abs=0.01)
     assert summary["error_message"] is None
+    assert summary["engine"] == "duckdb"  # the default linkage engine
 
 
 def test_the_reconciliation_record(database_url: str, first_run: dict[str, Any]) -> None:

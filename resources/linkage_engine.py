@@ -1,0 +1,44 @@
+"""The linkage engine: DuckDB (embedded, the default) or Spark, a resource of the pipelines.
+
+`LinkageEngineResource.engine` chooses where `record_links` runs linkage: `duckdb` (in the
+process, `pipelines.reconcile.linkage.link`) or `spark` (`linkage.spark_engine.link_spark` on
+`spark_master`: `local[*]` by default, or a cluster URL). Set it with RECON_LINKAGE_ENGINE /
+RECON_SPARK_MASTER (the definitions make them `EnvVar`s), in a run's config, or with `recon run
+--engine`. Asking for `spark` where Spark cannot start fails the stage with what to do
+(`SparkUnavailable`), never a quiet fallback to DuckDB; the DuckDB engine never imports Spark.
+The result's stats say which engine ran (`engine`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+ENGINES = ("duckdb", "spark")
+
+
+class LinkageEngineResource(ConfigurableResource):
+    """Where linkage runs: `duckdb` (default) or `spark`."""
+
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="duckdb: embedded, in the process; spark: Apache Spark"
+    )
+    spark_master: str | None = Field(
+        default=None,
+        description="Spark master for engine spark (default RECON_SPARK_MASTER, else local[*])",
+    )
+
+    def link(self, conformed: Any, rule_set: Any, **options: Any) -> Any:
+        """`link(conformed, rule_set, **options)` on the chosen engine (a `LinkResult`)."""
+        if self.engine == "spark":
+            from pipelines.reconcile.linkage.spark_engine import link_spark, spark_session
+
+            spark = spark_session(self.spark_master)
+            return link_spark(conformed, rule_set, spark=spark, **options)
+        from pipelines.reconcile.linkage import link
+
+        result = link(conformed, rule_set, **options)
+        result.stats["engine"] = "duckdb"
+        return result
