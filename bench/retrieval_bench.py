@@ -8,19 +8,19 @@
 The corpus is `bench/retrieval_corpus.py` (seeded, >= 4,000 exceptions as the engine stores
 them) and the queries `bench/retrieval_queries.py` (>= 100, seven classes, graded relevance
 from the generator's truth). Each embedder encodes every exception's text - the product's
-(`pipelines.embed.texts.exception_text`) or today's frozen one
-(`bench/retrieval_baseline_texts.py`) - and the queries; queries are scored by cosine against
-all exceptions (exact, numpy, no database). Printed per embedder: nDCG@10 (gain 2^grade - 1)
-and recall@10 (relevant found in the top 10 / min(10, relevant)) per query class and overall,
-and encoding throughput, exceptions/s (the median of `--repeat` runs over the whole corpus,
-or every n-th text with `--sample`, in batches of the store's size, texts built beforehand),
-then a comparison table. `--cache DIR` keeps the corpus vectors for quality by model and texts
-(MiniLM takes minutes for the corpus on two busy cores); throughput is always measured.
+(`pipelines.embed.texts.exception_text`, or its dense `embedding_text`) - and the queries;
+queries are scored by cosine against all exceptions (exact, numpy, no database). Printed per
+embedder: nDCG@10 (gain 2^grade - 1) and recall@10 (relevant found in the top 10 / min(10,
+relevant)) per query class and overall, and encoding throughput, exceptions/s (the median of
+`--repeat` runs over the whole corpus, or every n-th text with `--sample`, in batches of the
+store's size, texts built beforehand), then a comparison table. `--cache DIR` keeps the corpus
+vectors for quality by model and texts (MiniLM takes minutes for the corpus on two busy cores);
+throughput is always measured.
 
-Embedders (`name[:texts]`, texts `baseline`, `product` or `dense`: today's frozen text, the
-product's `exception_text`, the product's `embedding_text`):
+Embedders (`name[:texts]`, texts `product` or `dense`: the product's `exception_text`, what
+it stores and embeds by default, or its `embedding_text`):
 - `minilm`: today's path, the packaged MiniLM on torch (`SentenceTransformerEmbedder`, its
-  batch of 64), exceptions in id order in batches of 256; texts `baseline` by default;
+  batch of 64), exceptions in id order in batches of 256; texts `product` by default;
 - `minilm-sorted`: the same model, the store's batching (`store.encode_batches`: texts sorted
   by length); texts `dense` by default;
 - `minilm-int8`: as `minilm-sorted`, MiniLM's linear layers in int8 (torch dynamic
@@ -47,7 +47,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.retrieval_baseline_texts import exception_text as baseline_text  # noqa: E402
 from bench.retrieval_corpus import generate  # noqa: E402
 from bench.retrieval_queries import CLASSES, Query, labelled_queries  # noqa: E402
 from pipelines.embed.store import DEFAULT_BATCH_SIZE, encode_batches  # noqa: E402
@@ -57,12 +56,11 @@ from resources.embedder import Embedder  # noqa: E402
 
 K = 10
 TEXTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "baseline": baseline_text,
     "product": product_text,
     "dense": embedding_text,
 }
 DEFAULT_TEXTS = {
-    "minilm": "baseline",
+    "minilm": "product",
     "minilm-sorted": "dense",
     "minilm-int8": "dense",
     "static": "dense",

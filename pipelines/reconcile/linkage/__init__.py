@@ -142,6 +142,20 @@ def _unmatched_originals(
     return rest.filter(~pl.col(ROW).is_in(repeats.implode()))
 
 
+def _leftovers(
+    wholes: tuple[pl.DataFrame, pl.DataFrame],
+    rests: tuple[pl.DataFrame, pl.DataFrame],
+    paired: pl.DataFrame,
+    new: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What the next pass sees of each side: the rest less the records `new` paired and the
+    repeats of any record paired so far (`paired`)."""
+    return tuple(  # type: ignore[return-value]
+        _without(_unmatched_originals(whole, rest, paired, column), new, column)
+        for whole, rest, column in zip(wholes, rests, ("source_row", "target_row"), strict=True)
+    )
+
+
 def link(
     conformed: Conformed,
     rule_set: RuleSet,
@@ -257,33 +271,29 @@ def link(
             probabilistic = assign_one_to_one(accepted)
         lap("splink_predict")
     paired = pl.concat([paired, probabilistic])
-    rest_source = _unmatched_originals(source, rest_source, paired, "source_row")
-    rest_target = _unmatched_originals(target, rest_target, paired, "target_row")
-    rest_source = _without(rest_source, probabilistic, "source_row")
-    rest_target = _without(rest_target, probabilistic, "target_row")
-    near = pl.DataFrame(schema=LINK_SCHEMA)
-    if rest_source.height and rest_target.height:
-        _register(con, rest_source, rest_target)
-        near, near_stats = near_pass(con, rules, col, budget)
-        stats.update(near_stats)
-        say(f"near pass paired {near.height} leftovers (each other's clear nearest candidate)")
-        lap("near_pass")
-        paired = pl.concat([paired, near])
-        rest_source = _unmatched_originals(source, rest_source, paired, "source_row")
-        rest_target = _unmatched_originals(target, rest_target, paired, "target_row")
-        rest_source = _without(rest_source, near, "source_row")
-        rest_target = _without(rest_target, near, "target_row")
-    by_amount = pl.DataFrame(schema=LINK_SCHEMA)
-    if rest_source.height and rest_target.height:
-        _register(con, rest_source, rest_target)
-        by_amount, amount_stats = amount_pass(con, rules, col, budget)
-        stats.update(amount_stats)
-        say(f"amount pass paired {by_amount.height} leftovers (the one amount and date that fit)")
-        lap("amount_pass")
+    rest_source, rest_target = _leftovers(
+        (source, target), (rest_source, rest_target), paired, probabilistic
+    )
+    passed: dict[str, pl.DataFrame] = {}
+    for kind, run_pass, what in (
+        ("near", near_pass, "each other's clear nearest candidate"),
+        ("amount", amount_pass, "the one amount and date that fit"),
+    ):
+        passed[kind] = pl.DataFrame(schema=LINK_SCHEMA)
+        if rest_source.height and rest_target.height:
+            _register(con, rest_source, rest_target)
+            passed[kind], pass_stats = run_pass(con, rules, col, budget)
+            stats.update(pass_stats)
+            say(f"{kind} pass paired {passed[kind].height} leftovers ({what})")
+            lap(f"{kind}_pass")
+            paired = pl.concat([paired, passed[kind]])
+            rest_source, rest_target = _leftovers(
+                (source, target), (rest_source, rest_target), paired, passed[kind]
+            )
     con.close()
     stats["candidate_pairs_scored"] = scored.height
     stats["probabilistic_matches"] = probabilistic.height
-    links = pl.concat([exact, keyed, probabilistic, near, by_amount]).sort("source_row")
+    links = pl.concat([exact, keyed, probabilistic, *passed.values()]).sort("source_row")
     if rule_set.aggregation:
         from pipelines.reconcile.aggregation import aggregate  # it builds on these passes
 
