@@ -115,6 +115,44 @@ def test_a_model_trained_with_the_spark_engine_serves_duckdb(compared: dict[str,
     assert pair_set(again.links) == pair_set(sparked.links)
 
 
+def test_the_exact_and_reference_passes_assign_in_spark(
+    spark: Any, compared: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their pairs are assigned one to one in Spark (only the chosen come back): rounds of
+    mutual-best pairs choose what the driver's greedy chooses, ties and a chain included."""
+    import random
+
+    import polars as pl
+
+    from pipelines.reconcile.linkage import passes
+    from pipelines.reconcile.linkage.spark_sql import SparkConnection
+
+    sparked = compared["spark"][0]
+    assert sparked.stats["prepass_candidates"] >= sparked.links.filter(kind="EXACT").height
+    monkeypatch.setattr(passes, "DRIVER_FINISH", 0)
+    monkeypatch.setattr(passes, "ASSIGN_ROUNDS", 1_000)
+    rng = random.Random(5)
+    rows = [(rng.randrange(200), rng.randrange(150), rng.choice([0.5, 0.9, 1.0]), "EXACT")]
+    rows += [
+        (rng.randrange(200), rng.randrange(150), rng.choice([0.5, 0.9, 1.0]), "EXACT")
+        for _ in range(1_200)
+    ]
+    rows += [(1000 + i, 1000 + i // 2, 0.6 + i / 100, "EXACT") for i in range(20)]  # a chain
+    pairs = pl.DataFrame(rows, schema=passes.LINK_SCHEMA, orient="row")
+    con = SparkConnection(spark)
+    try:
+        assert con.assigns_in_engine
+        con.register("candidates", pairs)
+        chosen, total = passes.one_to_one_of(con, "SELECT * FROM candidates")
+    finally:
+        con.close()
+    expected = passes.assign_one_to_one(pairs)
+    keys = ["source_row", "target_row", "score"]
+    assert total == pairs.unique(["source_row", "target_row"]).height
+    assert chosen.sort(keys).select(keys).rows() == expected.sort(keys).select(keys).rows()
+    assert sum("recon_picked AS" in text for text, _ in con.statements) > 1  # rounds in Spark
+
+
 def test_the_default_engine_never_imports_spark() -> None:
     """A run on DuckDB pays nothing for Spark: the pipelines' definitions and the linkage
     package load without pyspark."""

@@ -196,8 +196,7 @@ def link(
     con = connect()
     con.register("s", source.to_arrow())
     con.register("t", target.to_arrow())
-    candidates, stats = exact_prepass(con, rules, col, budget)
-    exact = assign_one_to_one(candidates)
+    exact, stats = exact_prepass(con, rules, col, budget)
     lap("prepass")
     say(f"exact pre-pass matched {exact.height} pairs that agree on every rule")
     stats["exact_matches"] = exact.height
@@ -231,9 +230,8 @@ def link(
     key_budget = max(MIN_PAIR_BUDGET, PAIRS_PER_RECORD * (rest_source.height + rest_target.height))
     # free-text hints stand in for one text identifier (see key_prepass)
     hints = HINTS in source.columns and len(keys) == 1 and source.schema[keys[0]] == pl.String
-    by_key, key_stats = key_prepass(con, rules, col, keys, key_budget, hints=hints)
+    keyed, key_stats = key_prepass(con, rules, col, keys, key_budget, hints=hints)
     stats.update(key_stats)
-    keyed = assign_one_to_one(by_key)
     stats["key_matches"] = keyed.height
     say(f"identifier pre-pass paired {keyed.height} more (same reference, judged later)")
     lap("key_prepass")

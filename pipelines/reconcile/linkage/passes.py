@@ -2,7 +2,10 @@
 
 Each pass is a DuckDB query over tables `s` and `t` (the records still unpaired) returning
 candidate pairs (`LINK_SCHEMA`); `assign_one_to_one` / `assign_unambiguous` make them one to
-one. The near pass is in `pipelines.reconcile.linkage.near`; the package docstring
+one. The exact and reference passes assign where their pairs are (`one_to_one_of`): on the
+driver for DuckDB, by rounds of SQL on a connection that says it assigns in its engine
+(`assigns_in_engine`: the Spark engine's), so only the chosen pairs leave Spark. The near
+pass is in `pipelines.reconcile.linkage.near`; the package docstring
 (`pipelines.reconcile.linkage`) says how the passes fit together.
 """
 
@@ -80,6 +83,68 @@ def assign_one_to_one(pairs: pl.DataFrame) -> pl.DataFrame:
         keep.append(index)
     chosen = contested[keep] if keep else contested.clear()
     return pl.concat([alone, chosen]).sort("source_row")
+
+
+ASSIGN_ROUNDS = 12  # rounds of mutual-best pairs in the engine before the driver finishes
+DRIVER_FINISH = 50_000  # contested pairs few enough to finish on the driver
+
+
+def _mutual_best_sql(pairs: str) -> str:
+    """The pairs of `pairs` that are the first, in the greedy order, of both their records."""
+    return (
+        "SELECT source_row, target_row, score, kind FROM (SELECT *, "
+        "row_number() OVER (PARTITION BY source_row ORDER BY score DESC, target_row) AS rs, "
+        "row_number() OVER (PARTITION BY target_row ORDER BY score DESC, source_row) AS rt "
+        f"FROM {pairs}) m WHERE rs = 1 AND rt = 1"
+    )
+
+
+def assign_in_engine(con: Any, sql: str) -> tuple[pl.DataFrame, int]:
+    """`assign_one_to_one` of the pairs `sql` yields, computed on `con`'s engine.
+
+    Greedy one-to-one under a strict order (score, then rows) takes exactly the pairs that are
+    repeatedly each other's first choice among the records still free (a pair first for both
+    its records is one greedy takes: nothing before it can claim either record). So each round
+    keeps the mutual-best pairs and drops every pair touching their records, as SQL; only the
+    chosen pairs come back. After `ASSIGN_ROUNDS` rounds, or once at most `DRIVER_FINISH`
+    pairs are left, the driver finishes them with `assign_one_to_one` (a long chain of ever
+    better rivals takes one round a link). Duplicate pairs keep their best score, as greedy
+    does. Returns the chosen pairs and how many distinct candidate pairs there were.
+    """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE recon_pairs_0 AS SELECT source_row, target_row, "
+        f"max(score) AS score, min(kind) AS kind FROM ({sql}) c GROUP BY source_row, target_row"
+    )
+    left = total = int(con.execute("SELECT count(*) FROM recon_pairs_0").fetchall()[0][0])
+    chosen: list[pl.DataFrame] = []
+    rounds = 0
+    while left > DRIVER_FINISH and rounds < ASSIGN_ROUNDS:
+        pairs, picked, rest = (f"recon_pairs_{rounds}", "recon_picked", f"recon_pairs_{rounds + 1}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {picked} AS {_mutual_best_sql(pairs)}")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {rest} AS SELECT c.* FROM {pairs} c "
+            f"LEFT JOIN {picked} a ON c.source_row = a.source_row "
+            f"LEFT JOIN {picked} b ON c.target_row = b.target_row "
+            "WHERE a.source_row IS NULL AND b.target_row IS NULL"
+        )
+        left = int(con.execute(f"SELECT count(*) FROM {rest}").fetchall()[0][0])
+        chosen.append(_pairs_of(con, f"SELECT * FROM {picked}"))
+        con.execute(f"DROP TABLE IF EXISTS {pairs}")
+        rounds += 1
+    finish = f"recon_pairs_{rounds}"
+    chosen.append(assign_one_to_one(_pairs_of(con, f"SELECT * FROM {finish}")))
+    for name in (finish, "recon_picked"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    return pl.concat(chosen).sort("source_row"), total
+
+
+def one_to_one_of(con: Any, sql: str) -> tuple[pl.DataFrame, int]:
+    """The one-to-one pairs of a pass's query and its candidate count, assigned where the
+    connection's engine prefers (`assigns_in_engine`: in the engine; else on the driver)."""
+    if getattr(con, "assigns_in_engine", False):
+        return assign_in_engine(con, sql)
+    candidates = _pairs_of(con, sql)
+    return assign_one_to_one(candidates), candidates.height
 
 
 # ---------------------------------------------------------------- the exact pre-pass
@@ -173,7 +238,7 @@ def _pair_count(con: duckdb.DuckDBPyConnection, keys: list[str]) -> int:
 def exact_prepass(
     con: duckdb.DuckDBPyConnection, rules: list[MatchingRule], col: dict[str, str], budget: int
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Candidate pairs agreeing on every rule (tables `s` and `t` registered on `con`)."""
+    """Pairs agreeing on every rule (tables `s` and `t` registered on `con`), one to one."""
     active = [r for r in rules if r.weight > 0]
     keys = [f"{{side}}.{col[f]}" for r in active if r.match_type == "EXACT" for f in r.fields]
     if not keys:  # no EXACT rule: join on equal values of the range fields instead
@@ -203,8 +268,8 @@ def exact_prepass(
         f"least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'EXACT' AS kind "
         f"FROM s JOIN t ON {equal} WHERE {' AND '.join(conditions)}"
     )
-    candidates = _pairs_of(con, sql)
-    return candidates, {"prepass_candidates": candidates.height}
+    pairs, count = one_to_one_of(con, sql)
+    return pairs, {"prepass_candidates": count}
 
 
 def identifier_keys(
@@ -308,5 +373,5 @@ def key_prepass(
         f"least(1.0, greatest(0.0, {score}))::DOUBLE AS score, 'REFERENCE' AS kind "
         f"FROM p JOIN s ON s.{ROW} = p.sr JOIN t ON t.{ROW} = p.tr WHERE {where}"
     )
-    candidates = _pairs_of(con, sql)
-    return candidates, {"key_prepass_candidates": candidates.height}
+    pairs, count = one_to_one_of(con, sql)
+    return pairs, {"key_prepass_candidates": count}

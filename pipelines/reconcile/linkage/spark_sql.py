@@ -130,7 +130,13 @@ class _Relation:
 
 
 class SparkConnection:
-    """The DuckDB connection calls of the linkage passes, answered by a Spark session."""
+    """The DuckDB connection calls of the linkage passes, answered by a Spark session.
+
+    `assigns_in_engine`: the passes assign their pairs one to one here, in Spark
+    (`passes.assign_in_engine`), rather than collecting every candidate to the driver.
+    """
+
+    assigns_in_engine = True
 
     def __init__(self, spark: Any, staging: Path | None = None) -> None:
         self.spark = spark
@@ -195,6 +201,9 @@ class SparkConnection:
         if isinstance(tree, exp.Create) and self._create(tree):
             return _Result([])
         if isinstance(tree, exp.Set):  # DuckDB settings mean nothing to Spark
+            return _Result([])
+        if isinstance(tree, exp.Drop) and isinstance(tree.this, exp.Table):
+            self.unregister(tree.this.name)  # a temporary table here is a cached view
             return _Result([])
         sql = tree.transform(_null_safe_jaro_winkler).sql(dialect="spark")
         return _Result([tuple(row) for row in self.spark.sql(sql).collect()])
