@@ -179,6 +179,20 @@ def test_no_pyspark_is_spark_unavailable(monkeypatch: pytest.MonkeyPatch) -> Non
         spark_session("local[1]")
 
 
+def test_spark_settings_reach_the_session(spark: Any) -> None:
+    """The resource's `spark_config` (a cluster's executor settings) is the session's; the
+    running session is reused only with the same settings."""
+    from resources.linkage_engine import LinkageEngineResource
+
+    settings = {"spark.sql.shuffle.partitions": "3", "spark.executor.memory": "1g"}
+    session = spark_session("local[2]", config=settings)
+    assert session.conf.get("spark.sql.shuffle.partitions") == "3"
+    assert session.sparkContext.getConf().get("spark.executor.memory") == "1g"
+    assert spark_session("local[2]", config=settings) is session
+    resource = LinkageEngineResource(engine="spark", spark_master="local[2]", spark_config=settings)
+    assert resource.spark_config == settings
+
+
 def test_a_master_that_is_no_master_is_spark_unavailable(
     compared: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

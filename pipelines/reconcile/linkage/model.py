@@ -230,40 +230,53 @@ def train_model(
     return model, facts
 
 
+def prediction_settings(
+    model: dict[str, Any], blocking: list[list[str]], n_source: int, n_target: int, dialect: str
+) -> dict[str, Any]:
+    """A model's settings for prediction: its blocking rules (DuckDB SQL as `dialect`), the
+    prior for these sides' sizes, no retained columns. The model's comparisons as they are (the
+    Spark engine gives them in Spark SQL: `spark_engine.spark_model`)."""
+    rules = [_rule_sql(k) for k in blocking]
+    if dialect == "spark":  # sqlglot only: no Spark import
+        from pipelines.reconcile.linkage.spark_sql import spark_sql
+
+        rules = [spark_sql(rule) for rule in rules]
+    settings = dict(model)
+    settings["blocking_rules_to_generate_predictions"] = [
+        {"blocking_rule": rule, "sql_dialect": dialect} for rule in rules
+    ]
+    settings["probability_two_random_records_match"] = _prior(n_source, n_target, 0.5)
+    settings["retain_matching_columns"] = False
+    settings["retain_intermediate_calculation_columns"] = False
+    return settings
+
+
+def oriented(frame: pl.DataFrame) -> pl.DataFrame:
+    """Splink's scored pairs (l / r, either side first) as LINK_SCHEMA, PROBABILISTIC."""
+    if frame.height == 0:
+        return pl.DataFrame(schema=LINK_SCHEMA)
+    left_is_source = pl.col("source_dataset_l") == "recon_source"
+    left, right = pl.col(f"{ROW}_l"), pl.col(f"{ROW}_r")
+    return frame.select(
+        pl.when(left_is_source).then(left).otherwise(right).cast(pl.Int64).alias("source_row"),
+        pl.when(left_is_source).then(right).otherwise(left).cast(pl.Int64).alias("target_row"),
+        pl.col("match_probability").cast(pl.Float64).alias("score"),
+        pl.lit("PROBABILISTIC").alias("kind"),
+    )
+
+
 def _predict(
     source: pl.DataFrame,
     target: pl.DataFrame,
     model: dict[str, Any],
     blocking: list[list[str]],
 ) -> pl.DataFrame:
-    settings = dict(model)
-    settings["blocking_rules_to_generate_predictions"] = [
-        {"blocking_rule": _rule_sql(k), "sql_dialect": "duckdb"} for k in blocking
-    ]
-    settings["probability_two_random_records_match"] = _prior(source.height, target.height, 0.5)
-    settings["retain_matching_columns"] = False
-    settings["retain_intermediate_calculation_columns"] = False
+    settings = prediction_settings(model, blocking, source.height, target.height, "duckdb")
     linker = _linker(source, target, settings)
     predicted = linker.inference.predict(threshold_match_probability=PREDICT_FLOOR)
     frame = pl.from_arrow(predicted.as_pyarrow_table())
     assert isinstance(frame, pl.DataFrame)
-    if frame.height == 0:
-        return pl.DataFrame(schema=LINK_SCHEMA)
-    left_is_source = pl.col("source_dataset_l") == "recon_source"
-    return frame.select(
-        pl.when(left_is_source)
-        .then(pl.col(f"{ROW}_l"))
-        .otherwise(pl.col(f"{ROW}_r"))
-        .cast(pl.Int64)
-        .alias("source_row"),
-        pl.when(left_is_source)
-        .then(pl.col(f"{ROW}_r"))
-        .otherwise(pl.col(f"{ROW}_l"))
-        .cast(pl.Int64)
-        .alias("target_row"),
-        pl.col("match_probability").cast(pl.Float64).alias("score"),
-        pl.lit("PROBABILISTIC").alias("kind"),
-    )
+    return oriented(frame)
 
 
 def data_profile(source: pl.DataFrame, target: pl.DataFrame, col: dict[str, str]) -> dict:

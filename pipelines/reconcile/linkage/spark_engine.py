@@ -35,7 +35,6 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.reconcile.linkage.passes import LINK_SCHEMA
 from pipelines.reconcile.mapping import HINTS, ROW, Conformed
 from pipelines.reconcile.rules import RuleSet
 
@@ -96,8 +95,14 @@ def _probe(spark: Any, master: str, timeout: float) -> None:
     )
 
 
-def spark_session(master: str | None = None, *, start_timeout: float | None = None) -> Any:
-    """A Spark session for linkage, started (or the running one, if it has this master).
+def spark_session(
+    master: str | None = None,
+    *,
+    start_timeout: float | None = None,
+    config: dict[str, str] | None = None,
+) -> Any:
+    """A Spark session for linkage, started (or the running one, if it has this master and
+    these settings).
 
     Master from the argument, else `RECON_SPARK_MASTER`, else `local[*]`. Splink's similarity
     jar is on its class path (SparkAPI registers its functions), DuckDB's Jaro-Winkler is
@@ -109,7 +114,10 @@ def spark_session(master: str | None = None, *, start_timeout: float | None = No
     adaptive execution and gets `RECON_SPARK_DRIVER_MEMORY` (default 2g). Raises
     `SparkUnavailable` (never falls back to DuckDB) when Java or pyspark is missing or the
     master runs no job within `start_timeout` s (`RECON_SPARK_START_TIMEOUT`, default 120).
+    `config`: more Spark settings (a cluster's `spark.executor.memory`, `spark.executor.cores`,
+    `spark.sql.shuffle.partitions` ...), applied last, so they win over the ones above.
     """
+    config = {str(k): str(v) for k, v in (config or {}).items()}
     master = master or os.environ.get(MASTER_ENV) or DEFAULT_MASTER
     if _java() is None:
         raise SparkUnavailable(
@@ -127,9 +135,12 @@ def spark_session(master: str | None = None, *, start_timeout: float | None = No
         ) from err
     active = SparkSession.getActiveSession()
     if active is not None:
-        if active.sparkContext.master == master:
+        conf = active.sparkContext.getConf()
+        if active.sparkContext.master == master and all(
+            conf.get(key, None) == value for key, value in config.items()
+        ):
             return active
-        active.stop()  # getOrCreate would hand back a session of another master
+        active.stop()  # getOrCreate would hand back a session of another master or settings
     local = master.startswith("local")
     partitions = os.environ.get(PARTITIONS_ENV) or (str(_local_threads(master)) if local else "")
     builder = (
@@ -157,6 +168,8 @@ def spark_session(master: str | None = None, *, start_timeout: float | None = No
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if partitions:  # 200 by default: far too many tasks for one machine's joins
         builder = builder.config("spark.sql.shuffle.partitions", partitions)
+    for key, value in config.items():
+        builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as err:  # noqa: BLE001 - a JVM or master that will not start
@@ -212,16 +225,12 @@ def predict_spark(
     from splink import Linker
     from splink.backends.spark import SparkAPI
 
-    from pipelines.reconcile.linkage.model import PREDICT_FLOOR, _prior, _rule_sql
-    from pipelines.reconcile.linkage.spark_sql import SparkConnection, spark_sql
+    from pipelines.reconcile.linkage.model import PREDICT_FLOOR, oriented, prediction_settings
+    from pipelines.reconcile.linkage.spark_sql import SparkConnection
 
-    settings = spark_model(model)
-    settings["blocking_rules_to_generate_predictions"] = [
-        {"blocking_rule": spark_sql(_rule_sql(k)), "sql_dialect": "spark"} for k in blocking
-    ]
-    settings["probability_two_random_records_match"] = _prior(source.height, target.height, 0.5)
-    settings["retain_matching_columns"] = False
-    settings["retain_intermediate_calculation_columns"] = False
+    settings = prediction_settings(
+        spark_model(model), blocking, source.height, target.height, "spark"
+    )
     local = spark.sparkContext.master.startswith("local")
     staging = SparkConnection(spark)
     linker = None
@@ -248,16 +257,7 @@ def predict_spark(
             spark.catalog.dropTempView(name)
         staging.close()
     assert isinstance(frame, pl.DataFrame)
-    if frame.height == 0:
-        return pl.DataFrame(schema=LINK_SCHEMA)
-    left_is_source = pl.col("source_dataset_l") == "recon_source"
-    left, right = pl.col(f"{ROW}_l"), pl.col(f"{ROW}_r")
-    return frame.select(
-        pl.when(left_is_source).then(left).otherwise(right).cast(pl.Int64).alias("source_row"),
-        pl.when(left_is_source).then(right).otherwise(left).cast(pl.Int64).alias("target_row"),
-        pl.col("match_probability").cast(pl.Float64).alias("score"),
-        pl.lit("PROBABILISTIC").alias("kind"),
-    )
+    return oriented(frame)
 
 
 # ---------------------------------------------------------------- link() on Spark
