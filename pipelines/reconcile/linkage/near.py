@@ -105,6 +105,20 @@ def _blocking(
     return join, count, prepare
 
 
+def _identity_terms(rule: MatchingRule, c: str) -> tuple[str, str, str]:
+    """(condition, evidence, similarity) of an EXACT or FUZZY column for the leftover passes:
+    a blank on either side or agreement (equal; a name strong at `STRONG_NAME` or the rule's
+    threshold, whichever is higher), what agreement is, and the column's similarity."""
+    absent = f"s.{c} IS NULL OR t.{c} IS NULL"
+    if rule.match_type == "EXACT":
+        agree = f"s.{c} = t.{c}"
+        sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
+    else:
+        agree = _strong(f"s.{c}", f"t.{c}", max(rule.threshold or 0.85, STRONG_NAME))
+        sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
+    return f"({absent} OR {agree})", agree, sim
+
+
 def near_pass(
     con: duckdb.DuckDBPyConnection, rules: list[MatchingRule], col: dict[str, str], budget: int
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -130,19 +144,14 @@ def near_pass(
     for rule in (r for r in rules if r.weight > 0):
         for name in rule.fields:
             c = col[name]
-            absent = f"s.{c} IS NULL OR t.{c} IS NULL"
-            if rule.match_type == "EXACT":
-                keys.append(c)
-                conditions.append(f"({absent} OR s.{c} = t.{c})")
-                evidence.append(f"s.{c} = t.{c}")
-                sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
-            elif rule.match_type == "FUZZY":
-                sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
-                threshold = max(rule.threshold or 0.85, STRONG_NAME)
-                named = named or (c, threshold)
-                strong = _strong(f"s.{c}", f"t.{c}", threshold)
-                conditions.append(f"({absent} OR {strong})")
-                evidence.append(strong)
+            if rule.match_type in ("EXACT", "FUZZY"):
+                condition, agree, sim = _identity_terms(rule, c)
+                conditions.append(condition)
+                evidence.append(agree)
+                if rule.match_type == "EXACT":
+                    keys.append(c)
+                else:
+                    named = named or (c, max(rule.threshold or 0.85, STRONG_NAME))
             elif rule.match_type == "RANGE":
                 larger = f"greatest(abs(s.{c}), abs(t.{c}))"
                 diff = f"abs(s.{c} - t.{c})"
@@ -206,14 +215,9 @@ def amount_pass(
         tolerance = (rule.tolerance or 0.0) + TOLERANCE_EPSILON
         for name in rule.fields:
             c = col[name]
-            absent = f"s.{c} IS NULL OR t.{c} IS NULL"
-            if rule.match_type == "EXACT":
-                conditions.append(f"({absent} OR s.{c} = t.{c})")
-                sim = f"CASE WHEN s.{c} = t.{c} THEN 1.0 ELSE 0.0 END"
-            elif rule.match_type == "FUZZY":
-                threshold = max(rule.threshold or 0.85, STRONG_NAME)
-                conditions.append(f"({absent} OR {_strong(f's.{c}', f't.{c}', threshold)})")
-                sim = f"jaro_winkler_similarity(s.{c}, t.{c})"
+            if rule.match_type in ("EXACT", "FUZZY"):
+                condition, _, sim = _identity_terms(rule, c)
+                conditions.append(condition)
             elif rule.match_type == "RANGE":
                 amount = amount or (c, tolerance)
                 conditions.append(f"abs(s.{c} - t.{c}) <= {tolerance}")
