@@ -266,8 +266,36 @@ def main() -> None:
                 f"{rows:>9} same pairs: {size['pairs_equal']}, "
                 f"same exceptions: {size['exceptions_equal']}"
             )
+        if set(args.engines) >= {"duckdb", "spark"}:
+            size["spark_over_duckdb"] = round(size["spark"]["wall_s"] / size["duckdb"]["wall_s"], 2)
+            print(f"{rows:>9} spark / duckdb wall: {size['spark_over_duckdb']}x")
+        size["load_average"] = [round(x, 2) for x in os.getloadavg()]
         summary["sizes"][str(rows)] = size
+    summary["crossover"] = crossover(summary["sizes"])
+    print(f"crossover: {summary['crossover']}")
     print(json.dumps(summary))
+
+
+def crossover(sizes: dict[str, dict[str, Any]]) -> str:
+    """Where Spark's wall time would meet DuckDB's, from the two largest sizes' ratios
+    (log-log straight line; an extrapolation, said as one)."""
+    import math
+
+    ratios = sorted(
+        (int(rows), size["spark_over_duckdb"])
+        for rows, size in sizes.items()
+        if "spark_over_duckdb" in size
+    )
+    if len(ratios) < 2:
+        return "needs two sizes with both engines"
+    (n1, r1), (n2, r2) = ratios[-2:]
+    if min(ratios, key=lambda x: x[1])[1] <= 1.0:
+        return f"spark is faster at {min(n for n, r in ratios if r <= 1.0):,} rows"
+    if r2 >= r1:
+        return "none: spark's disadvantage does not shrink with size"
+    slope = (math.log(r2) - math.log(r1)) / (math.log(n2) - math.log(n1))
+    rows = n2 * math.exp(-math.log(r2) / slope)
+    return f"none measured; extrapolated ~{rows:,.0f} rows a side (if the trend held)"
 
 
 if __name__ == "__main__":
