@@ -8,7 +8,8 @@
 The corpus is `bench/retrieval_corpus.py` (seeded, >= 4,000 exceptions as the engine stores
 them) and the queries `bench/retrieval_queries.py` (>= 100, seven classes, graded relevance
 from the generator's truth). Each embedder encodes every exception's text - the product's
-(`pipelines.embed.texts.exception_text`, or its dense `embedding_text`) - and the queries;
+(`pipelines.embed.texts.exception_text`, or its dense `embedding_text`, of the row as the
+database returns it: `as_stored`, jsonb's key order) - and the queries;
 queries are scored by cosine against all exceptions (exact, numpy, no database). Printed per
 embedder: nDCG@10 (gain 2^grade - 1) and recall@10 (relevant found in the top 10 / min(10,
 relevant)) per query class and overall, and encoding throughput, exceptions/s (the median of
@@ -33,6 +34,7 @@ The last stdout line is a JSON summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -65,6 +67,26 @@ DEFAULT_TEXTS = {
     "minilm-int8": "dense",
     "static": "dense",
 }
+
+
+def _jsonb_order(value: Any) -> Any:
+    """`value` with every object's keys in jsonb's order (shorter first, then bytewise)."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return {k: _jsonb_order(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_jsonb_order(v) for v in value]
+    return value
+
+
+def as_stored(exception: Mapping[str, Any]) -> dict[str, Any]:
+    """The exception as the store reads it back: JSON columns parsed, keys in jsonb's order
+    (the product's texts list a record's fields in that order, not the generator's)."""
+    row = dict(exception)
+    for column in ("source_data", "target_data", "diff"):
+        if isinstance(row.get(column), str):
+            row[column] = _jsonb_order(json.loads(row[column]))
+    return row
 
 
 def dcg(gains: Sequence[int]) -> float:
@@ -139,11 +161,13 @@ def evaluate(
     *,
     sample: int = 0,
     cache: Path | None = None,
+    product: Any = None,
 ) -> dict:
     """Quality per class and overall, and the median throughput of `repeat` encodings (of
     every `len / sample`-th text when `sample`; of all of them otherwise). With `cache`, the
     corpus vectors for quality are kept there by model and texts (throughput is always
-    measured)."""
+    measured). With `product` (a `bench.retrieval_product.ProductBench`), the same queries
+    through the product's `search_exceptions` too (`product`: its quality per class)."""
     name, _, texts_kind = spec.partition(":")
     texts_kind = texts_kind or DEFAULT_TEXTS.get(name, "product")
     embedder = make_embedder(name)
@@ -151,7 +175,7 @@ def evaluate(
     embedder.encode(["warm up the model"] * 4)
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    texts = [TEXTS[texts_kind](e) for e in exceptions]
+    texts = [TEXTS[texts_kind](as_stored(e)) for e in exceptions]
     text_seconds = time.perf_counter() - started
     timed = texts[:: max(1, len(texts) // sample)] if sample else texts
     rates = []
@@ -189,6 +213,11 @@ def evaluate(
             "ndcg@10": round(statistics.mean(p["ndcg"] for p in rows), 4),
             "recall@10": round(statistics.mean(p["recall"] for p in rows), 4),
         }
+    searched = (
+        product.score(embedder, queries, dense=texts_kind == "dense", vectors=vectors)
+        if product is not None
+        else None
+    )
     return {
         "embedder": spec if ":" in spec else f"{name}:{texts_kind}",
         "model_name": embedder.model_name,
@@ -201,6 +230,7 @@ def evaluate(
         "timed_texts": len(timed),
         "classes": classes,
         "per_query": per_query,
+        "product": searched,
     }
 
 
@@ -212,9 +242,24 @@ def print_result(result: dict) -> None:
         f"{result['timed_texts']} texts), "
         f"texts {result['mean_text_chars']} chars on average"
     )
-    print(f"{'class':<12}{'queries':>8}{'nDCG@10':>10}{'recall@10':>11}")
+    product = result.get("product")
+    print(
+        f"{'class':<12}{'queries':>8}{'nDCG@10':>10}{'recall@10':>11}"
+        + ("   product search: nDCG@10 recall@10" if product else "  (exact cosine)")
+    )
     for cls, row in result["classes"].items():
-        print(f"{cls:<12}{row['queries']:>8}{row['ndcg@10']:>10.3f}{row['recall@10']:>11.3f}")
+        line = f"{cls:<12}{row['queries']:>8}{row['ndcg@10']:>10.3f}{row['recall@10']:>11.3f}"
+        if product and cls in product["classes"]:
+            found = product["classes"][cls]
+            line += f"{found['ndcg@10']:>24.3f}{found['recall@10']:>10.3f}"
+        print(line)
+    if product:
+        print(
+            f"product search: {product['search_ms_median']} ms median, "
+            f"{product['search_ms_p95']} ms p95 per query; hits by {product['hit_methods']}; "
+            f"store: {product['cache_hits']} cached, {product['embedded']} embedded, "
+            f"{product['documents_written']} written in {product['embed_seconds']} s"
+        )
 
 
 def print_comparison(results: list[dict]) -> None:
@@ -223,6 +268,7 @@ def print_comparison(results: list[dict]) -> None:
     print(
         f"\n{'embedder':<24}{'exc/s':>9}{'x':>7}{'nDCG@10':>9}{'diff':>8}{'rec@10':>8}  "
         + " ".join(f"{c[:8]:>8}" for c in CLASSES)
+        + "   (exact cosine)"
     )
     for r in results:
         overall = r["classes"]["overall"]
@@ -232,6 +278,20 @@ def print_comparison(results: list[dict]) -> None:
         print(
             f"{r['embedder']:<24}{r['exceptions_per_second']:>9.1f}{speed:>7.1f}"
             f"{overall['ndcg@10']:>9.3f}{diff:>+8.3f}{overall['recall@10']:>8.3f}  {per_class}"
+        )
+    searched = [r for r in results if r.get("product")]
+    if not searched:
+        return
+    head = f"\n{'product search':<24}{'nDCG@10':>9}{'diff':>8}{'rec@10':>8}  "
+    print(head + " ".join(f"{c[:8]:>8}" for c in CLASSES))
+    first = searched[0]["product"]["classes"]["overall"]["ndcg@10"]
+    for r in searched:
+        classes = r["product"]["classes"]
+        overall = classes["overall"]
+        per_class = " ".join(f"{classes[c]['ndcg@10']:>8.3f}" for c in CLASSES if c in classes)
+        print(
+            f"{r['embedder']:<24}{overall['ndcg@10']:>9.3f}{overall['ndcg@10'] - first:>+8.3f}"
+            f"{overall['recall@10']:>8.3f}  {per_class}"
         )
 
 
@@ -248,19 +308,43 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, default=None, help="keep corpus vectors for quality here"
     )
+    parser.add_argument(
+        "--no-product",
+        action="store_true",
+        help="exact cosine only: skip the product's search (no scratch database)",
+    )
     args = parser.parse_args()
     corpus = generate(args.count, args.seed)
     queries = labelled_queries(corpus)
     print(f"{len(corpus.exceptions)} exceptions, {len(queries)} queries (seed {args.seed})")
     results = []
-    for spec in args.embedder:
-        result = evaluate(
-            spec, corpus.exceptions, queries, args.repeat, sample=args.sample, cache=args.cache
-        )
-        print_result(result)
-        results.append(result)
+    with contextlib.ExitStack() as stack:
+        product = None
+        if not args.no_product:
+            from bench.retrieval_product import ProductBench
+
+            product = stack.enter_context(ProductBench(corpus.exceptions))
+        for spec in args.embedder:
+            result = evaluate(
+                spec,
+                corpus.exceptions,
+                queries,
+                args.repeat,
+                sample=args.sample,
+                cache=args.cache,
+                product=product,
+            )
+            print_result(result)
+            sys.stdout.flush()
+            results.append(result)
     print_comparison(results)
-    summary = [{k: v for k, v in r.items() if k != "per_query"} for r in results]
+    summary = [
+        {
+            **{k: v for k, v in r.items() if k not in ("per_query", "product")},
+            "product": {k: v for k, v in (r["product"] or {}).items() if k != "per_query"},
+        }
+        for r in results
+    ]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print(json.dumps(summary))

@@ -5,15 +5,17 @@
 
 Plants `bench/retrieval_corpus.py`'s exceptions as one COMPLETED reconciliation in a scratch
 database (`embed_bench_<hex>`, on the configured server as `bench/embed_bench.py` makes it;
-dropped at the end), then per embedder and repeat empties `embedding_cache` and
-`document_embeddings` (nothing is served from the cache) and runs `recon embed ID` in a new
-process (`RECON_DATABASE_URL` the scratch database, `RECON_HOME` a scratch directory for
-Dagster's own storage), timed from process start to exit: CLI start-up, migrations check,
-the Dagster run, texts, model calls, cache and document writes, suggested resolutions.
-`recon embed` uses the definitions' `EmbedderResource()`; to time another configuration the
-child process makes `EmbedderResource.embedder()` return that configuration's embedder before
-the CLI starts (what changing the resource's default would do). Prints exceptions/s (the median of
-`--repeat`) per embedder; the last stdout line is a JSON summary.
+dropped at the end), then per embedder and repeat truncates `embedding_cache` and
+`document_embeddings` (nothing is served from the cache, the indexes start empty) and runs
+`recon embed ID` in a new process (`RECON_DATABASE_URL` the scratch database, `RECON_HOME` a
+scratch directory for Dagster's own storage), timed from process start to exit: CLI start-up,
+migrations check, the Dagster run, texts, model calls, cache and document writes, suggested
+resolutions. `recon embed` uses the definitions' `EmbedderResource()`; to time another
+configuration the child process makes `EmbedderResource.embedder()` return that
+configuration's embedder before the CLI starts (what changing the resource's default would
+do). Prints exceptions/s (the median of `--repeat`) per embedder with the 1-minute load
+average before and after each run (two shared cores: other work shows in the rates); the last
+stdout line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -63,12 +65,15 @@ def plant(url: str, count: int, seed: int) -> int:
 
 
 def forget(url: str) -> None:
-    """Nothing embedded, nothing cached (every text goes to the model again)."""
+    """Nothing embedded, nothing cached (every text goes to the model again), empty indexes.
+
+    TRUNCATE, not DELETE: deleted rows stay in the HNSW graphs until a vacuum, and pgvector
+    files a re-inserted identical vector under the existing element instead of linking a new
+    one, so every repeat after the first timed a fraction of the real index upkeep."""
     from resources.database import engine_for
 
     with engine_for(url).begin() as conn:
-        conn.execute(sa.text("DELETE FROM document_embeddings"))
-        conn.execute(sa.text("DELETE FROM embedding_cache"))
+        conn.execute(sa.text("TRUNCATE document_embeddings, embedding_cache"))
 
 
 def child(config: str, rid: int) -> None:
@@ -117,14 +122,17 @@ def main() -> None:
         rid = plant(url, args.count, args.seed)
         with tempfile.TemporaryDirectory(prefix="retrieval_command_") as home:
             for config in args.embedder:
-                runs = []
+                runs, loads = [], []
                 for _ in range(args.repeat):
                     forget(url)
+                    before = os.getloadavg()[0]
                     runs.append(args.count / timed_command(url, home, config, rid))
+                    loads.append((round(before, 2), round(os.getloadavg()[0], 2)))
                 rate = statistics.median(runs)
                 summary[config] = {"exceptions_per_second": round(rate, 1),
-                                   "runs": [round(r, 1) for r in runs]}  # fmt: skip
-                print(f"{config:<14} {rate:8.1f} exceptions/s  runs {summary[config]['runs']}")
+                                   "runs": [round(r, 1) for r in runs], "load": loads}  # fmt: skip
+                print(f"{config:<14} {rate:8.1f} exceptions/s  runs {summary[config]['runs']}"
+                      f"  load before/after {loads}")  # fmt: skip
                 sys.stdout.flush()
     finally:
         drop_database(base, name)
