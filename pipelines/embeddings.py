@@ -11,7 +11,10 @@ failed) and raised, so Dagster shows the asset failed, while the reconciliation 
 as it was committed.
 """
 
+import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from dagster import (
@@ -50,6 +53,29 @@ DESCRIPTION = (
 )
 
 
+PROGRESS_EVERY = 30.0  # seconds between progress lines in the run's log
+PROGRESS_LOGGER = "recon.embed.progress"  # the same lines, for a command that shows them
+
+
+def progress_logger(log: Any, every: float = PROGRESS_EVERY) -> Callable[[int, int, float], None]:
+    """`embed_reconciliation`'s progress as a line in the run's log every `every` seconds (and
+    at the end): texts embedded of those to embed, the rate, the time left at that rate."""
+    last = [time.monotonic()]
+
+    def report(done: int, total: int, seconds: float) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < every:
+            return
+        last[0] = now
+        rate = done / seconds if seconds else 0.0
+        left = f", about {(total - done) / rate / 60:.0f} min left" if rate and done < total else ""
+        line = f"embedded {done:,} of {total:,} texts ({rate:.0f}/s{left})"
+        log.info(line)
+        logging.getLogger(PROGRESS_LOGGER).info(line)
+
+    return report
+
+
 def embed_and_suggest(
     context: AssetExecutionContext,
     rid: int,
@@ -66,7 +92,9 @@ def embed_and_suggest(
                 "reconciliation's exceptions are embedded"
             )
         model = embedder.embedder()
-        counts = embed_reconciliation(engine, model, rid, run_id=context.run.run_id)
+        counts = embed_reconciliation(
+            engine, model, rid, run_id=context.run.run_id, progress=progress_logger(context.log)
+        )
         suggest_started = time.perf_counter()
         suggested = suggest_resolutions(engine, model, rid)
         suggest_seconds = round(time.perf_counter() - suggest_started, 3)

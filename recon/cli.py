@@ -35,8 +35,8 @@ from resources.database import masked_url
 from resources.errors import ReconError
 from resources.settings import PROJECT_ROOT
 
-# `recon run` embeds at most this many exceptions itself (~50 texts/s: under two minutes)
-EMBED_NOW_LIMIT = 5_000
+# exception texts a second MiniLM embeds on 2 cores (for the estimate `recon run` says)
+EMBED_RATE = 50
 
 app = typer.Typer(
     help="Smart Reconciliation: reconcile two data sets into a documented PostgreSQL schema.",
@@ -125,9 +125,9 @@ def run(
     embed: Annotated[
         bool,
         typer.Option(
-            help="Afterwards, embed the exceptions for `recon search` and suggested resolutions "
-            "(a Dagster run of its own; ~50 exception texts/s on 2 cores, cached by text). "
-            f"Above {EMBED_NOW_LIMIT:,} exceptions it is left to `recon embed ID`."
+            help="Afterwards, embed every exception for `recon search` and suggested "
+            "resolutions (a Dagster run of its own, progress in its log; ~50 exception texts/s "
+            "on 2 cores, cached by text). --no-embed leaves it to `recon embed ID`."
         ),
     ] = True,
 ) -> None:
@@ -162,15 +162,17 @@ def run(
         say=say,
     )
     count = summary["exception_count"] or 0
-    if embed and summary["status"] == "COMPLETED" and count > EMBED_NOW_LIMIT:
+    if embed and summary["status"] == "COMPLETED" and count:
+        minutes = count / EMBED_RATE / 60
         say(
-            f"{count:,} exceptions: not embedded now (about {count // 50 // 60 + 1} min on this "
-            f"machine); run `recon embed {summary['reconciliation_id']} --org {org!r}` when you "
-            "want them searchable"
+            f"embedding {count:,} exceptions for search and suggestions"
+            + (f" (about {minutes:.0f} min; --no-embed skips it)" if minutes >= 1 else "")
         )
-    elif embed and summary["status"] == "COMPLETED" and count:
-        say(f"embedding {count} exceptions for search and suggestions")
-        _embed(url, summary["reconciliation_id"])
+        from pipelines.embeddings import PROGRESS_LOGGER
+        from recon.execution import progress_on_stderr
+
+        with progress_on_stderr(PROGRESS_LOGGER, enabled=not quiet):
+            _embed(url, summary["reconciliation_id"])
     typer.echo(json.dumps(summary, default=str))
     if summary["status"] != "COMPLETED":
         typer.echo(

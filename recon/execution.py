@@ -115,3 +115,27 @@ def execute(
             run_config={**QUIET, **(run_config or {})},
             tags={**tags, **owner_tags()},
         )
+
+
+@contextmanager
+def progress_on_stderr(logger: str, *, enabled: bool = True) -> Iterator[None]:
+    """While inside, the INFO lines of the Python logger `logger` (a stage's progress, also in
+    its run's log) are printed on stderr as `say` prints, since an in-process run's own
+    console log is kept quiet (`QUIET`)."""
+    if not enabled:
+        yield
+        return
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    target = logging.getLogger(logger)
+    saved = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(saved)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -171,7 +172,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
 
 
 @pytest.fixture(scope="module")
-def first_run(database_url: str, case: Case) -> dict[str, Any]:
+def first_run_output(database_url: str, case: Case) -> tuple[dict[str, Any], str]:
     code, out, err = run_recon(
         "run",
         "--source",
@@ -186,7 +187,33 @@ def first_run(database_url: str, case: Case) -> dict[str, Any]:
         "e2e first run",
     )
     assert code == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+@pytest.fixture(scope="module")
+def first_run(first_run_output: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    return first_run_output[0]
+
+
+def test_recon_run_embeds_every_exception_with_progress(
+    database_url: str, first_run_output: tuple[dict[str, Any], str]
+) -> None:
+    """No size limit: every exception raised is embedded by the run (issue 21), and the
+    embedding's progress is said on stderr as the run's log has it."""
+    summary, err = first_run_output
+    count = summary["exception_count"]
+    assert f"embedding {count:,} exceptions" in err
+    assert re.search(r"embedded [\d,]+ of [\d,]+ texts \(\d+/s\)", err), err[-2000:]
+    with engine_for(database_url).connect() as conn:
+        embedded = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM document_embeddings d JOIN reconciliation_exceptions e "
+                "ON d.document_type = 'EXCEPTION' AND d.document_id = e.id "
+                "WHERE e.reconciliation_id = :r"
+            ),
+            {"r": summary["reconciliation_id"]},
+        ).scalar()
+    assert embedded == count
 
 
 # ---------------------------------------------------------------- the happy path

@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,8 +303,12 @@ def embed_reconciliation(
     *,
     run_id: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Embed every exception of a reconciliation and its summary; returns the counts.
+
+    `progress(done, total, seconds)` after each model call: texts embedded so far of those the
+    cache did not have, and the seconds the model has taken.
 
     Keys: texts (documents), unique_texts, cache_hits (unique texts served by the cache),
     embedded (unique texts sent to the model), model_calls (batches), documents_written
@@ -339,6 +343,7 @@ def embed_reconciliation(
         "model_name": model,
     }
     model_seconds = 0.0
+    done = 0
     for number, batch in enumerate(batches, start=1):
         call_started = time.perf_counter()
         try:
@@ -373,6 +378,9 @@ def embed_reconciliation(
                 },
             )
         vectors.update(zip(batch, encoded, strict=True))
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(misses), model_seconds)
     if not batches:
         with engine.begin() as conn:
             log_model_call(conn, **log, records=0, latency_ms=0.0, status="SKIPPED", metadata=base)
