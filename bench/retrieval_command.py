@@ -1,7 +1,7 @@
 """The whole `recon embed` command, timed on the retrieval corpus (>= 4,000 exceptions).
 
     .venv/bin/python bench/retrieval_command.py [--count 4200] [--repeat 3] \\
-        [--embedder minilm minilm-dense minilm-int8 static]
+        [--embedder minilm minilm-dense minilm-int8 static minilm-int8@1] [--paired]
 
 Plants `bench/retrieval_corpus.py`'s exceptions as one COMPLETED reconciliation in a scratch
 database (`embed_bench_<hex>`, on the configured server as `bench/embed_bench.py` makes it;
@@ -13,9 +13,15 @@ migrations check, the Dagster run, texts, model calls, cache and document writes
 resolutions. `recon embed` uses the definitions' `EmbedderResource()`; to time another
 configuration the child process makes `EmbedderResource.embedder()` return that
 configuration's embedder before the CLI starts (what changing the resource's default would
-do). Prints exceptions/s (the median of `--repeat`) per embedder with the 1-minute load
-average before and after each run (two shared cores: other work shows in the rates); the last
-stdout line is a JSON summary.
+do). `name@N` runs that configuration with N torch threads (`torch.set_num_threads` in the
+child before the model loads; default: torch's own choice). `--paired` interleaves the
+configurations in every repeat (round 1: each in turn, round 2: ...), so each run of a
+configuration is timed next to one of the first configuration, and prints per configuration
+the median of its per-round speed ratios against the first (a busy machine's load changes
+within minutes; a ratio of neighbouring runs is steadier than the rates). Prints
+exceptions/s (the median of `--repeat`) per embedder with the 1-minute load average before
+and after each run (two shared cores: other work shows in the rates); the last stdout line
+is a JSON summary.
 """
 
 from __future__ import annotations
@@ -76,11 +82,24 @@ def forget(url: str) -> None:
         conn.execute(sa.text("TRUNCATE document_embeddings, embedding_cache"))
 
 
+def split_config(spec: str) -> tuple[str, int]:
+    """`name` or `name@threads` -> (name, threads; 0: torch's default)."""
+    name, _, threads = spec.partition("@")
+    if name not in CONFIGS or (threads and not threads.isdigit()):
+        raise SystemExit(f"unknown embedder {spec!r}; use one of {', '.join(CONFIGS)}[@threads]")
+    return name, int(threads or 0)
+
+
 def child(config: str, rid: int) -> None:
     """In the child process: `recon embed RID --org 'Retrieval Bench'` with `config`."""
     from resources.embedder import EmbedderResource
 
-    chosen = EmbedderResource(**CONFIGS[config]).embedder()
+    name, threads = split_config(config)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    chosen = EmbedderResource(**CONFIGS[name]).embedder()
     EmbedderResource.embedder = lambda self: chosen  # type: ignore[method-assign]
     from recon.cli import app
 
@@ -100,15 +119,73 @@ def timed_command(url: str, home: str, config: str, rid: int) -> float:
     return time.perf_counter() - started
 
 
+def _one_run(url: str, home: str, config: str, rid: int, count: int) -> tuple[float, tuple]:
+    forget(url)
+    before = os.getloadavg()[0]
+    rate = count / timed_command(url, home, config, rid)
+    return rate, (round(before, 2), round(os.getloadavg()[0], 2))
+
+
+def _report(config: str, runs: list[float], loads: list[tuple]) -> dict[str, Any]:
+    rate = statistics.median(runs)
+    row = {"exceptions_per_second": round(rate, 1), "runs": [round(r, 1) for r in runs],
+           "load": loads}  # fmt: skip
+    print(f"{config:<16} {rate:8.1f} exceptions/s  runs {row['runs']}  load before/after {loads}")
+    sys.stdout.flush()
+    return row
+
+
+def timed_runs(
+    url: str, home: str, configs: list[str], rid: int, count: int, repeat: int
+) -> dict[str, Any]:
+    """`repeat` runs of each configuration in turn: exceptions/s, the median, loads."""
+    out = {}
+    for config in configs:
+        results = [_one_run(url, home, config, rid, count) for _ in range(repeat)]
+        out[config] = _report(config, [r for r, _ in results], [load for _, load in results])
+    return out
+
+
+def paired(
+    url: str, home: str, configs: list[str], rid: int, count: int, repeat: int
+) -> dict[str, Any]:
+    """`repeat` rounds, each running every configuration once in turn; per configuration its
+    rates and the median of its per-round ratios against the first configuration."""
+    rates: dict[str, list[float]] = {c: [] for c in configs}
+    loads: dict[str, list[tuple]] = {c: [] for c in configs}
+    for number in range(1, repeat + 1):
+        for config in configs:
+            rate, load = _one_run(url, home, config, rid, count)
+            rates[config].append(rate)
+            loads[config].append(load)
+            print(f"round {number} {config:<16} {rate:8.1f} exceptions/s  load {load}")
+            sys.stdout.flush()
+    out = {}
+    base = rates[configs[0]]
+    for config in configs:
+        row = _report(config, rates[config], loads[config])
+        ratios = [r / b for r, b in zip(rates[config], base, strict=True)]
+        row["ratios"] = [round(x, 2) for x in ratios]
+        row["median_ratio"] = round(statistics.median(ratios), 2)
+        print(f"{'':<16} x{row['median_ratio']} against {configs[0]} (rounds {row['ratios']})")
+        out[config] = row
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embedder", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--embedder", nargs="+", default=list(CONFIGS), help="name[@threads]")
     parser.add_argument("--count", type=int, default=4200)
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--paired", action="store_true", help="interleave the embedders in every repeat"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for spec in args.embedder:
+        split_config(spec)
     if args.child:
         child(args.child, args.rid)
         return
@@ -121,19 +198,12 @@ def main() -> None:
     try:
         rid = plant(url, args.count, args.seed)
         with tempfile.TemporaryDirectory(prefix="retrieval_command_") as home:
-            for config in args.embedder:
-                runs, loads = [], []
-                for _ in range(args.repeat):
-                    forget(url)
-                    before = os.getloadavg()[0]
-                    runs.append(args.count / timed_command(url, home, config, rid))
-                    loads.append((round(before, 2), round(os.getloadavg()[0], 2)))
-                rate = statistics.median(runs)
-                summary[config] = {"exceptions_per_second": round(rate, 1),
-                                   "runs": [round(r, 1) for r in runs], "load": loads}  # fmt: skip
-                print(f"{config:<14} {rate:8.1f} exceptions/s  runs {summary[config]['runs']}"
-                      f"  load before/after {loads}")  # fmt: skip
-                sys.stdout.flush()
+            if args.paired:
+                summary.update(paired(url, home, args.embedder, rid, args.count, args.repeat))
+            else:
+                for config in args.embedder:
+                    summary[config] = timed_runs(url, home, [config], rid, args.count,
+                                                 args.repeat)[config]  # fmt: skip
     finally:
         drop_database(base, name)
     print(json.dumps(summary))
