@@ -9,8 +9,9 @@ pgvector's `<=>` is 1 - similarity.
 `quantized=True` runs MiniLM's linear layers in int8 (torch dynamic quantization, made once
 per process from the loaded model): faster on CPU, vectors within ~1% of the float model's,
 stored under their own `model_name` (`all-MiniLM-L6-v2-int8`). `dense_texts=True` makes the
-store embed exceptions by their dense text (`pipelines.embed.texts.embedding_text`, about
-40% of the words: the model's time grows with them); the stored content stays the same.
+store embed exceptions by their dense text (`pipelines.embed.texts.embedding_text`, about a
+quarter of the word pieces: the model's time grows with them); the stored content stays the
+same.
 `EmbedderResource` is the one way the pipelines get an embedder (Dagster assets as a resource,
 `recon run`'s rule proposal through the definitions' resource): `implementation` chooses the
 model (`sentence-transformers`, the default), `static` (`resources.static_embedder`: a

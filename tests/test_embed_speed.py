@@ -1,5 +1,6 @@
-"""The faster embedding path's parts, without a database: dense texts, length batches, the
-static model distilled from MiniLM, and the embedder options that keep vectors apart by name.
+"""The faster embedding path's parts, without a database: every kind gets a dense text (its
+wording: tests/test_embedding_text.py), length batches, the static model distilled from
+MiniLM, and the embedder options that keep vectors apart by name.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines.embed.store import encode_batches, length_batches
-from pipelines.embed.texts import embedding_text, exception_text
+from pipelines.embed.texts import embedding_text
 from resources.embedder import (
     MODEL_NAME,
     EmbedderResource,
@@ -59,32 +60,6 @@ FEE_SHORT = {
         ]
     ),
 }
-
-
-def test_the_dense_text_keeps_what_is_searched_for_and_drops_the_rest() -> None:
-    dense = embedding_text(FEE_SHORT)
-    assert dense.startswith("amount mismatch, low severity. amount source 985.00 target 1000.00")
-    assert "source lower by 15.00" in dense and "March 2024" in dense
-    for kept in ("SEPA CT FROM GLOBEX CORP REF INV-8079512", "Globex Corporation", "$985.00"):
-        assert kept in dense
-    for dropped in ("BK000000417", "JE00000311", "confidence", "tolerance", "_row_number"):
-        assert dropped not in dense
-    assert dense.count("INV-8079512") == 1  # quoted in Details: once is enough
-    assert len(dense) < 0.6 * len(exception_text(FEE_SHORT))
-    late = embedding_text(
-        {
-            "type": "DATE_MISMATCH",
-            "severity": "MEDIUM",
-            "diff": [
-                {
-                    "field": "posting_date",
-                    "source_value": "2024-04-20",
-                    "target_value": "2024-04-15",
-                }
-            ],
-        }
-    )
-    assert "posting date source 2024-04-20 target 2024-04-15, source 5 days later" in late
 
 
 def test_length_batches_cover_every_text_once_shortest_first() -> None:
