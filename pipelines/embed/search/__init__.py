@@ -21,7 +21,10 @@ organization set (row-level security), so no other organization's row can come b
   texts; rare words are counted, common ones take ANALYZE's statistics: `lexeme_shares`),
   rarest first, ranked by the summed inverse document frequency of the query words they hold:
   a reference or a name in a sentence of common words comes first, and common words alone do
-  not fill the list with near-random texts. At most `TEXT_MATCH_CAP` texts are ranked, and a
+  not fill the list with near-random texts. With a filter on the exception row the words are
+  matched on the embeddings alone and the exceptions joined after (`sql._text_matches`: the
+  policy of the exception table, joined beside `@@`, turned the GIN lookup into a scan of
+  every text). At most `TEXT_MATCH_CAP` texts are ranked, and a
   word on more than `MAX_POSTINGS` rows of the whole table is not used to find them (its
   index entries alone would cost more than the rest of the search).
 The two lists are fused by reciprocal rank fusion (score = sum of 1 / (60 + rank)); each hit
@@ -49,9 +52,9 @@ from pipelines.embed.search.routing import needs_words, wants_words
 from pipelines.embed.search.sql import (
     EXCEPTION_COLUMNS,
     Filters,
-    _candidates_from,
     _filters,
     _sql_params,
+    _text_matches,
 )
 from pipelines.embed.search.stats import _STATISTICS as _STATISTICS
 from pipelines.embed.search.stats import STATISTICS_SECONDS as STATISTICS_SECONDS
@@ -145,7 +148,6 @@ def _tsquery_word(lexeme: str) -> str:
 def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -> list[int]:
     """Exception ids by words: every word first (websearch syntax), then informative words."""
     params = _sql_params(filters)
-    source = _candidates_from(filters)
     # planned for these words every time: a prepared statement's generic plan (psycopg prepares
     # after 5 uses) cannot know how rare the words are and picked plans 10x slower at 1M rows;
     # no parallel workers (as in `tune_hnsw`)
@@ -160,9 +162,7 @@ def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -
             "WITH q AS (SELECT websearch_to_tsquery('english', :t) AS tsq) SELECT"
             " CAST(q.tsq AS text) AS tsq, ARRAY(SELECT DISTINCT l FROM"
             " unnest(tsvector_to_array(to_tsvector('english', :t))) AS l ORDER BY l) AS lexemes,"
-            " ARRAY(SELECT m.document_id FROM (SELECT d.document_id, d.content_tsv"
-            + source
-            + " AND d.content_tsv @@ q.tsq LIMIT :cap) m"
+            " ARRAY(SELECT m.document_id FROM " + _text_matches(filters, "q.tsq") + " m"
             " ORDER BY ts_rank_cd(m.content_tsv, q.tsq) DESC, m.document_id LIMIT :k) AS found"
             " FROM q"
         ),
@@ -209,10 +209,9 @@ def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -
     ]
     rows = conn.execute(
         sa.text(
-            "WITH matched AS (SELECT d.document_id, d.content_tsv"
-            + source
-            + " AND d.content_tsv @@ CAST(:any AS tsquery) LIMIT :cap)"
-            " SELECT m.document_id, (SELECT sum(t.weight) FROM unnest(CAST(:queries AS"
+            "WITH matched AS MATERIALIZED (SELECT * FROM "
+            + _text_matches(filters, "CAST(:any AS tsquery)")
+            + " t) SELECT m.document_id, (SELECT sum(t.weight) FROM unnest(CAST(:queries AS"
             " tsquery[]), CAST(:weights AS float8[])) AS t(query, weight)"
             " WHERE m.content_tsv @@ t.query) AS weight"
             " FROM matched m ORDER BY weight DESC, m.document_id LIMIT :k"

@@ -11,6 +11,8 @@ from typing import Any
 
 # document_embeddings as the organization set sees it (every row for the owner), migration 0010
 EMBEDDINGS = "organization_document_embeddings"
+# texts matched before a filter on the exception row keeps some of them (`_text_matches`)
+FILTERED_MATCH_FACTOR = 4
 EXCEPTION_COLUMNS = (
     "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
 )
@@ -57,6 +59,33 @@ def _candidates_from(filters: Filters) -> str:
     return (
         f" FROM {EMBEDDINGS} d" + join + " WHERE d.organization_id = :org"
         " AND d.document_type = :doc AND d.model_name = :model" + where
+    )
+
+
+def _text_matches(filters: Filters, match: str) -> str:
+    """A subquery of at most :cap (document_id, content_tsv) rows of the organization's texts
+    of the model matching the tsquery expression `match`, within the filters.
+
+    With a filter on the exception row (type, severity, status) the words are matched first,
+    on their own, up to `FILTERED_MATCH_FACTOR` x :cap texts, and the exception rows joined to
+    those afterwards: a join to `reconciliation_exceptions` at the same level as `@@` lets
+    its row-level security turn the GIN lookup into a scan of every embedding (82-125 ms
+    against 0.15 ms at 1M rows). The subquery's LIMIT keeps the planner from merging the two.
+    """
+    own = (
+        f"SELECT d.document_id, d.content_tsv FROM {EMBEDDINGS} d WHERE d.organization_id = :org"
+        " AND d.document_type = :doc AND d.model_name = :model"
+        + filters.on_embedding
+        + f" AND d.content_tsv @@ {match}"
+    )
+    if not filters.params.get("_join"):
+        return f"({own} LIMIT :cap)"
+    return (
+        f"(SELECT w.document_id, w.content_tsv FROM ({own}"
+        f" LIMIT {FILTERED_MATCH_FACTOR} * :cap) w JOIN reconciliation_exceptions e"
+        " ON e.id = w.document_id AND e.organization_id = :org WHERE TRUE"
+        + filters.on_exception
+        + " LIMIT :cap)"
     )
 
 
