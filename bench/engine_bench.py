@@ -106,19 +106,27 @@ def link_with(
     model: dict[str, Any] | None = None,
     model_facts: dict[str, Any] | None = None,
 ) -> tuple[Any, pl.DataFrame]:
-    """(LinkResult, exceptions) of one engine, through the stages' own functions."""
+    """(LinkResult, exceptions) of one engine, through the stages' own functions: linkage and
+    the exceptions' breaks (`breaks.find_breaks`) on that engine."""
+    from pipelines.reconcile.breaks import find_breaks
     from pipelines.reconcile.exceptions import build_exceptions
 
     if engine == "spark":
-        from pipelines.reconcile.linkage.spark_engine import link_spark
+        from pipelines.reconcile.linkage.spark_engine import link_spark, spark_session
+        from pipelines.reconcile.linkage.spark_sql import SparkConnection
 
+        spark = spark if spark is not None else spark_session()
         linked = link_spark(
             case.conformed, case.rule_set, model=model, model_facts=model_facts, spark=spark
+        )
+        breaks = find_breaks(
+            case.conformed, linked.links, case.rule_set, connect=lambda: SparkConnection(spark)
         )
     else:
         from pipelines.reconcile.linkage import link
 
         linked = link(case.conformed, case.rule_set, model=model, model_facts=model_facts)
+        breaks = find_breaks(case.conformed, linked.links, case.rule_set)
     found = build_exceptions(
         case.conformed,
         linked,
@@ -127,6 +135,7 @@ def link_with(
         target_records=case.target,
         source_failures=case.source_failures,
         target_failures=case.target_failures,
+        breaks=breaks,
     )
     return linked, found
 

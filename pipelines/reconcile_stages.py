@@ -6,7 +6,8 @@ reconciliation: read what the stage before left in the reconciliation's working 
 the record's progress, and return the materialization's metadata. `_stage` wraps each: a lost
 database connection is retried with backoff (1, 2, 4 s), any other error fails the
 reconciliation with the stage's name and its first line. The assets that call them are built
-in `pipelines.reconciliation`; linkage runs on the `linkage_engine` resource's engine.
+in `pipelines.reconciliation`; linkage, and the exceptions' breaks, run on the `linkage_engine`
+resource's engine.
 """
 
 import json
@@ -260,6 +261,7 @@ def find_exceptions(
     work_in: ReconciliationWork,
     database: DatabaseResource,
     store: FileStore,
+    linkage: LinkageEngineResource,
 ) -> Output[ReconciliationWork]:
     engine = database.engine()
     rid = work_in.reconciliation_id
@@ -286,6 +288,7 @@ def find_exceptions(
             target_records=pl.scan_parquet(inputs["target"]),
             source_failures=_failures(store, plan.source_file_id),
             target_failures=_failures(store, plan.target_file_id),
+            breaks=linkage.breaks(conformed, linked.links, rule_set),
         )
         found = carry.own_exceptions(found, carry.read_carried(work_dir))
         found.write_parquet(work_in.path("exceptions.parquet"))
@@ -298,6 +301,7 @@ def find_exceptions(
         metadata={
             "reconciliation_id": rid,
             "exceptions": found.height,
+            "engine": linkage.engine,  # where the breaks were found (`breaks.find_breaks`)
             "by_type_and_severity": type_severity_table(found),
             "seconds": elapsed,
         },

@@ -195,8 +195,9 @@ def build_reconcile_assets(*, partitioned: bool) -> list[AssetsDefinition]:
         work_in: ReconciliationWork,
         database: DatabaseResource,
         file_store: FileStoreResource,
+        linkage_engine: LinkageEngineResource,
     ) -> Output[ReconciliationWork]:
-        return find_exceptions(context, work_in, database, file_store.store())
+        return find_exceptions(context, work_in, database, file_store.store(), linkage_engine)
 
     record_key = AssetKey([*prefix, "reconciliation_record"])
 

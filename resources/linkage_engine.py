@@ -6,8 +6,10 @@ process, `pipelines.reconcile.linkage.link`) or `spark` (`linkage.spark_engine.l
 RECON_SPARK_MASTER (the definitions make them `EnvVar`s), in a run's config, or with `recon run
 --engine`. Asking for `spark` where Spark cannot start fails the stage with what to do
 (`SparkUnavailable`), never a quiet fallback to DuckDB; the DuckDB engine never imports Spark.
-The result's stats say which engine ran (`engine`). `spark_config` passes more Spark settings
-(a cluster's executor memory and cores, shuffle partitions) to the session.
+The result's stats say which engine ran (`engine`). The exceptions stage finds its breaks
+(pairs beyond tolerance, records left over) on the same engine (`breaks`). `spark_config`
+passes more Spark settings (a cluster's executor memory and cores, shuffle partitions) to the
+session.
 
 Why not dagster-pyspark's `PySparkResource`: its module imports pyspark when it is imported,
 so the definitions would load Spark for every DuckDB run (the default engine must pay nothing
@@ -54,3 +56,16 @@ class LinkageEngineResource(ConfigurableResource):
         result = link(conformed, rule_set, **options)
         result.stats["engine"] = "duckdb"
         return result
+
+    def breaks(self, conformed: Any, links: Any, rule_set: Any) -> Any:
+        """The exceptions stage's heavy half on the chosen engine: the pairs beyond tolerance
+        and the records left over (`pipelines.reconcile.breaks.find_breaks`, a `Breaks`)."""
+        from pipelines.reconcile.breaks import find_breaks
+
+        if self.engine == "spark":
+            from pipelines.reconcile.linkage.spark_engine import spark_session
+            from pipelines.reconcile.linkage.spark_sql import SparkConnection
+
+            spark = spark_session(self.spark_master, config=self.spark_config)
+            return find_breaks(conformed, links, rule_set, connect=lambda: SparkConnection(spark))
+        return find_breaks(conformed, links, rule_set)

@@ -4,7 +4,8 @@ bankgen data (bench/bankgen.py: a messy bank export against a ledger, with sub-c
 date shifts, typos, blank and lower-case references, twins, duplicates and missing records),
 100k ledger entries a side, read, profiled and conformed as the ingest and mapping stages do
 (`bench/engine_bench.bankgen_case`), then linked by each engine and judged by the exceptions
-stage's own `build_exceptions`. The Spark engine runs on `local[2]`, as the issue asks. Also:
+stage's own `build_exceptions` (its breaks found on each engine: `breaks.find_breaks`). The
+Spark engine runs on `local[2]`, as the issue asks. Also:
 the model is the same whichever engine trained it, a model the Spark engine trained serves DuckDB,
 and Spark that cannot start is a `SparkUnavailable` error, never a quiet fallback to DuckDB.
 """
@@ -88,6 +89,31 @@ def test_same_exceptions_as_duckdb(compared: dict[str, Any]) -> None:
     types = set(spark_found.get_column("type").unique())
     assert {"MISSING_IN_SOURCE", "MISSING_IN_TARGET", "DUPLICATE_FOUND"} <= types
     assert {"AMOUNT_MISMATCH", "DATE_MISMATCH"} <= types
+
+
+def test_the_breaks_are_found_in_spark(spark: Any, compared: dict[str, Any]) -> None:
+    # the exceptions stage's joins and windows over every record run as Spark jobs; only the
+    # pairs beyond tolerance and the records left over come back, as DuckDB finds them
+    from pipelines.reconcile.breaks import find_breaks
+    from pipelines.reconcile.linkage.spark_sql import SparkConnection
+
+    case, links = compared["case"], compared["duckdb"][0].links
+    used: list[SparkConnection] = []
+
+    def connect() -> SparkConnection:
+        used.append(SparkConnection(spark))
+        return used[-1]
+
+    sparked = find_breaks(case.conformed, links, case.rule_set, connect=connect)
+    duck = find_breaks(case.conformed, links, case.rule_set)
+    assert len(used[0].statements) == len(duck.beyond) + 2  # each query ran on Spark
+    assert sparked.beyond.keys() == duck.beyond.keys() and len(duck.beyond) >= 2
+    for key, frame in duck.beyond.items():
+        assert frame.height > 0 and sparked.beyond[key].equals(frame), key
+    for side, frame in duck.leftover.items():
+        assert frame.height > 0 and sparked.leftover[side].equals(frame), side
+    # the bank export's duplicates were grouped
+    assert duck.leftover["source"].filter(duck.leftover["source"]["_group"] > 1).height > 0
 
 
 def test_the_model_is_the_same_whichever_engine_trained_it(compared: dict[str, Any]) -> None:

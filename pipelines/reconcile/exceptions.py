@@ -38,11 +38,12 @@ import hashlib
 import polars as pl
 
 from pipelines.reconcile.aggregation_groups import group_exceptions
+from pipelines.reconcile.breaks import Breaks, find_breaks
 from pipelines.reconcile.linkage import LinkResult
 from pipelines.reconcile.mapping import ROW, Conformed
 from pipelines.reconcile.record_json import records_as_json
 from pipelines.reconcile.rule_shapes import SEVERITIES, SeverityPolicy
-from pipelines.reconcile.rules import TOLERANCE_EPSILON, RuleSet
+from pipelines.reconcile.rules import RuleSet
 from pipelines.reconcile.suggested_match import with_suggested_matches
 
 __all__ = ["SEVERITIES", "SeverityPolicy", "build_exceptions"]
@@ -101,8 +102,12 @@ def build_exceptions(
     target_records: pl.DataFrame | pl.LazyFrame,
     source_failures: pl.DataFrame,
     target_failures: pl.DataFrame,
+    breaks: Breaks | None = None,
 ) -> pl.DataFrame:
-    """Every exception of a reconciliation, one row each, in EXCEPTION_SCHEMA plus fingerprint."""
+    """Every exception of a reconciliation, one row each, in EXCEPTION_SCHEMA plus fingerprint.
+
+    `breaks`: the pairs beyond tolerance and the records left over, found by the linkage
+    engine (`breaks.find_breaks`; by default found here on in-process DuckDB)."""
     policy = SeverityPolicy.from_config(rule_set.severity)
     links = linked.links
     fields_ = list(conformed.field_types)
@@ -110,17 +115,9 @@ def build_exceptions(
     parts: list[pl.DataFrame] = []
 
     # --- mismatches on matched pairs (a group is judged on its totals: aggregation_groups)
-    one_to_one = links.filter(pl.col("kind") != "AGGREGATE")
-    pairs = one_to_one.join(
-        conformed.source.drop("_valid").rename({f: f"{f}__s" for f in fields_}),
-        left_on="source_row",
-        right_on=ROW,
-    ).join(
-        conformed.target.drop("_valid").rename({f: f"{f}__t" for f in fields_}),
-        left_on="target_row",
-        right_on=ROW,
-    )
-    for rule in rule_set.matching_rules:
+    if breaks is None:
+        breaks = find_breaks(conformed, links, rule_set)
+    for index, rule in enumerate(rule_set.matching_rules):
         if rule.match_type not in ("RANGE", "DATE_RANGE"):
             continue
         for name in rule.fields:
@@ -161,7 +158,7 @@ def build_exceptions(
                     pl.col("score").round(3),
                 )
                 delta_out = delta.cast(pl.Float64)
-            beyond = pairs.filter(delta.abs() > (rule.tolerance or 0) + TOLERANCE_EPSILON)
+            beyond = breaks.beyond[(index, name)]
             if beyond.height == 0:
                 continue
             diff = pl.concat_str(
@@ -190,33 +187,11 @@ def build_exceptions(
             )
 
     # --- unmatched: duplicates and missing records, per side
-    for side, frame, matched_col, best, kind, other in (
-        (
-            "source",
-            conformed.source,
-            "source_row",
-            linked.best_source,
-            "MISSING_IN_TARGET",
-            "target",
-        ),
-        (
-            "target",
-            conformed.target,
-            "target_row",
-            linked.best_target,
-            "MISSING_IN_SOURCE",
-            "source",
-        ),
+    for side, best, kind, other in (
+        ("source", linked.best_source, "MISSING_IN_TARGET", "target"),
+        ("target", linked.best_target, "MISSING_IN_SOURCE", "source"),
     ):
-        valid = frame.filter(pl.col("_valid")).drop("_valid")
-        matched = links.get_column(matched_col).implode()
-        marked = valid.with_columns(pl.col(ROW).is_in(matched).alias("_matched")).with_columns(
-            pl.len().over(fields_).alias("_group"),
-            pl.col("_matched").any().over(fields_).alias("_group_matched"),
-            pl.col(ROW).filter(~pl.col("_matched")).min().over(fields_).alias("_first_unmatched"),
-            pl.col(ROW).min().over(fields_).alias("_first"),
-        )
-        leftover = marked.filter(~pl.col("_matched"))
+        leftover = breaks.leftover[side]
         is_duplicate = (pl.col("_group") > 1) & (
             pl.col("_group_matched") | (pl.col(ROW) != pl.col("_first_unmatched"))
         )
