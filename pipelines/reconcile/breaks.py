@@ -65,7 +65,7 @@ def _leftover_sql(view: str, link_column: str, fields: list[str]) -> str:
     window = f"OVER (PARTITION BY {group})" if group else "OVER ()"
     return (
         f"WITH linked AS (SELECT DISTINCT {link_column} AS linked_row FROM recon_break_links),"
-        f" marked AS (SELECT v.{ROW}, {', '.join(f'v.{_quoted(f)}' for f in fields)},"
+        f" marked AS (SELECT {', '.join([f'v.{ROW}', *(f'v.{_quoted(f)}' for f in fields)])},"
         f" linked.linked_row IS NOT NULL AS _matched FROM {view} v"
         f" LEFT JOIN linked ON linked.linked_row = v.{ROW} WHERE v._valid),"
         f" grouped AS (SELECT *, count(*) {window} AS _group,"
