@@ -5,10 +5,9 @@ MiniLM, and the embedder options that keep vectors apart by name.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+from test_embedding_text import FEE_SHORT
 
 from pipelines.embed.store import encode_batches, length_batches
 from pipelines.embed.texts import embedding_text
@@ -19,47 +18,6 @@ from resources.embedder import (
     SentenceTransformerEmbedder,
 )
 from resources.static_embedder import STATIC_MODEL_FILE, STATIC_MODEL_NAME, StaticEmbedder
-
-FEE_SHORT = {
-    "type": "AMOUNT_MISMATCH",
-    "severity": "LOW",
-    "description": "amount differs by -15.0 (source 985.0, target 1000.0; tolerance 0.01); "
-    "matched with confidence 0.962",
-    "source_data": json.dumps(
-        {
-            "Transaction ID": "BK000000417",
-            "Value Date": "04/03/2024",
-            "Details": "SEPA CT FROM GLOBEX CORP REF INV-8079512",
-            "Reference": "INV-8079512",
-            "Counterparty Name": "GLOBEX CORP",
-            "Amount": "$985.00",
-            "Currency": "USD",
-            "_row_number": 17,
-        }
-    ),
-    "target_data": json.dumps(
-        {
-            "entry_id": "JE00000311",
-            "reference": "INV-8079512",
-            "counterparty": "Globex Corporation",
-            "amount": 1000.0,
-            "posting_date": "2024-03-04",
-            "currency": "USD",
-            "_row_number": 5,
-        }
-    ),
-    "diff": json.dumps(
-        [
-            {
-                "field": "amount",
-                "source_value": 985.0,
-                "target_value": 1000.0,
-                "delta": -15.0,
-                "tolerance": 0.01,
-            }
-        ]
-    ),
-}
 
 
 def test_length_batches_cover_every_text_once_shortest_first() -> None:
