@@ -30,9 +30,6 @@ import polars as pl
 from pipelines.reconcile.mapping import ROW, Conformed
 from pipelines.reconcile.rules import TOLERANCE_EPSILON, RuleSet
 
-# the views registered on the connection, dropped at the end
-_VIEWS = ("recon_break_s", "recon_break_t", "recon_break_links")
-
 
 @dataclass
 class Breaks:
@@ -98,13 +95,14 @@ def find_breaks(
     """The pairs beyond tolerance and the records left over (see the module's notes), found
     on a connection from `connect` (in-process DuckDB by default), closed at the end."""
     fields = list(conformed.field_types)
+    views = {
+        "source": ("recon_break_s", conformed.source),
+        "target": ("recon_break_t", conformed.target),
+    }
     con = connect()
     found = Breaks()
-    try:
-        for view, frame in (
-            ("recon_break_s", conformed.source),
-            ("recon_break_t", conformed.target),
-        ):
+    try:  # closing the connection drops what was registered on it (DuckDB's and Spark's)
+        for view, frame in views.values():
             con.register(view, frame.select(ROW, "_valid", *fields).to_arrow())
         con.register(
             "recon_break_links",
@@ -125,10 +123,7 @@ def find_breaks(
                     _beyond_sql(name, rule.match_type, rule.tolerance or 0),
                     {**pair_types, f"{name}__s": dtype, f"{name}__t": dtype},
                 )
-        for side, view, frame in (
-            ("source", "recon_break_s", conformed.source),
-            ("target", "recon_break_t", conformed.target),
-        ):
+        for side, (view, frame) in views.items():
             schema = frame.schema
             found.leftover[side] = _collected(
                 con,
@@ -142,10 +137,5 @@ def find_breaks(
                 },
             ).drop("_matched")
     finally:
-        for view in _VIEWS:
-            try:
-                con.unregister(view)
-            except Exception:  # noqa: BLE001 - a view never registered (an earlier error)
-                pass
         con.close()
     return found

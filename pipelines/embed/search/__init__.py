@@ -209,9 +209,9 @@ def _text_candidates(conn: sa.Connection, text: str, filters: Filters, k: int) -
     ]
     rows = conn.execute(
         sa.text(
-            "WITH matched AS MATERIALIZED (SELECT * FROM "
+            "WITH matched AS "
             + _text_matches(filters, "CAST(:any AS tsquery)")
-            + " t) SELECT m.document_id, (SELECT sum(t.weight) FROM unnest(CAST(:queries AS"
+            + " SELECT m.document_id, (SELECT sum(t.weight) FROM unnest(CAST(:queries AS"
             " tsquery[]), CAST(:weights AS float8[])) AS t(query, weight)"
             " WHERE m.content_tsv @@ t.query) AS weight"
             " FROM matched m ORDER BY weight DESC, m.document_id LIMIT :k"
