@@ -27,7 +27,9 @@ it stores and embeds by default, or its `embedding_text`):
 - `minilm-int8`: as `minilm-sorted`, MiniLM's linear layers in int8 (torch dynamic
   quantization); texts `dense` by default;
 - `static`: the static model distilled from MiniLM (`resources.static_embedder`); texts
-  `dense` by default.
+  `dense` by default;
+- `docfit`: exceptions by the static table fitted to MiniLM's vectors of exception texts
+  (`resources/fit_static.py`), queries by MiniLM (`DocumentFitEmbedder`); texts `dense`.
 The last stdout line is a JSON summary.
 """
 
@@ -54,7 +56,7 @@ from bench.retrieval_queries import CLASSES, Query, labelled_queries  # noqa: E4
 from pipelines.embed.store import DEFAULT_BATCH_SIZE, encode_batches  # noqa: E402
 from pipelines.embed.texts import embedding_text  # noqa: E402
 from pipelines.embed.texts import exception_text as product_text  # noqa: E402
-from resources.embedder import Embedder  # noqa: E402
+from resources.embedder import Embedder, encode_queries  # noqa: E402
 
 K = 10
 TEXTS: dict[str, Callable[[Mapping[str, Any]], str]] = {
@@ -66,6 +68,7 @@ DEFAULT_TEXTS = {
     "minilm-sorted": "dense",
     "minilm-int8": "dense",
     "static": "dense",
+    "docfit": "dense",
 }
 
 
@@ -129,6 +132,10 @@ def make_embedder(name: str) -> Embedder:
         from resources.static_embedder import StaticEmbedder
 
         return StaticEmbedder()
+    if name == "docfit":
+        from resources.static_embedder import DocumentFitEmbedder
+
+        return DocumentFitEmbedder()
     raise SystemExit(f"unknown embedder {name!r}; use {', '.join(DEFAULT_TEXTS)}")
 
 
@@ -194,7 +201,7 @@ def evaluate(
     if kept is not None and not kept.exists():
         kept.parent.mkdir(parents=True, exist_ok=True)
         np.save(kept, vectors)
-    query_vectors = np.asarray(embedder.encode([q.text for q in queries]), np.float32)
+    query_vectors = encode_queries(embedder, [q.text for q in queries])
     ranked = top_k(query_vectors, vectors, [e["id"] for e in exceptions])
     per_query = [
         {

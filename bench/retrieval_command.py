@@ -1,7 +1,7 @@
 """The whole `recon embed` command, timed on the retrieval corpus (>= 4,000 exceptions).
 
     .venv/bin/python bench/retrieval_command.py [--count 4200] [--repeat 3] \\
-        [--embedder minilm minilm-dense minilm-int8 static minilm-int8@1] [--paired]
+        [--embedder minilm minilm-dense minilm-int8 static docfit minilm-int8@1] [--paired]
 
 Plants `bench/retrieval_corpus.py`'s exceptions as one COMPLETED reconciliation in a scratch
 database (`embed_bench_<hex>`, on the configured server as `bench/embed_bench.py` makes it;
@@ -42,11 +42,13 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+MINILM = {"implementation": "sentence-transformers"}
 CONFIGS: dict[str, dict[str, Any]] = {
-    "minilm": {},
-    "minilm-dense": {"dense_texts": True},
-    "minilm-int8": {"dense_texts": True, "quantized": True},
+    "minilm": MINILM,
+    "minilm-dense": {**MINILM, "dense_texts": True},
+    "minilm-int8": {**MINILM, "dense_texts": True, "quantized": True},
     "static": {"implementation": "static"},
+    "docfit": {"implementation": "docfit"},  # the resource's default since 2026-12-03
 }
 
 

@@ -3,7 +3,10 @@
 `exception_embeddings` runs after `reconciliation_record` in the same reconciliation partition,
 and `feed/exception_embeddings` after `feed/reconciliation_record` in the
 same feed partition: it embeds every exception and the reconciliation's summary with the
-packaged all-MiniLM-L6-v2 (cached by text hash; `pipelines.embed.store`), then stores on
+`embedder` resource (by default a static table fitted to the packaged all-MiniLM-L6-v2's
+vectors of exception texts, searched with MiniLM's vectors of the queries:
+`resources.static_embedder.DocumentFitEmbedder`; cached by text hash;
+`pipelines.embed.store`), then stores on
 each OPEN exception the resolution of its closest resolved precedents
 (`pipelines.embed.suggest`). The reconciliation is already COMPLETED when this runs, and this
 asset never changes that: a failure is logged (and in `pipeline_run_logs` when a model call
@@ -48,8 +51,9 @@ def _status(engine: sa.Engine, reconciliation_id: int) -> str | None:
 
 
 DESCRIPTION = (
-    "Exceptions and the reconciliation summary embedded (all-MiniLM-L6-v2, cached by text "
-    "hash) into document_embeddings, and suggested resolutions from resolved precedents."
+    "Exceptions and the reconciliation summary embedded (by default a static table fitted "
+    "to all-MiniLM-L6-v2, queries by MiniLM; cached by text hash) into document_embeddings, "
+    "and suggested resolutions from resolved precedents."
 )
 
 

@@ -35,8 +35,9 @@ from resources.database import masked_url
 from resources.errors import ReconError
 from resources.settings import PROJECT_ROOT
 
-# exception texts a second MiniLM embeds on 2 cores (for the estimate `recon run` says)
-EMBED_RATE = 50
+# exceptions a second the default embedder's whole `recon embed` stores on 2 cores (the
+# estimate `recon run` says; bench/retrieval_command.py)
+EMBED_RATE = 300
 
 app = typer.Typer(
     help="Smart Reconciliation: reconcile two data sets into a documented PostgreSQL schema.",
@@ -126,7 +127,7 @@ def run(
         bool,
         typer.Option(
             help="Afterwards, embed every exception for `recon search` and suggested "
-            "resolutions (a Dagster run of its own, progress in its log; ~50 exception texts/s "
+            "resolutions (a Dagster run of its own, progress in its log; ~300 exceptions/s "
             "on 2 cores, cached by text). --no-embed leaves it to `recon embed ID`."
         ),
     ] = True,

@@ -13,9 +13,13 @@ store embed exceptions by their dense text (`pipelines.embed.texts.embedding_tex
 quarter of the word pieces: the model's time grows with them); the stored content stays the
 same.
 `EmbedderResource` is the one way the pipelines get an embedder (Dagster assets as a resource,
-`recon run`'s rule proposal through the definitions' resource): `implementation` chooses the
-model (`sentence-transformers`, the default), `static` (`resources.static_embedder`: a
-static model distilled from MiniLM, ~100x faster, weaker on `bench/retrieval_bench.py`) or
+`recon run`'s rule proposal through the definitions' resource): `implementation` chooses
+`docfit`, the default (`resources.static_embedder.DocumentFitEmbedder`: exception texts by a
+static table fitted to MiniLM's vectors of exception texts, thousands a second; what a person
+types - searches, field names - by MiniLM itself, `encode_queries`; the same nDCG@10 as MiniLM
+alone on `bench/retrieval_bench.py`), `sentence-transformers` (MiniLM for everything: the
+default until 2026-12-03, ~50 texts a second on 2 cores), `static` (`resources.
+static_embedder`: a static model distilled from MiniLM, queries too, weaker) or
 `hashing`, `HashingEmbedder`, a deterministic bag-of-words fake for unit tests that must not
 load a model (never for stored data: its vectors mean nothing to the real model, and its
 `model_name` keeps them apart). `default_embedder()` is the resource's default embedder, for
@@ -54,6 +58,14 @@ class Embedder(Protocol):
     dimensions: int
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def encode_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Vectors of words a person types (a search, field names): the embedder's own
+    `encode_queries` when it encodes them apart from the texts it stores
+    (`resources.static_embedder.DocumentFitEmbedder`), its `encode` otherwise."""
+    encode = getattr(embedder, "encode_queries", None) or embedder.encode
+    return np.asarray(encode(texts), dtype=np.float32)
 
 
 def packaged_model_path() -> Path:
@@ -186,10 +198,11 @@ class HashingEmbedder:
 class EmbedderResource(ConfigurableResource):
     """The sentence embedder: the packaged model (or `model_path`), or the hashing fake."""
 
-    implementation: Literal["sentence-transformers", "static", "hashing"] = Field(
-        default="sentence-transformers",
-        description="sentence-transformers: the model; static: the static model distilled "
-        "from it; hashing: a fake for unit tests only",
+    implementation: Literal["sentence-transformers", "docfit", "static", "hashing"] = Field(
+        default="docfit",
+        description="docfit: exception texts by a static table fitted to MiniLM, queries by "
+        "MiniLM; sentence-transformers: MiniLM for everything; static: the static model "
+        "distilled from it; hashing: a fake for unit tests only",
     )
     model_path: str | None = Field(
         default=None, description="A local sentence-transformers model (default: the packaged one)"
@@ -212,6 +225,21 @@ class EmbedderResource(ConfigurableResource):
             from resources.static_embedder import STATIC_MODEL_NAME, StaticEmbedder
 
             return StaticEmbedder(model_name=self.model_name or STATIC_MODEL_NAME)
+        if self.implementation == "docfit":
+            from resources.static_embedder import DOCFIT_MODEL_NAME, DocumentFitEmbedder
+
+            if self.model_path is not None:
+                raise ValueError(
+                    "embedder: the docfit table is fitted to the packaged all-MiniLM-L6-v2, not "
+                    f"to {self.model_path}; set implementation: sentence-transformers to embed "
+                    "with another model"
+                )
+            queries = SentenceTransformerEmbedder(
+                device=self.device, batch_size=self.batch_size, quantized=self.quantized
+            )
+            return DocumentFitEmbedder(
+                model_name=self.model_name or DOCFIT_MODEL_NAME, queries=queries
+            )
         return SentenceTransformerEmbedder(
             self.model_path,
             device=self.device,

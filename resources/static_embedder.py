@@ -94,3 +94,43 @@ class StaticEmbedder:
         out[~empty] /= norms[~empty, None]
         out[empty, 0] = 1.0
         return out
+
+
+DOCFIT_MODEL_NAME = "all-MiniLM-L6-v2-docfit-v1"
+DOCFIT_MODEL_FILE = STATIC_MODEL_FILE.with_name("minilm_docfit.npz")
+
+
+class DocumentFitEmbedder:
+    """Exceptions by the static table fitted to MiniLM's vectors of exception texts
+    (`resources/fit_static.py`), queries by MiniLM itself: both in MiniLM's space.
+
+    `encode` (what the store calls for the texts it keeps) is table lookups, thousands of
+    texts a second; `encode_queries` (what search and the rule proposal call for the words a
+    person types) is the packaged MiniLM, one call per query. Stored under `model_name`
+    (`DOCFIT_MODEL_NAME`), apart from MiniLM's own vectors of the same texts.
+    """
+
+    def __init__(
+        self,
+        model_file: str | Path | None = None,
+        *,
+        model_name: str = DOCFIT_MODEL_NAME,
+        queries: Any = None,
+    ) -> None:
+        self.documents = StaticEmbedder(model_file or DOCFIT_MODEL_FILE, model_name=model_name)
+        self._queries = queries
+        self.model_name = model_name
+        self.dimensions = 384
+        self.dense_texts = True
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """The fitted table's vectors of stored texts (exceptions), float32 (n, 384)."""
+        return self.documents.encode(texts)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """MiniLM's vectors of the words a person types (a search, field names)."""
+        if self._queries is None:
+            from resources.embedder import SentenceTransformerEmbedder
+
+            self._queries = SentenceTransformerEmbedder()
+        return self._queries.encode(texts)

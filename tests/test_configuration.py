@@ -24,6 +24,7 @@ from pipelines.definitions import (
 from resources.database import DatabaseResource
 from resources.embedder import EmbedderResource, HashingEmbedder, SentenceTransformerEmbedder
 from resources.file_store import FileStoreResource
+from resources.static_embedder import DOCFIT_MODEL_NAME, DocumentFitEmbedder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("RECON_HOME", "RECON_DATABASE_URL", "RECON_FEEDS_FILE", "RECON_CACHE_IDLE_DAYS")
@@ -105,7 +106,7 @@ def test_unset_settings_take_the_defaults_written_in_the_definitions(
     ui = _ui_values(resources)  # the defaults, as values
     assert ui["database"] == {"url": "null", "home": '".recon"', "cache_idle_days": "90"}
     assert ui["file_store"] == {"root": '".recon"', "feeds_file": "null", "landing": "null"}
-    assert ui["embedder"]["implementation"] == '"sentence-transformers"'
+    assert ui["embedder"]["implementation"] == '"docfit"'
 
     for name in SETTINGS:
         monkeypatch.delenv(name, raising=False)
@@ -213,8 +214,12 @@ def test_the_embedder_resource_gives_the_fake_or_the_model() -> None:
     fake = EmbedderResource(implementation="hashing").embedder()
     assert isinstance(fake, HashingEmbedder) and fake.model_name != "all-MiniLM-L6-v2"
     assert fake.encode(["bank fee"]).shape == (1, 384)
-    real = EmbedderResource(batch_size=8).embedder()
+    real = EmbedderResource(implementation="sentence-transformers", batch_size=8).embedder()
     assert isinstance(real, SentenceTransformerEmbedder) and real.batch_size == 8
+    default = EmbedderResource(batch_size=8).embedder()
+    assert isinstance(default, DocumentFitEmbedder) and default.model_name == DOCFIT_MODEL_NAME
+    with pytest.raises(ValueError, match="fitted to the packaged all-MiniLM-L6-v2"):
+        EmbedderResource(model_path="/models/other").embedder()
 
 
 # Loads and uses the packaged model in a fresh interpreter where every socket connection and
@@ -231,11 +236,14 @@ socket.socket.connect_ex = refused
 socket.create_connection = refused
 socket.getaddrinfo = refused
 before = dict(os.environ)
-from resources.embedder import EmbedderResource
-vectors = EmbedderResource(device="cpu").embedder().encode(["bank fee", "bank charge", "hello"])
+from resources.embedder import EmbedderResource, encode_queries
+embedder = EmbedderResource(device="cpu").embedder()
+vectors = encode_queries(embedder, ["bank fee", "bank charge", "hello"])  # MiniLM itself
+stored = embedder.encode(["bank fee", "bank charge", "hello"])  # the fitted table
 print(json.dumps({
     "shape": list(vectors.shape),
     "closer": float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]),
+    "stored_closer": float(stored[0] @ stored[1]) > float(stored[0] @ stored[2]),
     "changed": sorted(k for k in {*os.environ, *before} if os.environ.get(k) != before.get(k)),
 }))
 """
@@ -254,6 +262,6 @@ def test_the_packaged_model_loads_with_the_network_refused() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
-    assert probe["shape"] == [3, 384] and probe["closer"] is True
+    assert probe["shape"] == [3, 384] and probe["closer"] is True and probe["stored_closer"]
     assert not [k for k in probe["changed"] if k.startswith(("HF_", "TRANSFORMERS", "TOKENIZERS"))]
     assert not [k for k in probe["changed"] if k.startswith("RECON_")]

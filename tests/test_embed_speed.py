@@ -48,10 +48,12 @@ def test_the_static_model_is_small_offline_and_normalised() -> None:
 
 def test_embedders_keep_their_vectors_apart_by_model_name() -> None:
     assert EmbedderResource(implementation="static").embedder().model_name == STATIC_MODEL_NAME
-    default = EmbedderResource().embedder()
-    assert isinstance(default, SentenceTransformerEmbedder)
-    assert default.model_name == MODEL_NAME and not default.dense_texts
-    quantized = EmbedderResource(quantized=True, dense_texts=True).embedder()
+    minilm = EmbedderResource(implementation="sentence-transformers").embedder()
+    assert isinstance(minilm, SentenceTransformerEmbedder)
+    assert minilm.model_name == MODEL_NAME and not minilm.dense_texts
+    quantized = EmbedderResource(
+        implementation="sentence-transformers", quantized=True, dense_texts=True
+    ).embedder()
     assert isinstance(quantized, SentenceTransformerEmbedder)
     assert quantized.model_name == MODEL_NAME + "-int8" and quantized.dense_texts
 

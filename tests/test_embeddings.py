@@ -27,7 +27,11 @@ from resources.embedder import (
     EmbedderResource,
     HashingEmbedder,
     SentenceTransformerEmbedder,
+    default_embedder,
+    encode_queries,
+    load_model,
 )
+from resources.static_embedder import DOCFIT_MODEL_NAME
 
 
 class CountingEmbedder:
@@ -190,7 +194,11 @@ def test_the_packaged_model_embeds_offline(model: SentenceTransformerEmbedder) -
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
     assert model.model_name == MODEL_NAME
-    assert EmbedderResource().embedder().model is model.model  # one model per process
+    # one model per process, however many embedders (the default's query encoder too)
+    minilm = EmbedderResource(implementation="sentence-transformers").embedder()
+    assert minilm.model is model.model
+    assert encode_queries(default_embedder(), ["x"]).shape == (1, 384)
+    assert load_model() is model.model
 
 
 # ---------------------------------------------------------------- cache and run logs
@@ -668,13 +676,13 @@ def test_the_asset_embeds_a_real_reconciliation(
             "SELECT count(*) FROM document_embeddings WHERE reconciliation_id = :r "
             "AND model_name = :m",
             r=rid,
-            m=MODEL_NAME,
+            m=DOCFIT_MODEL_NAME,  # the resource's default
         )
         == 7
     )
     hits = search_exceptions(
         engine,
-        model,
+        default_embedder(),
         "amount differs between bank and ledger",
         organization_id=_scalar(
             engine, "SELECT organization_id FROM reconciliations WHERE id = :r", r=rid

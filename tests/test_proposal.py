@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import psycopg
 import pytest
@@ -18,7 +19,12 @@ from helpers import run_recon
 from pipelines.ingest.profiling import convert, detect_schema
 from pipelines.reconcile.proposal import name_words, propose_from_frames, propose_rule_set
 from pipelines.reconcile.rules import RuleSet, check_against_columns, parse_rule_set
-from resources.embedder import EmbedderResource, HashingEmbedder, SentenceTransformerEmbedder
+from resources.embedder import (
+    EmbedderResource,
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+    encode_queries,
+)
 
 ROWS = 400
 _NAMES = [
@@ -35,8 +41,12 @@ FAKE = EmbedderResource(implementation="hashing")
 
 @pytest.fixture(scope="module")
 def model() -> Any:
-    embedder = EmbedderResource().embedder()  # the resource's real one: the packaged MiniLM
-    assert isinstance(embedder, SentenceTransformerEmbedder)
+    # the resource's real one: column names go to the packaged MiniLM (`encode_queries`)
+    embedder = EmbedderResource().embedder()
+    names = ["posting date", "amount"]
+    assert np.allclose(
+        encode_queries(embedder, names), SentenceTransformerEmbedder().encode(names), atol=1e-6
+    )
     return embedder
 
 

@@ -43,7 +43,6 @@ import math
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from pipelines.embed.search.routing import IDENTIFIER as IDENTIFIER
@@ -69,7 +68,7 @@ from pipelines.embed.search.vectors import vector_statement as vector_statement
 from pipelines.embed.store import EXCEPTION_DOCUMENT
 from pipelines.work.users import organization_id as organization_id_by_name
 from resources.database import organization_transaction
-from resources.embedder import Embedder, default_embedder
+from resources.embedder import Embedder, default_embedder, encode_queries
 from resources.errors import ReconError
 
 # tests and bench/embed_bench.py replace TEXT_MATCH_CAP, _text_candidates and
@@ -267,7 +266,7 @@ def search_exceptions(
     filters.params.update(
         {"org": organization_id, "doc": EXCEPTION_DOCUMENT, "model": embedder.model_name}
     )
-    query = np.asarray(embedder.encode([text]), dtype=np.float32)[0]
+    query = encode_queries(embedder, [text])[0]
     # a reference's words search runs beside the vector search (two server processes, the
     # latency of the slower one instead of the sum); the fallback one after it
     beside: Future[list[int]] | None = (

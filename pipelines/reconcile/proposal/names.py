@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from pipelines.reconcile.proposal.columns import _Column
-from resources.embedder import Embedder
+from resources.embedder import Embedder, encode_queries
 
 _ABBREVIATIONS = {
     "no": "number",
@@ -54,7 +54,7 @@ def _name_scores(source: list[_Column], target: list[_Column], embedder: Embedde
 
     s_words = [name_words(c.name) for c in source]
     t_words = [name_words(c.name) for c in target]
-    vectors = np.asarray(embedder.encode(s_words + t_words), dtype=np.float64)
+    vectors = encode_queries(embedder, s_words + t_words).astype(np.float64)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors / np.where(norms == 0, 1.0, norms)
     cosine = np.clip(vectors[: len(source)] @ vectors[len(source) :].T, 0.0, 1.0)
