@@ -69,7 +69,7 @@ from pipelines.embed import search as search_module  # noqa: E402
 from pipelines.embed.search import search_exceptions  # noqa: E402
 from pipelines.embed.store import dbapi, embed_reconciliation, load_documents  # noqa: E402
 from pipelines.embed.suggest import suggest_resolutions  # noqa: E402
-from pipelines.embed.texts import exception_text  # noqa: E402
+from pipelines.embed.texts import embedding_text, exception_text  # noqa: E402
 from resources import migrations  # noqa: E402
 from resources.database import copy_rows, engine_for, libpq_url, resolve_database_url  # noqa: E402
 from resources.embedder import (  # noqa: E402
@@ -306,9 +306,13 @@ def plant_embeddings(
     rid: int,
     pool: np.ndarray,
     seed: int,
+    encoder: Any = None,
 ) -> int:
-    """document_embeddings for every exception of the reconciliation: noisy pool vectors."""
+    """document_embeddings for every exception of the reconciliation: noisy pool vectors, or
+    with `encoder` (the default embedder, whose exception texts are table lookups) the real
+    vectors of each exception's dense text, stored under its model name."""
     rng = np.random.default_rng(seed)
+    model_name = encoder.model_name if encoder is not None else MODEL_NAME
     with engine.connect() as conn:
         rows = (
             conn.execute(
@@ -331,17 +335,20 @@ def plant_embeddings(
             copy.set_types(["int8", "varchar", "text", "vector", "int8", "varchar", "int8"])
             for start in range(0, len(rows), 10_000):
                 chunk = rows[start : start + 10_000]
-                # a real embedding blended with another one, plus noise: a continuum between
-                # real texts (tight clusters of near-copies would make the graph islands)
-                first = pool[rng.integers(0, len(pool), len(chunk))]
-                second = pool[rng.integers(0, len(pool), len(chunk))]
-                blend = rng.uniform(0.0, 0.6, (len(chunk), 1)).astype(np.float32)
-                vectors = first + blend * second
-                vectors += rng.normal(0, 0.02, first.shape).astype(np.float32)
-                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                if encoder is not None:
+                    vectors = encoder.encode([embedding_text(row) for row in chunk])
+                else:
+                    # a real embedding blended with another one, plus noise: a continuum
+                    # between real texts (tight clusters of near-copies make the graph islands)
+                    first = pool[rng.integers(0, len(pool), len(chunk))]
+                    second = pool[rng.integers(0, len(pool), len(chunk))]
+                    blend = rng.uniform(0.0, 0.6, (len(chunk), 1)).astype(np.float32)
+                    vectors = first + blend * second
+                    vectors += rng.normal(0, 0.02, first.shape).astype(np.float32)
+                    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 for row, vector in zip(chunk, vectors, strict=True):
                     copy.write_row(
-                        (row["id"], "EXCEPTION", exception_text(row), vector, org, MODEL_NAME, rid)
+                        (row["id"], "EXCEPTION", exception_text(row), vector, org, model_name, rid)
                     )
     return len(rows)
 
@@ -433,12 +440,16 @@ def plant_search_data(
     other: int,
     pool_size: int,
     workers: int,
+    encoder: Any = None,
 ) -> dict[str, Any]:
-    """Plant `count` + `other` embedded exceptions, then build the HNSW indexes."""
-    pool_org, pool_rid = create_reconciliation(engine, f"bench-pool-{uuid.uuid4().hex[:6]}")
-    plant_exceptions(engine, pool_org, pool_rid, pool_size, seed=3)
-    _, pool_docs = load_documents(engine, pool_rid)
-    pool = embedder.encode([d.content for d in pool_docs[:-1]])
+    """Plant `count` + `other` embedded exceptions, then build the HNSW indexes (vectors: see
+    `plant_embeddings`; with `encoder` no pool is made)."""
+    pool = np.zeros((1, embedder.dimensions), dtype=np.float32)
+    if encoder is None:
+        pool_org, pool_rid = create_reconciliation(engine, f"bench-pool-{uuid.uuid4().hex[:6]}")
+        plant_exceptions(engine, pool_org, pool_rid, pool_size, seed=3)
+        _, pool_docs = load_documents(engine, pool_rid)
+        pool = embedder.encode([d.content for d in pool_docs[:-1]])
     org, rid = create_reconciliation(engine, f"bench-search-{uuid.uuid4().hex[:6]}")
     other_org, other_rid = create_reconciliation(engine, f"bench-other-{uuid.uuid4().hex[:6]}")
     started = time.perf_counter()
@@ -456,8 +467,10 @@ def plant_search_data(
         }
         for name in indexes:
             conn.execute(sa.text(f"DROP INDEX {name}"))
-    planted = plant_embeddings(engine, embedder, org, rid, pool, seed=1)
-    planted_other = plant_embeddings(engine, embedder, other_org, other_rid, pool, seed=2)
+    planted = plant_embeddings(engine, embedder, org, rid, pool, seed=1, encoder=encoder)
+    planted_other = plant_embeddings(
+        engine, embedder, other_org, other_rid, pool, seed=2, encoder=encoder
+    )
     load_seconds = time.perf_counter() - started
     print(f"search: planted {planted} + {planted_other} (other org) rows in {load_seconds:.1f} s")
     builds = {}

@@ -19,7 +19,9 @@ load average and the search index's/table's blocks read from outside shared buff
 Recall@10 (not timed): the product's 20 vector candidates' top 10 against exact search (the
 same statement, index scans off), per class; also at ``--ef-sweep`` ef_search values, with
 iterative scans off, and exact float against exact half precision. ``--ef-search`` and
-``--iterative`` force those settings for the timed runs (bench only). Last line: JSON.
+``--iterative`` force those settings for the timed runs (bench only). ``--docfit`` plants
+real vectors instead of blends: each exception's dense text by the default embedder (the
+fitted table; ~10k texts/s), queries by MiniLM as the product encodes them. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from pipelines.embed.search.sql import _filters, _sql_params  # noqa: E402
 from pipelines.embed.search.vectors import vector_literal  # noqa: E402
 from resources import database, migrations  # noqa: E402
 from resources.embedder import MODEL_NAME, SentenceTransformerEmbedder  # noqa: E402
+from resources.static_embedder import DocumentFitEmbedder  # noqa: E402
 
 SMALL_NAME = "search_bench small"
 CLASSES = ["words", "words+filter", "ref", "ref+filter", "words+narrow", "words+small recon"]
@@ -99,7 +102,7 @@ def scratch_database(base_url: str) -> tuple[str, str]:
     return url, name
 
 
-def plant_small(engine: sa.Engine, embedder: Any, org: int, count: int) -> int:
+def plant_small(engine: sa.Engine, embedder: Any, org: int, count: int, encoder: Any = None) -> int:
     """A small reconciliation of `org` (`count` embedded exceptions), into the built indexes."""
     with engine.begin() as conn:
         small = conn.execute(sa.text(NEW_RECONCILIATION), {"n": SMALL_NAME, "o": org}).scalar_one()
@@ -107,7 +110,7 @@ def plant_small(engine: sa.Engine, embedder: Any, org: int, count: int) -> int:
         pool = np.array([json.loads(t) for t in texts], dtype=np.float32)
     eb.plant_exceptions(engine, org, small, count, seed=23)
     started = time.perf_counter()
-    eb.plant_embeddings(engine, embedder, org, small, pool, seed=4)
+    eb.plant_embeddings(engine, embedder, org, small, pool, seed=4, encoder=encoder)
     print(f"  small reconciliation: {count} rows inserted in {time.perf_counter() - started:.1f} s")
     with engine.begin() as conn:
         conn.execute(sa.text("ANALYZE document_embeddings, reconciliation_exceptions"))
@@ -256,7 +259,7 @@ def recall(
     settings["iterative scan off"] = "SET LOCAL hnsw.iterative_scan = off"
     for p in plan:
         filters = _filters(*(p["filters"].get(c) for c in ("reconciliation_id", *COLUMNS)))
-        filters.params.update({"org": org, "doc": "EXCEPTION", "model": MODEL_NAME})
+        filters.params.update({"org": org, "doc": "EXCEPTION", "model": given.model_name})
         statement = vectors_module.vector_statement(filters)
         params = _sql_params(filters) | {"q": vector_literal(given.vectors[p["text"]])}
         got: dict[str, list] = {}
@@ -314,6 +317,12 @@ def main() -> None:
     )
     parser.add_argument("--recall-queries", type=int, default=300)
     parser.add_argument("--torch-threads", type=int, default=0, help="for the query encodes")
+    parser.add_argument(
+        "--docfit",
+        action="store_true",
+        help="real vectors: each planted exception's dense text by the default embedder "
+        "(docfit), queries by MiniLM (with --database: a database planted so)",
+    )
     args = parser.parse_args()
 
     base_url = database.resolve_database_url()
@@ -328,7 +337,10 @@ def main() -> None:
     if args.torch_threads:  # 2 threads on 2 shared cores: single-query encodes stall
         __import__("torch").set_num_threads(args.torch_threads)
     embedder.encode(["warm up the model"] * 8)
+    encoder = DocumentFitEmbedder(queries=embedder) if args.docfit else None
+    model_name = encoder.model_name if encoder is not None else MODEL_NAME
     summary: dict[str, Any] = {"database": name, "seed": args.seed, "threads": args.torch_threads}
+    summary["model_name"] = model_name
     try:
         if args.database:
             data = eb.find_search_data(engine)
@@ -337,8 +349,11 @@ def main() -> None:
                 data["small"] = small.scalar()
         else:
             other = args.count // 4
-            data = eb.plant_search_data(engine, embedder, args.count, other, 1000, args.workers)
-            data["small"] = plant_small(engine, embedder, data["org"], max(50, args.count // 200))
+            data = eb.plant_search_data(
+                engine, embedder, args.count, other, 1000, args.workers, encoder=encoder
+            )
+            small_count = max(50, args.count // 200)
+            data["small"] = plant_small(engine, embedder, data["org"], small_count, encoder)
         summary["data"] = data
         summary["server"] = facts = server_facts(engine)
         print("server: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
@@ -346,6 +361,7 @@ def main() -> None:
         warmup, plan = plan[:5], plan[5:]
         assert len({p["text"] for p in plan + warmup}) == len(plan) + len(warmup)
         given = Given(embedder, [p["text"] for p in warmup + plan])
+        given.model_name = model_name  # docfit: queries by MiniLM meet the table's vectors
         encode = eb._percentiles([given.encode_ms[p["text"]] for p in plan])
         print(f"encoded {len(plan)} distinct queries one at a time ({embedder.model_name})")
         _print("encode (model alone)", encode)
