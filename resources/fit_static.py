@@ -28,7 +28,6 @@ run time, no network: a few minutes on two cores.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -42,22 +41,13 @@ from resources.static_embedder import DOCFIT_MODEL_FILE, MAX_PIECES, load_table
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _jsonb_order(value: object) -> object:
-    """`value` with every object's keys in jsonb's order (shorter first, then bytewise)."""
-    if isinstance(value, dict):
-        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
-        return {k: _jsonb_order(value[k]) for k in keys}
-    if isinstance(value, list):
-        return [_jsonb_order(v) for v in value]
-    return value
-
-
 def corpus_texts(rows: int, seeds: list[int], folder: Path) -> list[str]:
     """The distinct dense texts of the exceptions the engine raises on bankgen data."""
     for path in (ROOT / "bench", ROOT):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
     from engine_bench import bankgen_case, link_with
+    from retrieval_bench import as_stored
 
     from pipelines.embed.texts import embedding_text
 
@@ -66,10 +56,7 @@ def corpus_texts(rows: int, seeds: list[int], folder: Path) -> list[str]:
         case = bankgen_case(rows, folder, seed)
         _, found = link_with(case, "duckdb")
         for row in found.to_dicts():
-            for column in ("source_data", "target_data", "diff"):
-                if isinstance(row.get(column), str):
-                    row[column] = _jsonb_order(json.loads(row[column]))
-            texts[embedding_text(row)] = None
+            texts[embedding_text(as_stored(row))] = None
         print(f"seed {seed}: {found.height} exceptions, {len(texts)} distinct texts so far")
     return list(texts)
 
