@@ -1,18 +1,30 @@
 """The vector search: the half-precision HNSW cosine index of migration 0007, its
-transaction-local settings (`tune_hnsw`) and its statement (`vector_statement`).
+transaction-local settings (`tune_hnsw`) and its statement (`vector_statement`); and the
+exact search (`exact_statement`) for a filter the planner expects to leave few rows
+(`leaves_few`): walking the graph through a filter that drops most neighbours reads far more
+rows than the filter keeps, and finds fewer of the true nearest.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from pipelines.embed.search.sql import EXCEPTION_COLUMNS, Filters, _candidates_from, _sql_params
+from pipelines.embed.search.sql import (
+    EMBEDDINGS,
+    EXCEPTION_COLUMNS,
+    Filters,
+    _candidates_from,
+    _sql_params,
+)
 
 MIN_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
+# a filter the planner expects to leave at most this many rows is searched exactly
+EXACT_ROWS = 20_000
 # the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
 DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
 _VECTOR_VERSIONS: dict[str, tuple[int, ...]] = {}
@@ -63,12 +75,44 @@ def vector_statement(filters: Filters) -> str:
     )
 
 
+def exact_statement(filters: Filters) -> str:
+    """The `:k` nearest by distance over every row the filters keep (no index on the distance:
+    the MATERIALIZED candidates have no ORDER BY for the HNSW index to serve), with the rows
+    of `vector_statement`. For filters that leave few rows (`leaves_few`)."""
+    return (
+        f"WITH kept AS MATERIALIZED (SELECT d.document_id, {DISTANCE} AS distance,"
+        f" {EXCEPTION_COLUMNS} FROM reconciliation_exceptions e JOIN {EMBEDDINGS} d"
+        " ON d.document_id = e.id AND d.organization_id = :org AND d.document_type = :doc"
+        f" AND d.model_name = :model{filters.on_embedding}"
+        f" WHERE e.organization_id = :org{filters.on_exception})"
+        " SELECT * FROM kept ORDER BY distance, document_id LIMIT :k"
+    )
+
+
+def leaves_few(conn: sa.Connection, filters: Filters) -> bool:
+    """Whether the filters (a reconciliation, a type, severity or status) leave at most
+    `EXACT_ROWS` exceptions by the planner's estimate (EXPLAIN: a plan, no rows read)."""
+    if not filters.on_exception:
+        return False
+    plan = conn.execute(
+        sa.text(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM reconciliation_exceptions e"
+            f" WHERE e.organization_id = :org{filters.on_exception}"
+        ),
+        _sql_params(filters),
+    ).scalar_one()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return float(plan[0]["Plan"]["Plan Rows"]) <= EXACT_ROWS
+
+
 def _vector_candidates(
     conn: sa.Connection, query: np.ndarray, filters: Filters, k: int
 ) -> list[Any]:
-    """`vector_statement`'s rows (the transaction's settings made first: `tune_hnsw`)."""
+    """The `k` nearest: `exact_statement`'s rows when the filters leave few rows, else
+    `vector_statement`'s (the transaction's settings made first: `tune_hnsw`)."""
     tune_hnsw(conn, k, serial=True)
+    exact = leaves_few(conn, filters)
     return conn.execute(
-        sa.text(vector_statement(filters)),
+        sa.text(exact_statement(filters) if exact else vector_statement(filters)),
         {**_sql_params(filters), "q": vector_literal(query), "k": k},
     ).all()
