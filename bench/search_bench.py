@@ -161,8 +161,10 @@ def make_plan(engine: sa.Engine, data: dict[str, Any], n: int, seed: int) -> lis
 class Given:
     """Query vectors encoded beforehand, one query at a time, each encode timed."""
 
-    def __init__(self, embedder: SentenceTransformerEmbedder, texts: list[str]) -> None:
-        self.model_name = embedder.model_name
+    def __init__(
+        self, embedder: SentenceTransformerEmbedder, texts: list[str], model_name: str
+    ) -> None:
+        self.model_name = model_name  # of the stored vectors the queries meet
         self.dimensions = embedder.dimensions
         self.vectors: dict[str, np.ndarray] = {}
         self.encode_ms: dict[str, float] = {}
@@ -366,8 +368,8 @@ def main() -> None:
         plan = make_plan(engine, data, args.queries + 5, args.seed)
         warmup, plan = plan[:5], plan[5:]
         assert len({p["text"] for p in plan + warmup}) == len(plan) + len(warmup)
-        given = Given(embedder, [p["text"] for p in warmup + plan])
-        given.model_name = model_name  # docfit: queries by MiniLM meet the table's vectors
+        # docfit: queries by MiniLM meet the fitted table's vectors
+        given = Given(embedder, [p["text"] for p in warmup + plan], model_name)
         encode = eb._percentiles([given.encode_ms[p["text"]] for p in plan])
         print(f"encoded {len(plan)} distinct queries one at a time ({embedder.model_name})")
         _print("encode (model alone)", encode)
