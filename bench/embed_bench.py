@@ -441,9 +441,10 @@ def plant_search_data(
     pool_size: int,
     workers: int,
     encoder: Any = None,
+    build_hnsw: bool = True,
 ) -> dict[str, Any]:
     """Plant `count` + `other` embedded exceptions, then build the HNSW indexes (vectors: see
-    `plant_embeddings`; with `encoder` no pool is made)."""
+    `plant_embeddings`; with `encoder` no pool is made; `build_hnsw` False: left dropped)."""
     pool = np.zeros((1, embedder.dimensions), dtype=np.float32)
     if encoder is None:
         pool_org, pool_rid = create_reconciliation(engine, f"bench-pool-{uuid.uuid4().hex[:6]}")
@@ -476,6 +477,8 @@ def plant_search_data(
     builds = {}
     # the search's index first (the float one serves suggestions and the baseline)
     for name, definition in sorted(indexes.items(), key=lambda i: "halfvec" not in i[0]):
+        if not build_hnsw:
+            break
         started = time.perf_counter()
         with engine.begin() as conn:
             # the graph must fit, or the build slows down a lot: ~2.5 kB a row at 384 dimensions

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import embed_bench as eb  # noqa: E402
 from pipelines.embed import search as search_module  # noqa: E402
+from pipelines.embed.search import ivf  # noqa: E402
 from pipelines.embed.search import vectors as vectors_module  # noqa: E402
 from pipelines.embed.search.sql import _filters, _sql_params  # noqa: E402
 from pipelines.embed.search.vectors import vector_literal  # noqa: E402
@@ -82,13 +83,16 @@ SAMPLE += " ORDER BY random() LIMIT :n"
 FORCE = "SELECT set_config('hnsw.ef_search', coalesce(:ef, current_setting('hnsw.ef_search')),"
 FORCE += " true), set_config('hnsw.iterative_scan', coalesce(:it, current_setting("
 FORCE += "'hnsw.iterative_scan')), true)"
-BUFFERS = "SELECT i.idx_blks_read AS index_read, i.idx_blks_hit AS index_hit, t.heap_blks_read"
-BUFFERS += " AS table_read FROM pg_statio_user_indexes i, pg_statio_user_tables t WHERE"
-BUFFERS += " i.indexrelname = 'idx_embeddings_halfvec' AND t.relname = 'document_embeddings'"
+BUFFERS = "SELECT sum(i.idx_blks_read) AS index_read, sum(i.idx_blks_hit) AS index_hit, max("
+BUFFERS += "t.heap_blks_read) AS table_read FROM pg_statio_user_indexes i, pg_statio_user_tables"
+BUFFERS += " t WHERE i.indexrelname IN ('idx_embeddings_halfvec', 'idx_embeddings_ivf') AND"
+BUFFERS += " t.relname = 'document_embeddings'"
 FACTS = "SELECT current_setting('shared_buffers') AS shared_buffers, current_setting("
 FACTS += "'server_version') AS postgres, (SELECT extversion FROM pg_extension WHERE extname ="
-FACTS += " 'vector') AS pgvector, pg_size_pretty(pg_relation_size('idx_embeddings_halfvec')) AS"
-FACTS += " halfvec_index, pg_size_pretty(pg_table_size('document_embeddings')) AS table_size,"
+FACTS += " 'vector') AS pgvector, pg_size_pretty(pg_relation_size(to_regclass("
+FACTS += "'idx_embeddings_halfvec'))) AS halfvec_index, pg_size_pretty(pg_relation_size("
+FACTS += "to_regclass('idx_embeddings_ivf')))"
+FACTS += " AS ivf_index, pg_size_pretty(pg_table_size('document_embeddings')) AS table_size,"
 FACTS += " (SELECT count(*) FROM document_embeddings) AS rows"
 MONTHS = "January February March April May June July August September October November December"
 
@@ -274,11 +278,15 @@ def recall(
             conn.execute(sa.text("SET LOCAL enable_indexscan = on"))
             # the product searches a filter that leaves few rows exactly (`leaves_few`)
             exact_path = vectors_module.leaves_few(conn, filters)
+            lists = None if exact_path else ivf.ivf_lists(conn)
             for name, setting in settings.items():
-                vectors_module.tune_hnsw(conn, k, serial=True)
+                product = name == "product"
+                vectors_module.tune_hnsw(conn, k, serial=True, lists=lists if product else None)
                 chosen = statement
-                if name == "product" and exact_path:
+                if product and exact_path:
                     chosen = vectors_module.exact_statement(filters)
+                elif product and lists:
+                    chosen = vectors_module.vector_statement(filters, ivf=True)
                 got[name] = _ids(conn, chosen, {**params, "k": k}, setting)[:10]
         truth = {d for d, _ in exact}
         tenth = exact[-1][1] if exact else 0.0
@@ -331,7 +339,21 @@ def main() -> None:
         help="real vectors: each planted exception's dense text by the default embedder "
         "(docfit), queries by MiniLM (with --database: a database planted so)",
     )
+    parser.add_argument(
+        "--plant-only", action="store_true", help="plant (and keep) the database, then stop"
+    )
+    parser.add_argument(
+        "--no-hnsw", action="store_true", help="plant without building the HNSW indexes"
+    )
+    parser.add_argument(
+        "--ivf",
+        choices=["keep", "build", "drop"],
+        default="keep",
+        help="the IVF index search uses when present: as found (keep), (re)built now (timed)"
+        ", or dropped (HNSW serves)",
+    )
     args = parser.parse_args()
+    args.keep = args.keep or args.plant_only
 
     base_url = database.resolve_database_url()
     if args.database:
@@ -358,11 +380,26 @@ def main() -> None:
         else:
             other = args.count // 4
             data = eb.plant_search_data(
-                engine, embedder, args.count, other, 1000, args.workers, encoder=encoder
+                engine,
+                embedder,
+                args.count,
+                other,
+                1000,
+                args.workers,
+                encoder=encoder,
+                build_hnsw=not args.no_hnsw,
             )
             small_count = max(50, args.count // 200)
             data["small"] = plant_small(engine, embedder, data["org"], small_count, encoder)
         summary["data"] = data
+        if args.plant_only:
+            return
+        if args.ivf == "build":
+            summary["ivf_build"] = built = ivf.ensure_ivf(engine, force=True)
+            print(f"IVF index: {built}")
+        elif args.ivf == "drop":
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DROP INDEX IF EXISTS {ivf.IVF_INDEX}"))
         summary["server"] = facts = server_facts(engine)
         print("server: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
         plan = make_plan(engine, data, args.queries + 5, args.seed)

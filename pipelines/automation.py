@@ -11,7 +11,8 @@
   reconciles whatever is due (ready but not COMPLETED
   with its newest files: missed while the sensor was off, or failed and worth another try)
   and runs `database_upkeep`.
-- `database_upkeep`: VACUUM ANALYZE on the busy tables and expired embedding-cache cleanup.
+- `database_upkeep`: VACUUM ANALYZE on the busy tables, expired embedding-cache cleanup and the
+  search's IVF index when due (`pipelines/embed/search/ivf.py`).
 """
 
 import hashlib
@@ -44,6 +45,7 @@ from dagster import (
 )
 
 from pipelines.ageing import exception_ageing_asset
+from pipelines.embed.search.ivf import ensure_ivf
 from pipelines.embeddings import feed_exception_embeddings
 from pipelines.partitions import add_business_dates, feed_names
 from pipelines.reconcile import feeds
@@ -167,7 +169,7 @@ def feed_pairing_sensor(
 
 def run_upkeep(engine: sa.Engine, cache_idle_days: int) -> dict[str, Any]:
     """Expired cache entries (and those unused `cache_idle_days`) deleted, then VACUUM ANALYZE
-    on each busy table (timed)."""
+    on each busy table (timed), then the search's IVF index built when due (`ensure_ivf`)."""
     with engine.begin() as conn:
         expired = conn.execute(
             sa.text(
@@ -196,7 +198,8 @@ def run_upkeep(engine: sa.Engine, cache_idle_days: int) -> dict[str, Any]:
                     "megabytes": round((stats.bytes if stats else 0) / 2**20, 2),
                 }
             )
-    return {"expired_cache_entries": max(expired, 0), "tables": tables}
+    ivf = ensure_ivf(engine)
+    return {"expired_cache_entries": max(expired, 0), "tables": tables, "ivf_index": ivf}
 
 
 @asset(
@@ -205,7 +208,8 @@ def run_upkeep(engine: sa.Engine, cache_idle_days: int) -> dict[str, Any]:
     description=(
         "Database upkeep: expired embedding-cache entries deleted (expires_at passed, or unused "
         "for the database resource's cache_idle_days, RECON_CACHE_IDLE_DAYS, default 90), "
-        "VACUUM ANALYZE on the busy tables."
+        "VACUUM ANALYZE on the busy tables, the search's IVF index built once the embeddings "
+        "reach 100,000 and rebuilt when they have doubled."
     ),
 )
 def database_upkeep(
@@ -226,6 +230,7 @@ def database_upkeep(
             "expired_cache_entries": done["expired_cache_entries"],
             "tables": MetadataValue.table([TableRecord(t) for t in done["tables"]], schema=schema),
             "seconds": round(sum(t["seconds"] for t in done["tables"]), 3),
+            "ivf_index": MetadataValue.json(done["ivf_index"]),
         }
     )
 

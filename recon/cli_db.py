@@ -129,3 +129,21 @@ def db_down() -> None:
         raise ReconError("RECON_DATABASE_URL is set: that server is not ours to stop")
     stopped = stop_embedded_server(recon_home())
     typer.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db_app.command("index")
+def db_index(
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild now, whatever the number of embeddings.")
+    ] = False,
+) -> None:
+    """Build the search's IVF index when it is due (the daily upkeep does the same).
+
+    Due: the embeddings reached 100,000 and have doubled since the last build. Until then the
+    HNSW index serves searches. The build runs CONCURRENTLY: searches go on meanwhile.
+    """
+    from pipelines.embed.search.ivf import ensure_ivf
+
+    done = ensure_ivf(migrated_engine(), force=force)
+    state = f"built in {done['seconds']} s" if done["built"] else f"not built: {done['reason']}"
+    typer.echo(f"IVF index ({done['rows']:,} embeddings, lists {done['lists']}): {state}")

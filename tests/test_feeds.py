@@ -308,6 +308,8 @@ def test_the_schedule_reconciles_what_is_due_and_runs_upkeep(world: World) -> No
     assert metadata["expired_cache_entries"].value >= 1
     tables = {r.data["table"] for r in metadata["tables"].value.records}
     assert {"reconciliation_exceptions", "reconciliation_matches", "embedding_cache"} <= tables
+    # far fewer embeddings than the IVF index waits for: HNSW serves, nothing built
+    assert not metadata["ivf_index"].value["built"] and metadata["ivf_index"].value["reason"]
     with psycopg.connect(world.url) as conn:
         left = conn.execute(
             "SELECT count(*) FROM embedding_cache WHERE text_sha256 = %s", ("e" * 64,)

@@ -1,5 +1,6 @@
 """The vector search: the half-precision HNSW cosine index of migration 0007, its
-transaction-local settings (`tune_hnsw`) and its statement (`vector_statement`); and the
+transaction-local settings (`tune_hnsw`) and its statement (`vector_statement`); the IVF
+index once there is one (`ivf.py`: the same statement ordering by `ivf.INNER`); and the
 exact search (`exact_statement`) for a filter the planner expects to leave few rows
 (`leaves_few`): walking the graph through a filter that drops most neighbours reads far more
 rows than the filter keeps, and finds fewer of the true nearest.
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from pipelines.embed.search.ivf import INNER, MAX_PROBE_FACTOR, ivf_lists, probes
 from pipelines.embed.search.sql import (
     EMBEDDINGS,
     EXCEPTION_COLUMNS,
@@ -45,29 +47,40 @@ def _pgvector_version(conn: sa.Connection) -> tuple[int, ...]:
     return _VECTOR_VERSIONS[key]
 
 
-def tune_hnsw(conn: sa.Connection, candidates: int, *, serial: bool = False) -> None:
+def tune_hnsw(
+    conn: sa.Connection, candidates: int, *, serial: bool = False, lists: int | None = None
+) -> None:
     """Transaction-local HNSW settings: ef_search for `candidates`, iterative scans if possible
     (one statement). `serial`: no parallel workers either - the search's statements read a few
     dozen rows, and starting workers (which the planner picks when it overestimates a rare
-    word's matches) costs 5-10 ms."""
+    word's matches) costs 5-10 ms. `lists`: the IVF index's, whose probes are set too."""
     ef_search = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, 4 * candidates))
     iterative = _pgvector_version(conn) >= (0, 8)
+    ivf = ", set_config('ivfflat.probes', :p, true)" if lists else ""
+    if lists and iterative:
+        ivf += ", set_config('ivfflat.iterative_scan', 'relaxed_order', true)"
+        ivf += ", set_config('ivfflat.max_probes', :mp, true)"
+    first = probes(lists or 1)
+    most = min(lists or 1, MAX_PROBE_FACTOR * first)
     conn.execute(
         sa.text(
             "SELECT set_config('hnsw.ef_search', :v, true)"
             + (", set_config('hnsw.iterative_scan', 'relaxed_order', true)" if iterative else "")
             + (", set_config('max_parallel_workers_per_gather', '0', true)" if serial else "")
+            + ivf
         ),
-        {"v": str(ef_search)},
+        {"v": str(ef_search), "p": str(first), "mp": str(most)},
     )
 
 
-def vector_statement(filters: Filters) -> str:
-    """The vector search: the `:k` nearest exceptions by the HNSW index, nearest first, with
-    their rows (organization and filters checked on them)."""
+def vector_statement(filters: Filters, *, ivf: bool = False) -> str:
+    """The vector search: the `:k` nearest exceptions by the HNSW index (`ivf`: the IVF
+    index), nearest first, with their rows (organization and filters checked on them)."""
+    order = INNER if ivf else DISTANCE
+    distance = f"1 + ({INNER})" if ivf else DISTANCE
     return (
-        f"WITH nearest AS MATERIALIZED (SELECT d.document_id, {DISTANCE} AS distance"
-        f"{_candidates_from(filters)} ORDER BY {DISTANCE} LIMIT :k)"
+        f"WITH nearest AS MATERIALIZED (SELECT d.document_id, {distance} AS distance"
+        f"{_candidates_from(filters)} ORDER BY {order} LIMIT :k)"
         f" SELECT n.document_id, n.distance, {EXCEPTION_COLUMNS} FROM nearest n"
         " JOIN reconciliation_exceptions e ON e.id = n.document_id"
         f" AND e.organization_id = :org{filters.on_exception}"
@@ -109,10 +122,13 @@ def _vector_candidates(
     conn: sa.Connection, query: np.ndarray, filters: Filters, k: int
 ) -> list[Any]:
     """The `k` nearest: `exact_statement`'s rows when the filters leave few rows, else
-    `vector_statement`'s (the transaction's settings made first: `tune_hnsw`)."""
-    tune_hnsw(conn, k, serial=True)
+    `vector_statement`'s by the IVF index when there is one, by HNSW otherwise (the
+    transaction's settings made first: `tune_hnsw`)."""
     exact = leaves_few(conn, filters)
+    lists = None if exact else ivf_lists(conn)
+    tune_hnsw(conn, k, serial=True, lists=lists)
+    statement = exact_statement(filters) if exact else vector_statement(filters, ivf=bool(lists))
     return conn.execute(
-        sa.text(exact_statement(filters) if exact else vector_statement(filters)),
+        sa.text(statement),
         {**_sql_params(filters), "q": vector_literal(query), "k": k},
     ).all()
