@@ -8,10 +8,12 @@ vectors of exception texts, searched with MiniLM's vectors of the queries:
 `resources.static_embedder.DocumentFitEmbedder`; cached by text hash;
 `pipelines.embed.store`), then stores on
 each OPEN exception the resolution of its closest resolved precedents
-(`pipelines.embed.suggest`). The reconciliation is already COMPLETED when this runs, and this
-asset never changes that: a failure is logged (and in `pipeline_run_logs` when a model call
-failed) and raised, so Dagster shows the asset failed, while the reconciliation record stays
-as it was committed.
+(`pipelines.embed.suggest`), and builds the search's IVF index when that is due
+(`pipelines.embed.search.ivf.ensure_ivf`: first at 100,000 embeddings, again when they have
+doubled; most runs find nothing to do). The reconciliation is already COMPLETED when this
+runs, and this asset never changes that: a failure is logged (and in `pipeline_run_logs` when
+a model call failed) and raised, so Dagster shows the asset failed, while the reconciliation
+record stays as it was committed.
 """
 
 import logging
@@ -29,6 +31,7 @@ from dagster import (
     asset,
 )
 
+from pipelines.embed.search.ivf import ensure_ivf
 from pipelines.embed.store import embed_reconciliation
 from pipelines.embed.suggest import suggest_resolutions, suggestions_of
 from pipelines.partitions import feed_partitions, reconciliations
@@ -103,6 +106,14 @@ def embed_and_suggest(
         suggested = suggest_resolutions(engine, model, rid)
         suggest_seconds = round(time.perf_counter() - suggest_started, 3)
         sample = suggestions_of(engine, rid)
+        ivf_index = ensure_ivf(engine)
+        if ivf_index["built"]:
+            context.log.info(
+                "search's IVF index built on %s embeddings (%s lists) in %s s",
+                ivf_index["rows"],
+                ivf_index["lists"],
+                ivf_index["seconds"],
+            )
     except Exception:
         # the reconciliation record is untouched: it stays COMPLETED
         context.log.exception("embedding reconciliation %s failed", rid)
@@ -133,6 +144,7 @@ def embed_and_suggest(
             "suggestions": suggested,
             "suggestion_seconds": suggest_seconds,
             "sample_suggestions": MetadataValue.json(sample),
+            "ivf_index": MetadataValue.json(ivf_index),
             "seconds": elapsed,
         }
     )
