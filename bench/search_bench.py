@@ -263,7 +263,8 @@ def recall(
     k = max(search_module.MIN_VECTOR_CANDIDATES, 2 * 10)
     settings = {"product": ""}
     settings |= {f"ef_search {ef}": f"SET LOCAL hnsw.ef_search = {ef}" for ef in sweep}
-    settings["iterative scan off"] = "SET LOCAL hnsw.iterative_scan = off"
+    if sweep:
+        settings["iterative scan off"] = "SET LOCAL hnsw.iterative_scan = off"
     for p in plan:
         filters = _filters(*(p["filters"].get(c) for c in ("reconciliation_id", *COLUMNS)))
         filters.params.update({"org": org, "doc": "EXCEPTION", "model": given.model_name})
@@ -277,16 +278,11 @@ def recall(
             got["float exact vs half"] = _ids(conn, float_statement, {**params, "k": 10}, "")
             conn.execute(sa.text("SET LOCAL enable_indexscan = on"))
             # the product searches a filter that leaves few rows exactly (`leaves_few`)
-            exact_path = vectors_module.leaves_few(conn, filters)
-            lists = None if exact_path else ivf.ivf_lists(conn)
+            path, lists = vectors_module.choose_path(conn, filters)
             for name, setting in settings.items():
                 product = name == "product"
                 vectors_module.tune_hnsw(conn, k, serial=True, lists=lists if product else None)
-                chosen = statement
-                if product and exact_path:
-                    chosen = vectors_module.exact_statement(filters)
-                elif product and lists:
-                    chosen = vectors_module.vector_statement(filters, ivf=True)
+                chosen = vectors_module.path_statement(path, filters) if product else statement
                 got[name] = _ids(conn, chosen, {**params, "k": k}, setting)[:10]
         truth = {d for d, _ in exact}
         tenth = exact[-1][1] if exact else 0.0
@@ -329,7 +325,10 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, default=0, help="force for timed runs")
     parser.add_argument("--iterative", default="", help="force hnsw.iterative_scan (timed)")
     parser.add_argument(
-        "--ef-sweep", type=lambda v: [int(x) for x in v.split(",")], default="100,400,1000"
+        "--ef-sweep",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default="100,400,1000",
+        help="HNSW ef_search values for recall (empty: only the product's path)",
     )
     parser.add_argument("--recall-queries", type=int, default=300)
     parser.add_argument("--torch-threads", type=int, default=0, help="for the query encodes")

@@ -178,16 +178,39 @@ def test_search_takes_the_index_and_finds_the_nearest(
         assert ivf.IVF_INDEX in "\n".join(plan)
 
 
-def test_a_filter_is_kept_and_the_list_filled(
+def test_filters_take_the_right_path_and_are_kept(
     planted: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine, model, org, _ = planted
     ivf.ensure_ivf(engine, min_rows=1000)
-    monkeypatch.setattr(vectors_module, "EXACT_ROWS", 0)  # not the exact search: the index
+    monkeypatch.setattr(vectors_module, "EXACT_ROWS", 0)  # not the exact search: an index
+    with engine.connect() as conn:
+        rid = conn.execute(
+            sa.text(
+                "SELECT max(reconciliation_id) FROM reconciliation_exceptions"
+                " WHERE organization_id = :o"
+            ),
+            {"o": org},
+        ).scalar_one()
+    paths = []
+    choose = vectors_module.choose_path
+
+    def recorded(conn: sa.Connection, filters: object) -> tuple[str, int | None]:
+        paths.append(choose(conn, filters)[0])
+        return choose(conn, filters)
+
+    monkeypatch.setattr(vectors_module, "choose_path", recorded)
+    # a type filter walks HNSW (the IVF scan would join tuple after tuple of other types)
     hits = search_exceptions(
         engine, model, QUERIES[0], organization_id=org, limit=10, type="DATE_MISMATCH"
     )
     assert len(hits) == 10 and {h["type"] for h in hits} == {"DATE_MISMATCH"}
+    # a reconciliation's filter is on the embedding: the IVF index, filled by iterative scans
+    hits = search_exceptions(
+        engine, model, QUERIES[1], organization_id=org, limit=10, reconciliation_id=rid
+    )
+    assert len(hits) == 10 and {h["reconciliation_id"] for h in hits} == {rid}
+    assert paths == ["hnsw", "ivf"]
 
 
 def test_recon_db_index(planted: tuple) -> None:

@@ -118,17 +118,34 @@ def leaves_few(conn: sa.Connection, filters: Filters) -> bool:
     return float(plan[0]["Plan"]["Plan Rows"]) <= EXACT_ROWS
 
 
+def choose_path(conn: sa.Connection, filters: Filters) -> tuple[str, int | None]:
+    """How the `k` nearest are found, and the IVF index's lists when that serves: `exact` when
+    the filters leave few rows (`leaves_few`); `ivf` when that index exists and no filter is on
+    the exception row (such a filter joins every tuple the IVF scan yields until :k pass, and
+    one of a type, by which the vectors cluster, can scan most lists); else `hnsw`."""
+    if leaves_few(conn, filters):
+        return "exact", None
+    lists = None if filters.params.get("_join") else ivf_lists(conn)
+    return ("ivf", lists) if lists else ("hnsw", None)
+
+
+def path_statement(path: str, filters: Filters) -> str:
+    """The statement of a `choose_path` path."""
+    return (
+        exact_statement(filters)
+        if path == "exact"
+        else vector_statement(filters, ivf=path == "ivf")
+    )
+
+
 def _vector_candidates(
     conn: sa.Connection, query: np.ndarray, filters: Filters, k: int
 ) -> list[Any]:
-    """The `k` nearest: `exact_statement`'s rows when the filters leave few rows, else
-    `vector_statement`'s by the IVF index when there is one, by HNSW otherwise (the
-    transaction's settings made first: `tune_hnsw`)."""
-    exact = leaves_few(conn, filters)
-    lists = None if exact else ivf_lists(conn)
+    """The `k` nearest by `choose_path`'s statement (the transaction's settings made first:
+    `tune_hnsw`)."""
+    path, lists = choose_path(conn, filters)
     tune_hnsw(conn, k, serial=True, lists=lists)
-    statement = exact_statement(filters) if exact else vector_statement(filters, ivf=bool(lists))
     return conn.execute(
-        sa.text(statement),
+        sa.text(path_statement(path, filters)),
         {**_sql_params(filters), "q": vector_literal(query), "k": k},
     ).all()
