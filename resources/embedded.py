@@ -7,8 +7,9 @@ listens on a unix socket only and is started on demand by whichever process need
 `recon db down` stops it. The library serialises starts with an inter-process lock and starts
 a fresh postmaster when `postmaster.pid` names a dead process (after a SIGKILL, say).
 
-The server's memory settings (`SERVER_SETTINGS`: shared buffers for vector search, maintenance
-memory for HNSW builds) are in a `recon.conf` its `postgresql.conf` includes, written before
+The server's memory settings (`SERVER_SETTINGS`: shared buffers for vector search, a quarter
+of the machine's memory from 1 to 8 GB, maintenance memory for HNSW builds, pg_prewarm's
+autoprewarm) are in a `recon.conf` its `postgresql.conf` includes, written before
 every start, so they are in effect from a new server's first start: no restart to remember.
 """
 
@@ -77,10 +78,24 @@ def _libpq_url(socket_dir: Path, database: str) -> str:
     return f"postgresql://{SUPERUSER}@/{database}?host={quote(str(socket_dir), safe='/')}"
 
 
+def shared_buffers_gb(memory_bytes: int | None = None) -> int:
+    """A quarter of the machine's memory (PostgreSQL's usual advice), 1 to 8 GB: the search's
+    IVF index alone is ~1 GB at 1.25M embeddings, and a query's lists read from outside shared
+    buffers cost it ~15 ms at 1M."""
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(8, memory_bytes // 4 // 2**30))
+
+
 # initdb's 128 MB of shared buffers keep vector search on cold pages (100k embeddings + their
 # HNSW index are ~350 MB; search p50 65 ms -> 19 ms with 1 GB); an HNSW build spills to disk
-# (and slows severalfold) once its graph outgrows maintenance_work_mem (64 MB by default)
-SERVER_SETTINGS = {"shared_buffers": "1GB", "maintenance_work_mem": "1GB"}
+# (and slows severalfold) once its graph outgrows maintenance_work_mem (64 MB by default);
+# pg_prewarm preloaded: what was in shared buffers is read back after a restart (autoprewarm)
+SERVER_SETTINGS = {
+    "shared_buffers": f"{shared_buffers_gb()}GB",
+    "maintenance_work_mem": "1GB",
+    "shared_preload_libraries": "pg_prewarm",
+}
 SETTINGS_FILE = "recon.conf"
 
 

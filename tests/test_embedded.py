@@ -108,6 +108,13 @@ def test_down_stops_and_next_use_starts_again(own_home: Path) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_shared_buffers_are_a_quarter_of_memory_within_bounds() -> None:
+    from resources.embedded import shared_buffers_gb
+
+    gib = 2**30
+    assert [shared_buffers_gb(n * gib) for n in (2, 8, 24, 64)] == [1, 2, 6, 8]
+
+
 def test_memory_settings_are_in_effect_from_the_first_start(own_home: Path) -> None:
     """Shared buffers for vector search and maintenance memory for HNSW builds hold from a new
     server's first start (issue 21: a setting that waits for a restart nobody makes is none),

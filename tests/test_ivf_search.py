@@ -110,12 +110,14 @@ def test_built_only_when_due_and_swapped_whole(planted: tuple) -> None:
     engine = planted[0]
     waiting = ivf.ensure_ivf(engine, min_rows=10_000)
     assert not waiting["built"] and "fewer than 10000" in waiting["reason"]
+    assert waiting["prewarm"] == "no IVF index"
     assert _valid(engine, ivf.IVF_INDEX) is None
     # a killed build's leftover under the new name is dropped before building
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE INDEX {ivf.IVF_INDEX}_new ON document_embeddings (id)"))
     built = ivf.ensure_ivf(engine, min_rows=1000)
     assert built["built"] and built["lists"] == 100 and built["rows"] >= 3000
+    assert built["prewarm"] == "prewarmed"  # read into shared buffers (pg_prewarm)
     assert _valid(engine, ivf.IVF_INDEX) is True and _valid(engine, f"{ivf.IVF_INDEX}_new") is None
     again = ivf.ensure_ivf(engine, min_rows=1000)
     assert not again["built"] and f"rebuilt at {2 * built['rows']}" in again["reason"]
