@@ -16,10 +16,13 @@ random order, the vector given (``search``); ``end to end`` = that + the query's
 (measured apart, added). Five other queries open connections first. ``--runs 2`` searches
 the SAME queries again in a new order (run 2 meets run 1's pages in the caches). Per run:
 load average and the search index's/table's blocks read from outside shared buffers.
-Recall@10 (not timed): the product's 20 vector candidates' top 10 (the HNSW statement, or
-the exact one for a filter that leaves few rows, as the product chooses) against exact
-search (the same statement, index scans off), per class; also at ``--ef-sweep`` ef_search
-values, with iterative scans off, and exact float against exact half precision. ``--ef-search`` and
+Recall@10 (not timed): the product's 20 vector candidates' top 10 (`vectors.choose_path`'s
+path: exact, IVF, IVF pool or HNSW) against exact search (the HNSW statement, index scans
+off), per class; also HNSW at ``--ef-sweep`` ef_search values and with iterative scans off,
+IVF at ``--probe-sweep`` probes (the queries the product sends to it), and exact float
+against exact half precision. ``--ivf build`` (re)builds the IVF index first (timed),
+``--ivf drop`` drops it. ``--plant-only`` plants and keeps a database (``--no-hnsw``: without
+the HNSW builds) and stops. ``--ef-search`` and
 ``--iterative`` force those settings for the timed runs (bench only). ``--docfit`` plants
 real vectors instead of blends: each exception's dense text by the default embedder (the
 fitted table; ~10k texts/s), queries by MiniLM as the product encodes them. Last line: JSON.
@@ -35,6 +38,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,14 +259,19 @@ def _ids(conn: sa.Connection, statement: str, params: dict[str, Any], settings: 
 
 
 def recall(
-    engine: sa.Engine, given: Given, plan: list[dict[str, Any]], org: int, sweep: list[int]
+    engine: sa.Engine,
+    given: Given,
+    plan: list[dict[str, Any]],
+    org: int,
+    sweep: list[int],
+    probes: Sequence[int] = (),
 ) -> dict[str, dict[str, list[float]]]:
     """Recall@10 of the vector candidates against exact search, per setting and group of
-    queries: [by id, counting hits as near as the exact 10th + 0.001 (near-ties)]."""
+    queries: [by id, counting hits as near as the exact 10th + 0.001 (near-ties)]. `probes`:
+    the IVF index at those ivfflat.probes, for the queries the product sends to it."""
     found: dict[str, dict[str, list[tuple[float, float]]]] = {}
     k = max(search_module.MIN_VECTOR_CANDIDATES, 2 * 10)
-    settings = {"product": ""}
-    settings |= {f"ef_search {ef}": f"SET LOCAL hnsw.ef_search = {ef}" for ef in sweep}
+    settings = {f"ef_search {ef}": f"SET LOCAL hnsw.ef_search = {ef}" for ef in sweep}
     if sweep:
         settings["iterative scan off"] = "SET LOCAL hnsw.iterative_scan = off"
     for p in plan:
@@ -277,13 +286,19 @@ def recall(
             float_statement = statement.replace(vectors_module.DISTANCE, FLOAT_DISTANCE)
             got["float exact vs half"] = _ids(conn, float_statement, {**params, "k": 10}, "")
             conn.execute(sa.text("SET LOCAL enable_indexscan = on"))
-            # the product searches a filter that leaves few rows exactly (`leaves_few`)
+            # the product's own path (`choose_path`: exact, IVF, IVF pool or HNSW)
+            vector = given.vectors[p["text"]]
+            rows = vectors_module._vector_candidates(conn, vector, filters, k)
+            got["product"] = [(r.document_id, float(r.distance)) for r in rows][:10]
             path, lists = vectors_module.choose_path(conn, filters)
+            for n in probes if path == "ivf" else ():
+                vectors_module.tune_hnsw(conn, k, serial=True, lists=lists)
+                ivf_statement = vectors_module.vector_statement(filters, ivf=True)
+                setting = f"SET LOCAL ivfflat.probes = {n}"
+                got[f"ivf probes {n}"] = _ids(conn, ivf_statement, {**params, "k": k}, setting)[:10]
             for name, setting in settings.items():
-                product = name == "product"
-                vectors_module.tune_hnsw(conn, k, serial=True, lists=lists if product else None)
-                chosen = vectors_module.path_statement(path, filters) if product else statement
-                got[name] = _ids(conn, chosen, {**params, "k": k}, setting)[:10]
+                vectors_module.tune_hnsw(conn, k, serial=True)
+                got[name] = _ids(conn, statement, {**params, "k": k}, setting)[:10]
         truth = {d for d, _ in exact}
         tenth = exact[-1][1] if exact else 0.0
         groups = ("all", "filtered" if p["filters"] else "unfiltered", p["cls"])
@@ -331,6 +346,12 @@ def main() -> None:
         help="HNSW ef_search values for recall (empty: only the product's path)",
     )
     parser.add_argument("--recall-queries", type=int, default=300)
+    parser.add_argument(
+        "--probe-sweep",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default="",
+        help="ivfflat.probes values for recall (the queries the product sends to IVF)",
+    )
     parser.add_argument("--torch-threads", type=int, default=0, help="for the query encodes")
     parser.add_argument(
         "--docfit",
@@ -435,7 +456,9 @@ def main() -> None:
                 f"no hit {result['queries_without_hits']}"
             )
         summary |= {"encode": encode, "runs": runs}
-        found = recall(engine, given, plan[: args.recall_queries], data["org"], args.ef_sweep)
+        found = recall(
+            engine, given, plan[: args.recall_queries], data["org"], args.ef_sweep, args.probe_sweep
+        )
         summary["recall_at_10"] = found
         groups = ["all", "unfiltered", "filtered", *CLASSES]
         print(f"recall@10 vs exact search, <= {args.recall_queries} queries: by id / near-ties")

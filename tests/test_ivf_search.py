@@ -202,17 +202,36 @@ def test_filters_take_the_right_path_and_are_kept(
         return choose(conn, filters)
 
     monkeypatch.setattr(vectors_module, "choose_path", recorded)
-    # a type filter walks HNSW (the IVF scan would join tuple after tuple of other types)
+    # a type filter ranks the IVF index's nearest, then keeps those of the type
     hits = search_exceptions(
         engine, model, QUERIES[0], organization_id=org, limit=10, type="DATE_MISMATCH"
     )
     assert len(hits) == 10 and {h["type"] for h in hits} == {"DATE_MISMATCH"}
+    vector = vectors_module.vector_literal(encode_queries(model, [QUERIES[0]])[0])
+    exact = _exact(engine, org, model.model_name, vector, type="DATE_MISMATCH")
+    assert exact[0] in {h["exception_id"] for h in hits if h["similarity"] is not None}
+    # too few of the type among that pool: HNSW's iterative scan looks further, the list full
+    statements: list[bool] = []
+    statement = vectors_module.vector_statement
+
+    def hnsw(filters: object, *, ivf: bool = False) -> str:
+        statements.append(ivf)
+        return statement(filters, ivf=ivf)
+
+    monkeypatch.setattr(vectors_module, "vector_statement", hnsw)
+    monkeypatch.setattr(vectors_module, "IVF_POOL", 5)
+    hits = search_exceptions(
+        engine, model, QUERIES[0], organization_id=org, limit=10, severity="HIGH"
+    )
+    assert len(hits) == 10 and {h["severity"] for h in hits} == {"HIGH"}
+    assert statements == [False]
+    monkeypatch.setattr(vectors_module, "vector_statement", statement)
     # a reconciliation's filter is on the embedding: the IVF index, filled by iterative scans
     hits = search_exceptions(
         engine, model, QUERIES[1], organization_id=org, limit=10, reconciliation_id=rid
     )
     assert len(hits) == 10 and {h["reconciliation_id"] for h in hits} == {rid}
-    assert paths == ["hnsw", "ivf"]
+    assert paths == ["pool", "pool", "ivf"]
 
 
 def test_recon_db_index(planted: tuple) -> None:
