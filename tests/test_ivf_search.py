@@ -219,7 +219,7 @@ def test_filters_take_the_right_path_and_are_kept(
         return statement(filters, ivf=ivf)
 
     monkeypatch.setattr(vectors_module, "vector_statement", hnsw)
-    monkeypatch.setattr(vectors_module, "IVF_POOL", 5)
+    monkeypatch.setattr(vectors_module, "IVF_POOLS", (3, 5))
     hits = search_exceptions(
         engine, model, QUERIES[0], organization_id=org, limit=10, severity="HIGH"
     )

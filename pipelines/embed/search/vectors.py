@@ -27,9 +27,11 @@ MIN_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
 # a filter the planner expects to leave at most this many rows is searched exactly
 EXACT_ROWS = 20_000
-# the IVF index's nearest ranked for a filter on the exception row (`pool_statement`): a
-# severity or status keeps ~1/4-1/5 of them, so a few hundred pass
-IVF_POOL = 1000
+# the IVF index's nearest ranked for a filter on the exception row (`pool_statement`), in
+# turn while fewer than k pass: a severity or status keeps ~1/4-1/5 of them, a type near the
+# words most; each row of a pool costs ~0.04 ms at 1M (its heap fetch and join), a pool of
+# 1,000 ~60 ms
+IVF_POOLS = (200, 1000)
 # the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
 DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
 _VECTOR_VERSIONS: dict[str, tuple[int, ...]] = {}
@@ -163,12 +165,15 @@ def _vector_candidates(
     conn: sa.Connection, query: np.ndarray, filters: Filters, k: int
 ) -> list[Any]:
     """The `k` nearest by `choose_path`'s statement (the transaction's settings made first:
-    `tune_hnsw`); when the IVF pool held fewer than `k` rows passing the filter (a type far
-    from the words), HNSW's iterative scan looks further."""
+    `tune_hnsw`); for `pool`, the `IVF_POOLS` in turn while fewer than `k` rows pass the
+    filter, then (a type far from the words) HNSW's iterative scan looks further."""
     path, lists = choose_path(conn, filters)
     tune_hnsw(conn, k, serial=True, lists=lists)
     params = {**_sql_params(filters), "q": vector_literal(query), "k": k}
-    rows = conn.execute(sa.text(path_statement(path, filters)), params | {"pool": IVF_POOL}).all()
-    if path == "pool" and len(rows) < k:
-        rows = conn.execute(sa.text(path_statement("hnsw", filters)), params).all()
-    return rows
+    if path != "pool":
+        return conn.execute(sa.text(path_statement(path, filters)), params).all()
+    for pool in IVF_POOLS:
+        rows = conn.execute(sa.text(pool_statement(filters)), params | {"pool": pool}).all()
+        if len(rows) >= k:
+            return rows
+    return conn.execute(sa.text(path_statement("hnsw", filters)), params).all()
