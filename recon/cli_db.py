@@ -146,4 +146,5 @@ def db_index(
 
     done = ensure_ivf(migrated_engine(), force=force)
     state = f"built in {done['seconds']} s" if done["built"] else f"not built: {done['reason']}"
-    typer.echo(f"IVF index ({done['rows']:,} embeddings, lists {done['lists']}): {state}")
+    lists = f"{done['lists']} lists" if done["lists"] else "none yet"
+    typer.echo(f"IVF index ({done['rows']:,} embeddings, {lists}): {state}")

@@ -121,6 +121,13 @@ def test_built_only_when_due_and_swapped_whole(planted: tuple) -> None:
     assert _valid(engine, ivf.IVF_INDEX) is True and _valid(engine, f"{ivf.IVF_INDEX}_new") is None
     again = ivf.ensure_ivf(engine, min_rows=1000)
     assert not again["built"] and f"rebuilt at {2 * built['rows']}" in again["reason"]
+    # another process building it: this call leaves it
+    with engine.connect() as conn:
+        lock = {"k": ivf.BUILD_LOCK}
+        conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), lock)
+        busy = ivf.ensure_ivf(engine, force=True)
+        conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), lock)
+    assert not busy["built"] and busy["reason"] == "another process is building it"
     assert ivf.ensure_ivf(engine, force=True)["built"]
     with engine.connect() as conn:
         assert ivf.ivf_lists(conn) == 100
@@ -241,5 +248,5 @@ def test_recon_db_index(planted: tuple) -> None:
     assert code == 0, err
     assert "not built" in out and "100000" in out
     code, out, err = run_recon("db", "index", "--force", env={"RECON_DATABASE_URL": url})
-    assert code == 0 and "lists 100): built in" in out, (out, err)
+    assert code == 0 and "100 lists): built in" in out, (out, err)
     assert _valid(engine, ivf.IVF_INDEX) is True

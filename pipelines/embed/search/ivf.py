@@ -43,6 +43,8 @@ PROBE_SHARE = 0.02
 MIN_PROBES = 10
 # a filter dropping most rows scans more lists, up to this many times `probes` (iterative scan)
 MAX_PROBE_FACTOR = 8
+# the advisory lock a build holds (hashtext of this key, as the project's other locks)
+BUILD_LOCK = "search:ivf-build"
 _LISTS: dict[str, tuple[float, int | None]] = {}
 LISTS_SECONDS = 60.0
 
@@ -134,14 +136,22 @@ def _ensure(engine: sa.Engine, force: bool, min_rows: int) -> dict:
     started = time.perf_counter()
     new = f"{IVF_INDEX}_new"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {new}"))  # a killed build's
-        conn.execute(sa.text("SET maintenance_work_mem = '1GB'"))
-        conn.execute(sa.text("SET max_parallel_maintenance_workers = 2"))
-        conn.execute(sa.text(DEFINITION.format(name=new, lists=lists)))
-        conn.execute(sa.text(f"COMMENT ON INDEX {new} IS 'rows={rows}'"))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP INDEX IF EXISTS {IVF_INDEX}"))
-        conn.execute(sa.text(f"ALTER INDEX {new} RENAME TO {IVF_INDEX}"))
+        # one build at a time (upkeep and an embedding run may both find it due): the other
+        # call leaves it, rather than dropping the index being built as a killed build's
+        lock = {"k": BUILD_LOCK}
+        if not conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:k))"), lock).scalar():
+            return found | {"reason": "another process is building it"}
+        try:
+            conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {new}"))  # a killed build's
+            conn.execute(sa.text("SET maintenance_work_mem = '1GB'"))
+            conn.execute(sa.text("SET max_parallel_maintenance_workers = 2"))
+            conn.execute(sa.text(DEFINITION.format(name=new, lists=lists)))
+            conn.execute(sa.text(f"COMMENT ON INDEX {new} IS 'rows={rows}'"))
+            with engine.begin() as swap:  # one transaction: searches see one index or the other
+                swap.execute(sa.text(f"DROP INDEX IF EXISTS {IVF_INDEX}"))
+                swap.execute(sa.text(f"ALTER INDEX {new} RENAME TO {IVF_INDEX}"))
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), lock)
     _LISTS.pop(str(engine.url), None)
     seconds = round(time.perf_counter() - started, 1)
     return found | {"lists": lists, "built": True, "seconds": seconds, "reason": "built"}
