@@ -139,8 +139,9 @@ def db_index(
 ) -> None:
     """Build the search's IVF index when it is due (the daily upkeep does the same).
 
-    Due: the embeddings reached 100,000 and have doubled since the last build. Until then the
-    HNSW index serves searches. The build runs CONCURRENTLY: searches go on meanwhile.
+    Due: the embeddings reached 100,000 and have doubled since the last build.
+
+    Until then the HNSW index serves searches. The build runs CONCURRENTLY: searches go on.
     """
     from pipelines.embed.search.ivf import ensure_ivf
 
