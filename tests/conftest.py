@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
+from helpers import create_database, drop_database
 
 from resources import migrations
-from resources.database import libpq_url, resolve_database_url
+from resources.database import resolve_database_url
 from resources.embedded import stop_embedded_server
 
 # pipelines.definitions binds its resources to EnvVar("RECON_HOME") only when RECON_HOME is set
@@ -95,18 +93,12 @@ def database_url(recon_home: Path) -> str:
 def fresh_database(database_url: str) -> Iterator[Callable[[], str]]:
     """A factory of empty databases on the session's server; all dropped afterwards."""
     created: list[str] = []
-    admin = libpq_url(database_url).replace("/recon?", "/postgres?")
 
     def make() -> str:
-        name = f"t_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        name, url = create_database(database_url)
         created.append(name)
-        return libpq_url(database_url).replace("/recon?", f"/{name}?")
+        return url
 
     yield make
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in created:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    for name in created:
+        drop_database(database_url, name)

@@ -1,4 +1,5 @@
-"""Helpers for tests that drive the installed `recon` command as a user would."""
+"""Helpers for tests that drive the installed `recon` command as a user would, and scratch
+databases on the session's server (`create_database`, `drop_database`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,33 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from resources.database import libpq_url
+
+
+def _admin(database_url: str) -> str:
+    return libpq_url(database_url).replace("/recon?", "/postgres?")
+
+
+def create_database(database_url: str) -> tuple[str, str]:
+    """An empty database `t_<hex>` on the server of the session's `recon` database at
+    `database_url`: (its name, its libpq URL)."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_admin(database_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, libpq_url(database_url).replace("/recon?", f"/{name}?")
+
+
+def drop_database(database_url: str, name: str) -> None:
+    """Drop a `create_database` database (its connections closed first)."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(_admin(database_url), autocommit=True) as conn:
+        conn.execute(drop)
 
 
 def run_recon(

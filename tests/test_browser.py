@@ -21,7 +21,6 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,15 @@ from pathlib import Path
 import psycopg
 import pytest
 from browser import CHROMIUM, Chromium
-from helpers import free_port, graphql, run_recon, stop_process_group
-from psycopg import sql
+from helpers import (
+    create_database,
+    drop_database,
+    free_port,
+    graphql,
+    run_recon,
+    stop_process_group,
+)
 from psycopg.rows import dict_row
-
-from resources.database import libpq_url
 
 # group -> its assets (asset keys, `/`-joined; the graph shows the last part), all to be shown
 STAGES = {
@@ -128,22 +131,15 @@ def demo_state(database_url: str) -> Iterator[DemoState]:
     The demo lands files, runs a week of feeds and queues a backfill that the daemon of `recon
     ui` then runs; kept apart, none of that reaches the session's `recon` database.
     """
-    name = f"t_browser_{uuid.uuid4().hex[:8]}"
-    admin = libpq_url(database_url).replace("/recon?", "/postgres?")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    name, url = create_database(database_url)
     home = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))
-    url = libpq_url(database_url).replace("/recon?", f"/{name}?")
     try:
         env = {"RECON_HOME": str(home), "RECON_DATABASE_URL": url}
         code, out, err = run_recon("demo", "--days", "3", env=env, timeout=DEMO_TIMEOUT)
         assert code == 0, f"recon demo failed:\n{out[-2000:]}\n{err[-3000:]}"
         yield DemoState(env, url)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(database_url, name)
         shutil.rmtree(home, ignore_errors=True)
 
 

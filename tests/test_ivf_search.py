@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
-from helpers import run_recon
+from helpers import create_database, drop_database, run_recon
 from test_embeddings import _org, _reconciliation
 
 from pipelines.embed.search import ivf, search_exceptions
@@ -57,22 +57,9 @@ QUERIES = [
 
 
 @pytest.fixture(scope="module")
-def planted(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[sa.Engine, Embedder, int, int]]:
+def planted(database_url: str) -> Iterator[tuple[sa.Engine, Embedder, int, int]]:
     """A database of its own: 2,400 embedded exceptions of one organization, 600 of another."""
-    import psycopg
-    from psycopg import sql
-
-    from resources.database import libpq_url
-
-    name = f"t_ivf_{tmp_path_factory.getbasetemp().name[-6:].replace('-', '_')}"
-    admin = libpq_url(database_url).replace("/recon?", "/postgres?")
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = libpq_url(database_url).replace("/recon?", f"/{name}?")
+    name, url = create_database(database_url)
     migrations.migrate(url)
     engine = engine_for(url)
     model = default_embedder()
@@ -91,8 +78,7 @@ def planted(
     yield engine, model, orgs[0], orgs[1]
     engine.dispose()
     ivf._LISTS.clear()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(drop)
+    drop_database(database_url, name)
 
 
 def _valid(engine: sa.Engine, name: str) -> bool | None:
