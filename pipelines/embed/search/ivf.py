@@ -3,12 +3,13 @@ is, when it is (re)built (`ensure_ivf`), and how many of its lists a query scans
 
 Why a second index beside HNSW: exception texts are templated, so a query a person types sits
 at nearly the same distance from thousands of exceptions of its kind (at 1M rows the 1st and
-the 100th nearest differ by ~0.02 in cosine, the 10th and 11th by ~0.0002). The HNSW graph
-walks such a plateau poorly: recall@10 0.54 at 1M rows, 0.58 at ef_search 1000
-(`bench/search_bench.py --docfit`). Clustering gathers those exceptions into few lists:
-scanning the 22 nearest of 1,120 lists finds 0.93 of the exact top 10 at 1.25M rows (0.96
-counting near-ties), 11 of them 0.83, 44 0.98; each list scanned costs ~0.55 ms (distances
-computed for ~1,100 tuples), so the statement takes ~15 ms: recall bought with time.
+the 100th nearest differ by ~0.02 in cosine, the 10th and 11th by ~0.0002; an ad-hoc numpy
+probe, see README). The HNSW graph walks such a plateau poorly: recall@10 0.54 at 1M rows,
+0.58 at ef_search 1000 (`bench/search_bench.py --docfit`). Clustering gathers those
+exceptions into few lists: scanning the 22 nearest of 1,120 lists finds 0.93 of the exact top
+10 at 1.25M rows (0.96 counting near-ties), 11 of them 0.83, 44 0.98; each list scanned costs
+~0.55 ms (distances computed for ~1,100 tuples), so the statement takes ~15 ms: recall bought
+with time.
 
 IVFFlat places its lists by k-means over the rows present when it is built (on an empty table
 it clusters nothing), so it is no migration: `ensure_ivf` builds it once the table holds
