@@ -17,7 +17,7 @@ random order, the vector given (``search``); ``end to end`` = that + the query's
 the SAME queries again in a new order (run 2 meets run 1's pages in the caches). Per run:
 load average and the search index's/table's blocks read from outside shared buffers.
 Recall@10 (not timed): the product's 20 vector candidates' top 10 (`vectors.choose_path`'s
-path: exact, IVF, IVF pool or HNSW) against exact search (the HNSW statement, index scans
+path: exact, IVF (a type's own) or HNSW) against exact search (the HNSW statement, index scans
 off), per class; also HNSW at ``--ef-sweep`` ef_search values and with iterative scans off,
 IVF at ``--probe-sweep`` probes (the queries the product sends to it), and exact float
 against exact half precision. ``--ivf build`` (re)builds the IVF index first (timed),
@@ -89,7 +89,8 @@ FORCE += " true), set_config('hnsw.iterative_scan', coalesce(:it, current_settin
 FORCE += "'hnsw.iterative_scan')), true)"
 BUFFERS = "SELECT sum(i.idx_blks_read) AS index_read, sum(i.idx_blks_hit) AS index_hit, max("
 BUFFERS += "t.heap_blks_read) AS table_read FROM pg_statio_user_indexes i, pg_statio_user_tables"
-BUFFERS += " t WHERE i.indexrelname IN ('idx_embeddings_halfvec', 'idx_embeddings_ivf') AND"
+BUFFERS += " t WHERE (i.indexrelname = 'idx_embeddings_halfvec' OR i.indexrelname LIKE"
+BUFFERS += " 'idx_embeddings_ivf%') AND"
 BUFFERS += " t.relname = 'document_embeddings'"
 FACTS = "SELECT current_setting('shared_buffers') AS shared_buffers, current_setting("
 FACTS += "'server_version') AS postgres, (SELECT extversion FROM pg_extension WHERE extname ="
@@ -286,7 +287,7 @@ def recall(
             float_statement = statement.replace(vectors_module.DISTANCE, FLOAT_DISTANCE)
             got["float exact vs half"] = _ids(conn, float_statement, {**params, "k": 10}, "")
             conn.execute(sa.text("SET LOCAL enable_indexscan = on"))
-            # the product's own path (`choose_path`: exact, IVF, IVF pool or HNSW)
+            # the product's own path (`choose_path`: exact, IVF or HNSW)
             vector = given.vectors[p["text"]]
             rows = vectors_module._vector_candidates(conn, vector, filters, k)
             got["product"] = [(r.document_id, float(r.distance)) for r in rows][:10]
@@ -419,7 +420,8 @@ def main() -> None:
             print(f"IVF index: {built}")
         elif args.ivf == "drop":
             with engine.begin() as conn:
-                conn.execute(sa.text(f"DROP INDEX IF EXISTS {ivf.IVF_INDEX}"))
+                for name, _, _ in ivf._specs():
+                    conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
         summary["server"] = facts = server_facts(engine)
         print("server: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
         plan = make_plan(engine, data, args.queries + 5, args.seed)

@@ -139,13 +139,20 @@ def db_index(
 ) -> None:
     """Build the search's IVF index when it is due (the daily upkeep does the same).
 
-    Due: the embeddings reached 100,000 and have doubled since the last build.
+    Due: the embeddings reached 100,000 and have doubled since the last build; an exception
+    type's own index (searches filtered on that type use it) at 20,000 of that type.
 
     Until then the HNSW index serves searches. The build runs CONCURRENTLY: searches go on.
     """
     from pipelines.embed.search.ivf import ensure_ivf
 
     done = ensure_ivf(migrated_engine(), force=force)
+    typer.echo(f"IVF index {_ivf_state(done)}")
+    for kind, found in done.get("types", {}).items():
+        typer.echo(f"  {kind}: {_ivf_state(found)}")
+
+
+def _ivf_state(done: dict) -> str:
     state = f"built in {done['seconds']} s" if done["built"] else f"not built: {done['reason']}"
     lists = f"{done['lists']} lists" if done["lists"] else "none yet"
-    typer.echo(f"IVF index ({done['rows']:,} embeddings, {lists}): {state}")
+    return f"({done['rows']:,} embeddings, {lists}): {state}"

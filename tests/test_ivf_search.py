@@ -105,6 +105,11 @@ def test_built_only_when_due_and_swapped_whole(planted: tuple) -> None:
     assert built["built"] and built["lists"] == 100 and built["rows"] >= 3000
     assert built["prewarm"] == "prewarmed"  # read into shared buffers (pg_prewarm)
     assert _valid(engine, ivf.IVF_INDEX) is True and _valid(engine, f"{ivf.IVF_INDEX}_new") is None
+    # each type with a fifth of min_rows has its own index (partial: the rows of that type)
+    types = built["types"]
+    assert types["DATE_MISMATCH"]["built"] and types["DATE_MISMATCH"]["rows"] >= 500
+    assert not types["VALIDATION_ERROR"]["built"], types  # none of that type
+    assert _valid(engine, ivf.type_index("DATE_MISMATCH")) is True
     again = ivf.ensure_ivf(engine, min_rows=1000)
     assert not again["built"] and f"rebuilt at {2 * built['rows']}" in again["reason"]
     # another process building it: this call leaves it
@@ -191,40 +196,74 @@ def test_filters_take_the_right_path_and_are_kept(
     choose = vectors_module.choose_path
 
     def recorded(conn: sa.Connection, filters: object) -> tuple[str, int | None]:
-        paths.append(choose(conn, filters)[0])
-        return choose(conn, filters)
+        paths.append(choose(conn, filters))
+        return paths[-1]
 
     monkeypatch.setattr(vectors_module, "choose_path", recorded)
-    # a type filter ranks the IVF index's nearest, then keeps those of the type
+    # a type filter: that type's own IVF index, with its nearest
     hits = search_exceptions(
         engine, model, QUERIES[0], organization_id=org, limit=10, type="DATE_MISMATCH"
     )
     assert len(hits) == 10 and {h["type"] for h in hits} == {"DATE_MISMATCH"}
     vector = vectors_module.vector_literal(encode_queries(model, [QUERIES[0]])[0])
     exact = _exact(engine, org, model.model_name, vector, type="DATE_MISMATCH")
-    assert exact[0] in {h["exception_id"] for h in hits if h["similarity"] is not None}
-    # too few of the type among that pool: HNSW's iterative scan looks further, the list full
-    statements: list[bool] = []
-    statement = vectors_module.vector_statement
-
-    def hnsw(filters: object, *, ivf: bool = False) -> str:
-        statements.append(ivf)
-        return statement(filters, ivf=ivf)
-
-    monkeypatch.setattr(vectors_module, "vector_statement", hnsw)
-    monkeypatch.setattr(vectors_module, "IVF_POOLS", (3, 5))
+    found = {h["exception_id"] for h in hits if h["similarity"] is not None}
+    assert len(found & set(exact)) >= 8, (found, exact)
+    filters = _filters(None, "DATE_MISMATCH", None, None)
+    filters.params.update({"org": org, "doc": EXCEPTION_DOCUMENT, "model": model.model_name})
+    with organization_transaction(engine, org) as conn:
+        vectors_module.tune_hnsw(conn, 20, serial=True, lists=100)
+        plan = conn.execute(
+            sa.text("EXPLAIN " + vectors_module.vector_statement(filters, ivf=True)),
+            {**_sql_params(filters), "q": vector, "k": 20},
+        ).scalars()
+        assert ivf.type_index("DATE_MISMATCH") in "\n".join(plan)
+    # a severity: the whole index, its iterative scan filling the list
     hits = search_exceptions(
         engine, model, QUERIES[0], organization_id=org, limit=10, severity="HIGH"
     )
     assert len(hits) == 10 and {h["severity"] for h in hits} == {"HIGH"}
-    assert statements == [False]
-    monkeypatch.setattr(vectors_module, "vector_statement", statement)
-    # a reconciliation's filter is on the embedding: the IVF index, filled by iterative scans
+    # a reconciliation's filter: the whole index too
     hits = search_exceptions(
         engine, model, QUERIES[1], organization_id=org, limit=10, reconciliation_id=rid
     )
     assert len(hits) == 10 and {h["reconciliation_id"] for h in hits} == {rid}
-    assert paths == ["pool", "pool", "ivf"]
+    assert [path for path, _ in paths] == ["ivf", "ivf", "ivf"]
+    with engine.connect() as conn:
+        own = ivf.ivf_lists(conn, ivf.type_index("DATE_MISMATCH"))
+    assert paths[1][1] == paths[2][1] == 100 and paths[0][1] == own
+
+
+def test_filters_follow_the_exception(planted: tuple) -> None:
+    """The filters on the embedding row (migration 0017) are the exception's: set when it is
+    embedded, changed when a person resolves it; search's status filter sees the change."""
+    engine, model, org, _ = planted
+    columns = (
+        "SELECT e.id, e.status, d.exception_type = e.type AND d.exception_severity = e.severity"
+        " AND d.exception_status = e.status AS same FROM reconciliation_exceptions e"
+        " JOIN document_embeddings d ON d.document_id = e.id AND d.document_type = 'EXCEPTION'"
+        " WHERE e.organization_id = :o"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(columns), {"o": org}).all()
+    assert rows and all(row.same for row in rows)
+    chosen = next(row.id for row in rows if row.status == "OPEN")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE reconciliation_exceptions SET status = 'IGNORED' WHERE id = :i"),
+            {"i": chosen},
+        )
+        description = conn.execute(
+            sa.text("SELECT description FROM reconciliation_exceptions WHERE id = :i"),
+            {"i": chosen},
+        ).scalar_one()
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(columns), {"o": org}).all()
+    assert all(row.same for row in rows)
+    hits = search_exceptions(
+        engine, model, description, organization_id=org, limit=5, status="IGNORED"
+    )
+    assert [h["exception_id"] for h in hits] == [chosen]
 
 
 def test_recon_db_index(planted: tuple) -> None:

@@ -1,7 +1,8 @@
-"""The words search's plan under row-level security: with a filter on the exception row
-(type, severity, status) the texts are still found through the GIN index of `content_tsv`,
-never by reading every embedding of the organization (the join to the exception table, which
-has a policy, once turned the lookup into a scan: 82-125 ms at 1M rows as `recon_app`)."""
+"""The words search's plan under row-level security: with a filter (type, severity, status:
+on the embedding row since migration 0017) the texts are still found through the GIN index of
+`content_tsv`, never by reading every embedding of the organization (a join to the exception
+table, which has a policy, once turned the lookup into a scan: 82-125 ms at 1M rows as
+`recon_app`)."""
 
 from __future__ import annotations
 

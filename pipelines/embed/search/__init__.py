@@ -11,9 +11,11 @@ organization set (row-level security), so no other organization's row can come b
   searches less (`MIN_VECTOR_CANDIDATES`), with `hnsw.ef_search` sized to them and, on
   pgvector >= 0.8, `hnsw.iterative_scan = relaxed_order` so filters that drop most
   neighbours still fill the list (re-sorted exactly afterwards); no parallel workers (they
-  cost more to start than these statements take). The exception rows come back in the same
-  statement; the exception table is joined inside the index scan only for the filters on it
-  (type, severity, status);
+  cost more to start than these statements take); past 100,000 embeddings the IVF indexes
+  (`ivf.py`; a type's own for a type filter), and exact search for a filter that leaves few
+  rows (`vectors.choose_path`). Every filter is on the embedding row (type, severity and
+  status copied there, migration 0017), so no index scan reads another table; the exception
+  rows come back in the same statement;
 - text: `content_tsv` (GIN) matched first with `websearch_to_tsquery` (every word; quotes and
   `-word` work, ranked by `ts_rank_cd`; one statement, which also returns the query's
   lexemes); when that finds too few and the query has more than that one word, the texts
@@ -21,10 +23,10 @@ organization set (row-level security), so no other organization's row can come b
   texts; rare words are counted, common ones take ANALYZE's statistics: `lexeme_shares`),
   rarest first, ranked by the summed inverse document frequency of the query words they hold:
   a reference or a name in a sentence of common words comes first, and common words alone do
-  not fill the list with near-random texts. With a filter on the exception row the words are
-  matched on the embeddings alone and the exceptions joined after (`sql._text_matches`: the
-  policy of the exception table, joined beside `@@`, turned the GIN lookup into a scan of
-  every text). At most `TEXT_MATCH_CAP` texts are ranked, and a
+  not fill the list with near-random texts. The words are matched on the embeddings alone,
+  filters included (`sql._text_matches`: the policy of the exception table, joined beside
+  `@@`, turned the GIN lookup into a scan of every text). At most `TEXT_MATCH_CAP` texts are
+  ranked, and a
   word on more than `MAX_POSTINGS` rows of the whole table is not used to find them (its
   index entries alone would cost more than the rest of the search).
 The two lists are fused by reciprocal rank fusion (score = sum of 1 / (60 + rank)); each hit

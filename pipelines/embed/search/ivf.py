@@ -20,10 +20,18 @@ embed` / `recon run` (after embedding) and `recon db index` call it. The index h
 half-precision embeddings by inner product (`halfvec_ip_ops`: the vectors are normalised, so
 1 + inner distance is the cosine distance); that operator is its own, so a statement ordering
 by `INNER` uses this index and one ordering by `vectors.DISTANCE` the HNSW one.
+
+Beside it, one IVF index per exception type with at least a fifth of `IVF_MIN_ROWS` rows
+(`type_index`, partial: `WHERE exception_type = ...`, migration 0017). The vectors cluster by
+type, so the whole index's lists nearest to a query hold few of a type far from its words:
+a search of that type scanned list after list for them (`max_probes`) and still missed
+nearer ones; the type's own lists are placed among its own rows. A filter on a type uses its
+index (the planner matches the partial index's predicate) and its lists' probes.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -32,12 +40,25 @@ from typing import Any
 import sqlalchemy as sa
 
 IVF_INDEX = "idx_embeddings_ivf"
+TYPE_INDEX = IVF_INDEX + "_t_"
+# reconciliation_exceptions.type's values (its check constraint, migration 0001)
+EXCEPTION_TYPES = (
+    "AMOUNT_MISMATCH",
+    "DATE_MISMATCH",
+    "MISSING_IN_SOURCE",
+    "MISSING_IN_TARGET",
+    "DUPLICATE_FOUND",
+    "VALIDATION_ERROR",
+)
 IVF_MIN_ROWS = 100_000
+# a type's own index from this share of the whole index's rows (20,000 by default: fewer, and
+# `vectors.leaves_few` searches them exactly)
+TYPE_MIN_SHARE = 0.2
 # ordering by it uses IVF_INDEX (negative inner product of the half-precision vectors)
 INNER = "CAST(d.embedding AS halfvec(384)) <#> CAST(:q AS halfvec(384))"
 DEFINITION = (
     "CREATE INDEX CONCURRENTLY {name} ON document_embeddings USING ivfflat"
-    " ((CAST(embedding AS halfvec(384))) halfvec_ip_ops) WITH (lists = {lists})"
+    " ((CAST(embedding AS halfvec(384))) halfvec_ip_ops) WITH (lists = {lists}){where}"
 )
 # a query scans this share of the lists (22 of 1,120: recall@10 0.93 at 1.25M), at least MIN_PROBES
 PROBE_SHARE = 0.02
@@ -46,8 +67,20 @@ MIN_PROBES = 10
 MAX_PROBE_FACTOR = 8
 # the advisory lock a build holds (hashtext of this key, as the project's other locks)
 BUILD_LOCK = "search:ivf-build"
-_LISTS: dict[str, tuple[float, int | None]] = {}
+_LISTS: dict[str, tuple[float, dict[str, int]]] = {}
 LISTS_SECONDS = 60.0
+
+
+def type_index(exception_type: str) -> str:
+    """The name of the IVF index of one exception type."""
+    return TYPE_INDEX + exception_type.lower()
+
+
+def _specs() -> list[tuple[str, str, str]]:
+    """(index, its partial predicate, what it holds) of every IVF index search may use."""
+    return [(IVF_INDEX, "", "all")] + [
+        (type_index(t), f"exception_type = '{t}'", t) for t in EXCEPTION_TYPES
+    ]
 
 
 def lists_for(rows: int) -> int:
@@ -60,53 +93,72 @@ def probes(lists: int) -> int:
     return min(lists, max(MIN_PROBES, round(lists * PROBE_SHARE)))
 
 
-def _built(conn: sa.Connection) -> tuple[int | None, int]:
-    """(the index's lists, the rows it was built on) from its options and comment."""
-    row = conn.execute(
+def _built(conn: sa.Connection) -> dict[str, tuple[int, int]]:
+    """Every valid IVF index: name -> (its lists, the rows it was built on), from its options
+    and comment."""
+    rows = conn.execute(
         sa.text(
-            "SELECT c.reloptions, obj_description(c.oid, 'pg_class') AS note FROM pg_class c"
-            " JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = :n AND i.indisvalid"
+            "SELECT c.relname, c.reloptions, obj_description(c.oid, 'pg_class') AS note"
+            " FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
+            " WHERE c.relname = ANY(:n) AND i.indisvalid"
         ),
-        {"n": IVF_INDEX},
-    ).first()
-    if row is None:
-        return None, 0
-    lists = next((int(o.split("=")[1]) for o in row.reloptions or [] if o.startswith("lists=")), 0)
-    found = re.search(r"rows=(\d+)", row.note or "")
-    return lists or None, int(found.group(1)) if found else 0
+        {"n": [name for name, _, _ in _specs()]},
+    ).all()
+    found = {}
+    for row in rows:
+        lists = next(
+            (int(o.split("=")[1]) for o in row.reloptions or [] if o.startswith("lists=")), 0
+        )
+        on = re.search(r"rows=(\d+)", row.note or "")
+        if lists:
+            found[row.relname] = (lists, int(on.group(1)) if on else 0)
+    return found
 
 
-def ivf_lists(conn: sa.Connection) -> int | None:
-    """The valid IVF index's lists, or None when there is none (kept `LISTS_SECONDS` per
-    database: a build swaps the index in at most that long before searches use it)."""
+def ivf_lists(conn: sa.Connection, index: str = IVF_INDEX) -> int | None:
+    """The lists of the valid IVF index `index`, or None when there is none (kept
+    `LISTS_SECONDS` per database: a build swaps an index in at most that long before searches
+    use it)."""
     key = str(conn.engine.url)
     cached = _LISTS.get(key)
     if cached is None or time.monotonic() - cached[0] > LISTS_SECONDS:
-        cached = (time.monotonic(), _built(conn)[0])
+        cached = (time.monotonic(), {k: v[0] for k, v in _built(conn).items()})
         _LISTS[key] = cached
-    return cached[1]
+    return cached[1].get(index)
 
 
-def _rows(conn: sa.Connection) -> int:
-    """The table's rows: the planner's count when ANALYZE made one, else counted."""
-    estimate = conn.execute(
+def _rows(conn: sa.Connection, where: str = "") -> int:
+    """The table's rows (of the predicate `where`): the planner's estimate when ANALYZE made
+    statistics, else counted."""
+    analyzed = conn.execute(
         sa.text("SELECT reltuples FROM pg_class WHERE oid = 'document_embeddings'::regclass")
     ).scalar()
-    if estimate is not None and estimate >= 0:
-        return int(estimate)
-    return int(conn.execute(sa.text("SELECT count(*) FROM document_embeddings")).scalar_one())
+    if analyzed is None or analyzed < 0:
+        count = "SELECT count(*) FROM document_embeddings" + (f" WHERE {where}" if where else "")
+        return int(conn.execute(sa.text(count)).scalar_one())
+    if not where:
+        return int(analyzed)
+    plan = conn.execute(
+        sa.text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM document_embeddings WHERE {where}")
+    ).scalar_one()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def prewarm(engine: sa.Engine) -> str:
-    """The IVF index read into shared buffers (`pg_prewarm`), so a query's first scan of its
-    lists reads no block from outside them: 'prewarmed', or why not (no index, no extension,
-    not allowed to create it: a server of your own may lack it, search works the same)."""
+    """The IVF indexes read into shared buffers (`pg_prewarm`), so a query's first scan of
+    their lists reads no block from outside them: 'prewarmed', or why not (no index, no
+    extension, not allowed to create it: a server of your own may lack it, search works the
+    same)."""
     try:
         with engine.begin() as conn:
-            if not conn.execute(sa.text("SELECT to_regclass(:n)"), {"n": IVF_INDEX}).scalar():
+            names = list(_built(conn))
+            if IVF_INDEX not in names:
                 return "no IVF index"
             conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_prewarm"))
-            conn.execute(sa.text("SELECT pg_prewarm(:n)"), {"n": IVF_INDEX})
+            conn.execute(
+                sa.text("SELECT pg_prewarm(n) FROM unnest(CAST(:n AS text[])) n"), {"n": names}
+            )
     except sa.exc.DBAPIError as error:
         return f"not prewarmed: {str(error.orig).strip().splitlines()[0]}"
     return "prewarmed"
@@ -114,45 +166,65 @@ def prewarm(engine: sa.Engine) -> str:
 
 def ensure_ivf(engine: sa.Engine, *, force: bool = False, min_rows: int = IVF_MIN_ROWS) -> dict:
     """Build (or rebuild) the IVF index when the embeddings reached `min_rows` and have at
-    least doubled since the last build (or `force`, when there are any); else nothing. Either
-    way an existing index is read into shared buffers (`prewarm`: a restarted server's are
-    empty).
+    least doubled since the last build (or `force`, when there are any); the same for each
+    type's index (`type_index`) at `TYPE_MIN_SHARE` of `min_rows` of that type; else nothing.
+    Either way the existing indexes are read into shared buffers (`prewarm`: a restarted
+    server's are empty).
 
-    Returns what was found and done: rows, lists, built (bool), seconds, reason, prewarm.
+    Returns what was found and done for the whole index: rows, lists, built (bool), seconds,
+    reason, prewarm; and `types`: each type's rows, lists, built, seconds, reason.
     """
-    found = _ensure(engine, force, min_rows)
-    return found | {"prewarm": prewarm(engine)}
-
-
-def _ensure(engine: sa.Engine, force: bool, min_rows: int) -> dict:
-    with engine.connect() as conn:
-        rows = _rows(conn)
-        lists, built_rows = _built(conn)
-    found: dict[str, Any] = {"rows": rows, "lists": lists, "built": False, "seconds": 0.0}
-    if rows < (1 if force else min_rows):
-        return found | {"reason": f"{rows} embeddings, fewer than {min_rows}: HNSW serves"}
-    if not force and lists is not None and rows < 2 * built_rows:
-        return found | {"reason": f"built on {built_rows} rows; rebuilt at {2 * built_rows}"}
-    lists = lists_for(rows)
-    started = time.perf_counter()
-    new = f"{IVF_INDEX}_new"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        built = _built(conn)
         # one build at a time (upkeep and an embedding run may both find it due): the other
         # call leaves it, rather than dropping the index being built as a killed build's
         lock = {"k": BUILD_LOCK}
         if not conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:k))"), lock).scalar():
-            return found | {"reason": "another process is building it"}
+            found = {"rows": _rows(conn), "lists": built.get(IVF_INDEX, (None,))[0]}
+            busy = {"built": False, "seconds": 0.0, "reason": "another process is building it"}
+            return found | busy | {"types": {}, "prewarm": "not now"}
         try:
-            conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {new}"))  # a killed build's
-            conn.execute(sa.text("SET maintenance_work_mem = '1GB'"))
-            conn.execute(sa.text("SET max_parallel_maintenance_workers = 2"))
-            conn.execute(sa.text(DEFINITION.format(name=new, lists=lists)))
-            conn.execute(sa.text(f"COMMENT ON INDEX {new} IS 'rows={rows}'"))
-            with engine.begin() as swap:  # one transaction: searches see one index or the other
-                swap.execute(sa.text(f"DROP INDEX IF EXISTS {IVF_INDEX}"))
-                swap.execute(sa.text(f"ALTER INDEX {new} RENAME TO {IVF_INDEX}"))
+            done = {
+                held: _ensure_one(engine, conn, name, where, built.get(name), force, minimum)
+                for name, where, held in _specs()
+                for minimum in [min_rows if held == "all" else round(min_rows * TYPE_MIN_SHARE)]
+            }
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), lock)
     _LISTS.pop(str(engine.url), None)
+    whole = done.pop("all")
+    return whole | {"types": done, "prewarm": prewarm(engine)}
+
+
+def _ensure_one(
+    engine: sa.Engine,
+    conn: sa.Connection,
+    name: str,
+    where: str,
+    built: tuple[int, int] | None,
+    force: bool,
+    min_rows: int,
+) -> dict[str, Any]:
+    """One IVF index (`name`, over the rows of `where`) built when due: `ensure_ivf`."""
+    rows = _rows(conn, where)
+    lists = built[0] if built else None
+    found: dict[str, Any] = {"rows": rows, "lists": lists, "built": False, "seconds": 0.0}
+    if rows < (1 if force else min_rows):
+        serves = "HNSW serves" if name == IVF_INDEX else "the whole index serves"
+        return found | {"reason": f"{rows} embeddings, fewer than {min_rows}: {serves}"}
+    if not force and built is not None and rows < 2 * built[1]:
+        return found | {"reason": f"built on {built[1]} rows; rebuilt at {2 * built[1]}"}
+    lists = lists_for(rows)
+    started = time.perf_counter()
+    new = f"{name}_new"
+    conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {new}"))  # a killed build's
+    conn.execute(sa.text("SET maintenance_work_mem = '1GB'"))
+    conn.execute(sa.text("SET max_parallel_maintenance_workers = 2"))
+    predicate = f" WHERE {where}" if where else ""
+    conn.execute(sa.text(DEFINITION.format(name=new, lists=lists, where=predicate)))
+    conn.execute(sa.text(f"COMMENT ON INDEX {new} IS 'rows={rows}'"))
+    with engine.begin() as swap:  # one transaction: searches see one index or the other
+        swap.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
+        swap.execute(sa.text(f"ALTER INDEX {new} RENAME TO {name}"))
     seconds = round(time.perf_counter() - started, 1)
     return found | {"lists": lists, "built": True, "seconds": seconds, "reason": "built"}

@@ -1,7 +1,10 @@
 """The SQL both searches share: the organization and the optional filters as clauses on
 `document_embeddings d` and `reconciliation_exceptions e`, the candidates' FROM and WHERE,
 and the exception columns a hit returns. Candidates come from `EMBEDDINGS` (migration 0010):
-under row-level security its full-text `@@` can use the GIN index, the table's cannot.
+under row-level security its full-text `@@` can use the GIN index, the table's cannot. Every
+filter is on the embedding row (migration 0017 copies an exception's type, severity and status
+onto it), so no candidate search joins the exception table; the hits' exception rows are
+read with the same filters checked again.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ from typing import Any
 
 # document_embeddings as the organization set sees it (every row for the owner), migration 0010
 EMBEDDINGS = "organization_document_embeddings"
-# texts matched before a filter on the exception row keeps some of them (`_text_matches`)
-FILTERED_MATCH_FACTOR = 4
 EXCEPTION_COLUMNS = (
     "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
 )
@@ -32,60 +33,39 @@ def _filters(
     reconciliation_id: int | None, type: str | None, severity: str | None, status: str | None
 ) -> Filters:
     found = Filters()
-    if reconciliation_id is not None:
-        found.on_embedding += " AND d.reconciliation_id = :rid"
-        found.on_exception += " AND e.reconciliation_id = :rid"
-        found.params["rid"] = reconciliation_id
-    exception_only = ""
-    for column, value in (("type", type), ("severity", severity), ("status", status)):
+    for column, embedding, value in (
+        ("reconciliation_id", "reconciliation_id", reconciliation_id),
+        ("type", "exception_type", type),
+        ("severity", "exception_severity", severity),
+        ("status", "exception_status", status),
+    ):
         if value is not None:
-            exception_only += f" AND e.{column} = :{column}"
-            found.params[column] = value.upper()
-    found.on_exception += exception_only
-    # rows the index scan must join to the exception to keep (type, severity, status)
-    found.params["_join"] = bool(exception_only)
+            found.on_embedding += f" AND d.{embedding} = :{column}"
+            found.on_exception += f" AND e.{column} = :{column}"
+            found.params[column] = value.upper() if isinstance(value, str) else value
     return found
 
 
 def _candidates_from(filters: Filters) -> str:
     """FROM and WHERE of a candidate search: the organization's embeddings of exceptions of
-    the model, joined to their exception rows only when a filter is on those."""
-    join = (
-        " JOIN reconciliation_exceptions e ON e.id = d.document_id AND e.organization_id = :org"
-        if filters.params.get("_join")
-        else ""
-    )
-    where = filters.on_embedding + (filters.on_exception if join else "")
+    the model within the filters."""
     return (
-        f" FROM {EMBEDDINGS} d" + join + " WHERE d.organization_id = :org"
-        " AND d.document_type = :doc AND d.model_name = :model" + where
+        f" FROM {EMBEDDINGS} d WHERE d.organization_id = :org"
+        " AND d.document_type = :doc AND d.model_name = :model" + filters.on_embedding
     )
 
 
 def _text_matches(filters: Filters, match: str) -> str:
     """A subquery of at most :cap (document_id, content_tsv) rows of the organization's texts
-    of the model matching the tsquery expression `match`, within the filters.
-
-    With a filter on the exception row (type, severity, status) the words are matched first,
-    on their own, up to `FILTERED_MATCH_FACTOR` x :cap texts, and the exception rows joined to
-    those afterwards: a join to `reconciliation_exceptions` at the same level as `@@` lets
-    its row-level security turn the GIN lookup into a scan of every embedding (82-125 ms
-    against 0.15 ms at 1M rows). The subquery's LIMIT keeps the planner from merging the two.
-    """
-    own = (
-        f"SELECT d.document_id, d.content_tsv FROM {EMBEDDINGS} d WHERE d.organization_id = :org"
+    of the model matching the tsquery expression `match`, within the filters. On the
+    embeddings alone: a join to `reconciliation_exceptions` beside `@@` let its row-level
+    security turn the GIN lookup into a scan of every embedding (82-125 ms against 0.15 ms at
+    1M rows)."""
+    return (
+        f"(SELECT d.document_id, d.content_tsv FROM {EMBEDDINGS} d WHERE d.organization_id = :org"
         " AND d.document_type = :doc AND d.model_name = :model"
         + filters.on_embedding
-        + f" AND d.content_tsv @@ {match}"
-    )
-    if not filters.params.get("_join"):
-        return f"({own} LIMIT :cap)"
-    return (
-        f"(SELECT w.document_id, w.content_tsv FROM ({own}"
-        f" LIMIT {FILTERED_MATCH_FACTOR} * :cap) w JOIN reconciliation_exceptions e"
-        " ON e.id = w.document_id AND e.organization_id = :org WHERE TRUE"
-        + filters.on_exception
-        + " LIMIT :cap)"
+        + f" AND d.content_tsv @@ {match} LIMIT :cap)"
     )
 
 

@@ -1,9 +1,11 @@
 """The vector search: the half-precision HNSW cosine index of migration 0007, its
 transaction-local settings (`tune_hnsw`) and its statement (`vector_statement`); the IVF
-index once there is one (`ivf.py`: the same statement ordering by `ivf.INNER`); and the
-exact search (`exact_statement`) for a filter the planner expects to leave few rows
-(`leaves_few`): walking the graph through a filter that drops most neighbours reads far more
-rows than the filter keeps, and finds fewer of the true nearest.
+indexes once there are some (`ivf.py`: the same statement ordering by `ivf.INNER`, a type's
+own index for a filter on that type); and the exact search (`exact_statement`) for a filter
+the planner expects to leave few rows (`leaves_few`): walking an index through a filter that
+drops most neighbours reads far more rows than the filter keeps, and finds fewer of the true
+nearest. Every filter is on the embedding row (migration 0017): the index scan reads no other
+table, and the exception rows of the `:k` found are joined once, the filters checked again.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from pipelines.embed.search.ivf import INNER, MAX_PROBE_FACTOR, ivf_lists, probes
+from pipelines.embed.search.ivf import INNER, MAX_PROBE_FACTOR, ivf_lists, probes, type_index
 from pipelines.embed.search.sql import (
-    EMBEDDINGS,
     EXCEPTION_COLUMNS,
     Filters,
     _candidates_from,
@@ -27,11 +28,6 @@ MIN_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
 # a filter the planner expects to leave at most this many rows is searched exactly
 EXACT_ROWS = 20_000
-# the IVF index's nearest ranked for a filter on the exception row (`pool_statement`), in
-# turn while fewer than k pass: a severity or status keeps ~1/4-1/5 of them, a type near the
-# words most; each row of a pool costs ~0.04 ms at 1M (its heap fetch and join), a pool of
-# 1,000 ~60 ms
-IVF_POOLS = (200, 1000)
 # the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
 DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
 _VECTOR_VERSIONS: dict[str, tuple[int, ...]] = {}
@@ -95,69 +91,49 @@ def vector_statement(filters: Filters, *, ivf: bool = False) -> str:
 
 def exact_statement(filters: Filters) -> str:
     """The `:k` nearest by distance over every row the filters keep (no index on the distance:
-    the MATERIALIZED candidates have no ORDER BY for the HNSW index to serve), with the rows
-    of `vector_statement`. For filters that leave few rows (`leaves_few`)."""
+    the MATERIALIZED candidates have no ORDER BY for an index to serve), with the rows of
+    `vector_statement`. For filters that leave few rows (`leaves_few`)."""
     return (
-        f"WITH kept AS MATERIALIZED (SELECT d.document_id, {DISTANCE} AS distance,"
-        f" {EXCEPTION_COLUMNS} FROM reconciliation_exceptions e JOIN {EMBEDDINGS} d"
-        " ON d.document_id = e.id AND d.organization_id = :org AND d.document_type = :doc"
-        f" AND d.model_name = :model{filters.on_embedding}"
-        f" WHERE e.organization_id = :org{filters.on_exception})"
-        " SELECT * FROM kept ORDER BY distance, document_id LIMIT :k"
+        f"WITH kept AS MATERIALIZED (SELECT d.document_id, {DISTANCE} AS distance"
+        f"{_candidates_from(filters)}), nearest AS (SELECT * FROM kept"
+        " ORDER BY distance, document_id LIMIT :k)"
+        f" SELECT n.document_id, n.distance, {EXCEPTION_COLUMNS} FROM nearest n"
+        " JOIN reconciliation_exceptions e ON e.id = n.document_id"
+        f" AND e.organization_id = :org{filters.on_exception}"
+        " ORDER BY n.distance, n.document_id"
     )
 
 
 def leaves_few(conn: sa.Connection, filters: Filters) -> bool:
     """Whether the filters (a reconciliation, a type, severity or status) leave at most
-    `EXACT_ROWS` exceptions by the planner's estimate (EXPLAIN: a plan, no rows read)."""
-    if not filters.on_exception:
+    `EXACT_ROWS` embeddings by the planner's estimate (EXPLAIN: a plan, no rows read)."""
+    if not filters.on_embedding:
         return False
     plan = conn.execute(
-        sa.text(
-            "EXPLAIN (FORMAT JSON) SELECT 1 FROM reconciliation_exceptions e"
-            f" WHERE e.organization_id = :org{filters.on_exception}"
-        ),
+        sa.text("EXPLAIN (FORMAT JSON) SELECT 1" + _candidates_from(filters)),
         _sql_params(filters),
     ).scalar_one()
     plan = json.loads(plan) if isinstance(plan, str) else plan
     return float(plan[0]["Plan"]["Plan Rows"]) <= EXACT_ROWS
 
 
-def pool_statement(filters: Filters) -> str:
-    """A filter on the exception row over the IVF index: the organization's `:pool` nearest by
-    the index (no join inside the scan: the lists' tuples are ranked once), then their
-    exception rows joined and filtered, the `:k` nearest kept, with their rows."""
-    own = Filters(filters.on_embedding, "", {**filters.params, "_join": False})
-    return (
-        f"WITH pool AS MATERIALIZED (SELECT d.document_id, 1 + ({INNER}) AS distance"
-        f"{_candidates_from(own)} ORDER BY {INNER} LIMIT :pool)"
-        f" SELECT p.document_id, p.distance, {EXCEPTION_COLUMNS} FROM pool p"
-        " JOIN reconciliation_exceptions e ON e.id = p.document_id"
-        f" AND e.organization_id = :org{filters.on_exception}"
-        " ORDER BY p.distance, p.document_id LIMIT :k"
-    )
-
-
 def choose_path(conn: sa.Connection, filters: Filters) -> tuple[str, int | None]:
-    """How the `k` nearest are found, and the IVF index's lists when that serves: `exact` when
-    the filters leave few rows (`leaves_few`); with the IVF index, `ivf` without a filter on
-    the exception row and `pool` with one (joined inside the scan, such a filter made the IVF
-    scan join tuple after tuple until :k passed: one of a type, by which the vectors cluster,
-    scanned most lists, 1.7-2.4 s at 1M); else `hnsw`."""
+    """How the `k` nearest are found, and the lists of the IVF index that serves: `exact` when
+    the filters leave few rows (`leaves_few`); else `ivf` when there is an IVF index (a type
+    filter's own index when it has one: `ivf.type_index`); else `hnsw`."""
     if leaves_few(conn, filters):
         return "exact", None
-    lists = ivf_lists(conn)
-    if not lists:
+    whole = ivf_lists(conn)
+    if not whole:
         return "hnsw", None
-    return ("pool" if filters.params.get("_join") else "ivf"), lists
+    kind = filters.params.get("type")
+    return "ivf", (ivf_lists(conn, type_index(kind)) if kind else None) or whole
 
 
 def path_statement(path: str, filters: Filters) -> str:
     """The statement of a `choose_path` path."""
     if path == "exact":
         return exact_statement(filters)
-    if path == "pool":
-        return pool_statement(filters)
     return vector_statement(filters, ivf=path == "ivf")
 
 
@@ -165,15 +141,8 @@ def _vector_candidates(
     conn: sa.Connection, query: np.ndarray, filters: Filters, k: int
 ) -> list[Any]:
     """The `k` nearest by `choose_path`'s statement (the transaction's settings made first:
-    `tune_hnsw`); for `pool`, the `IVF_POOLS` in turn while fewer than `k` rows pass the
-    filter, then (a type far from the words) HNSW's iterative scan looks further."""
+    `tune_hnsw`)."""
     path, lists = choose_path(conn, filters)
     tune_hnsw(conn, k, serial=True, lists=lists)
     params = {**_sql_params(filters), "q": vector_literal(query), "k": k}
-    if path != "pool":
-        return conn.execute(sa.text(path_statement(path, filters)), params).all()
-    for pool in IVF_POOLS:
-        rows = conn.execute(sa.text(pool_statement(filters)), params | {"pool": pool}).all()
-        if len(rows) >= k:
-            return rows
-    return conn.execute(sa.text(path_statement("hnsw", filters)), params).all()
+    return conn.execute(sa.text(path_statement(path, filters)), params).all()
