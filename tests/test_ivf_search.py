@@ -247,6 +247,15 @@ def test_filters_follow_the_exception(planted: tuple) -> None:
     with engine.connect() as conn:
         rows = conn.execute(sa.text(columns), {"o": org}).all()
     assert rows and all(row.same for row in rows)
+    # the vectors stay in their rows (migration 0017), not in the TOAST table
+    with engine.connect() as conn:
+        outside = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM document_embeddings"
+                " WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL"
+            )
+        ).scalar_one()
+    assert outside == 0
     chosen = next(row.id for row in rows if row.status == "OPEN")
     with engine.begin() as conn:
         conn.execute(

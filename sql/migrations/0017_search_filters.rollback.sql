@@ -16,6 +16,8 @@ BEGIN
     END LOOP;
 END;
 $$;
+ALTER TABLE document_embeddings ALTER COLUMN embedding SET STORAGE EXTENDED;
+ALTER TABLE document_embeddings RESET (toast_tuple_target);
 ALTER TABLE document_embeddings
     DROP COLUMN exception_type, DROP COLUMN exception_severity, DROP COLUMN exception_status;
 CREATE VIEW organization_document_embeddings AS

@@ -6,12 +6,20 @@
 -- the search's IVF indexes of one type (`pipelines/embed/search/ivf.py`) serve it.
 -- Kept by triggers: set from the exception when its embedding is inserted, updated when a
 -- person or the pipeline changes the exception's status (or type, severity).
+-- The embedding is kept inside the row (STORAGE MAIN, rows up to 4 kB left whole): a row of
+-- ~2.4 kB (the 1.5 kB vector, its text and tsvector) passed the 2 kB default, and PostgreSQL
+-- moved the vector, its largest value, to the TOAST table; every distance the exact search
+-- (`vectors.exact_statement`) computed then read it from there (~10 us a row: 80 ms for a
+-- filter leaving 8,000 of 1M rows). Rows written before this migration keep their TOASTed
+-- vectors until re-embedded (`VACUUM FULL document_embeddings` rewrites them all, locking it).
 -- depends: 0016_amount_matches
 
 ALTER TABLE document_embeddings
     ADD COLUMN exception_type VARCHAR(50),
     ADD COLUMN exception_severity VARCHAR(20),
     ADD COLUMN exception_status VARCHAR(20);
+ALTER TABLE document_embeddings ALTER COLUMN embedding SET STORAGE MAIN;
+ALTER TABLE document_embeddings SET (toast_tuple_target = 4080);
 
 UPDATE document_embeddings d
     SET exception_type = e.type, exception_severity = e.severity, exception_status = e.status
