@@ -1,6 +1,7 @@
 """A filter that leaves few rows is searched exactly (`vectors.leaves_few`, `exact_statement`):
 the nearest exceptions of that type, severity and status by distance, the same as a brute-force
-ranking, with the organization's rows only; a broad or absent filter walks the HNSW index.
+ranking, with the organization's rows only; a broad or absent filter walks the index
+(HNSW here: too few rows for IVF).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def test_a_narrow_filter_is_searched_exactly(
     chosen: list[bool] = []
     leaves_few = vectors_module.leaves_few
 
-    def recorded(conn: sa.Connection, found: Any) -> bool:
-        chosen.append(leaves_few(conn, found))
+    def recorded(conn: sa.Connection, found: Any, rows: int) -> bool:
+        chosen.append(leaves_few(conn, found, rows))
         return chosen[-1]
 
     monkeypatch.setattr(vectors_module, "leaves_few", recorded)
@@ -79,7 +80,7 @@ def test_a_narrow_filter_is_searched_exactly(
     chosen.clear()
     search_exceptions(engine, model, query, organization_id=org, limit=5)
     assert chosen == [False]
-    monkeypatch.setattr(vectors_module, "EXACT_ROWS", 0)
+    monkeypatch.setattr(vectors_module, "EXACT_ROWS", dict.fromkeys(vectors_module.EXACT_ROWS, 0))
     chosen.clear()
     again = search_exceptions(engine, model, query, organization_id=org, limit=5, **filters)
     assert chosen == [False]
@@ -89,12 +90,14 @@ def test_a_narrow_filter_is_searched_exactly(
 def test_the_estimate_reads_the_filters(engine: sa.Engine) -> None:
     org, _, _ = _planted(engine)
     with organization_transaction(engine, org) as conn:
+        given = {"org": org, "doc": "EXCEPTION", "model": "any"}
         found = _filters(None, "AMOUNT_MISMATCH", None, "RESOLVED")
-        found.params["org"] = org
-        assert vectors_module.leaves_few(conn, found)
+        found.params.update(given)
+        assert vectors_module.leaves_few(conn, found, 20_000)
+        assert not vectors_module.leaves_few(conn, found, 0)
         bare = _filters(None, None, None, None)
-        bare.params["org"] = org
-        assert not vectors_module.leaves_few(conn, bare)
+        bare.params.update(given)
+        assert not vectors_module.leaves_few(conn, bare, 20_000)
 
 
 def _stored_texts(engine: sa.Engine, ids: list[int]) -> list[str]:

@@ -183,7 +183,8 @@ def test_filters_take_the_right_path_and_are_kept(
 ) -> None:
     engine, model, org, _ = planted
     ivf.ensure_ivf(engine, min_rows=1000)
-    monkeypatch.setattr(vectors_module, "EXACT_ROWS", 0)  # not the exact search: an index
+    # not the exact search: an index
+    monkeypatch.setattr(vectors_module, "EXACT_ROWS", dict.fromkeys(vectors_module.EXACT_ROWS, 0))
     with engine.connect() as conn:
         rid = conn.execute(
             sa.text(

@@ -26,10 +26,17 @@ from pipelines.embed.search.sql import (
 
 MIN_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
-# a filter the planner expects to leave at most this many rows is searched exactly
-EXACT_ROWS = 20_000
+# a filter the planner expects to leave at most this many rows is searched exactly, by the
+# index that would serve otherwise: exact costs ~3 us a row (heap fetch and distance); an IVF
+# scan ~12 ms for the whole index's 22 lists (~6 ms for a type's 10) plus a heap fetch for
+# each row it ranks until :k pass the filter (~2.5 us each, 20 x the index's rows / the
+# filter's rows). HNSW's iterative scan through a narrow filter is the slowest of all.
+EXACT_ROWS = {"hnsw": 20_000, "ivf": 6_000, "ivf of the type": 3_000}
 # the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
 DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
+# the exact search's: the stored vectors as they are (converting each to half precision cost
+# ~1 us a row, 8 ms of a filter's 8,400)
+EXACT_DISTANCE = "d.embedding <=> CAST(:q AS vector)"
 _VECTOR_VERSIONS: dict[str, tuple[int, ...]] = {}
 
 
@@ -94,7 +101,7 @@ def exact_statement(filters: Filters) -> str:
     the MATERIALIZED candidates have no ORDER BY for an index to serve), with the rows of
     `vector_statement`. For filters that leave few rows (`leaves_few`)."""
     return (
-        f"WITH kept AS MATERIALIZED (SELECT d.document_id, {DISTANCE} AS distance"
+        f"WITH kept AS MATERIALIZED (SELECT d.document_id, {EXACT_DISTANCE} AS distance"
         f"{_candidates_from(filters)}), nearest AS (SELECT * FROM kept"
         " ORDER BY distance, document_id LIMIT :k)"
         f" SELECT n.document_id, n.distance, {EXCEPTION_COLUMNS} FROM nearest n"
@@ -104,9 +111,9 @@ def exact_statement(filters: Filters) -> str:
     )
 
 
-def leaves_few(conn: sa.Connection, filters: Filters) -> bool:
-    """Whether the filters (a reconciliation, a type, severity or status) leave at most
-    `EXACT_ROWS` embeddings by the planner's estimate (EXPLAIN: a plan, no rows read)."""
+def leaves_few(conn: sa.Connection, filters: Filters, rows: int) -> bool:
+    """Whether the filters (a reconciliation, a type, severity or status) leave at most `rows`
+    embeddings by the planner's estimate (EXPLAIN: a plan, no rows read)."""
     if not filters.on_embedding:
         return False
     plan = conn.execute(
@@ -114,20 +121,21 @@ def leaves_few(conn: sa.Connection, filters: Filters) -> bool:
         _sql_params(filters),
     ).scalar_one()
     plan = json.loads(plan) if isinstance(plan, str) else plan
-    return float(plan[0]["Plan"]["Plan Rows"]) <= EXACT_ROWS
+    return float(plan[0]["Plan"]["Plan Rows"]) <= rows
 
 
 def choose_path(conn: sa.Connection, filters: Filters) -> tuple[str, int | None]:
-    """How the `k` nearest are found, and the lists of the IVF index that serves: `exact` when
-    the filters leave few rows (`leaves_few`); else `ivf` when there is an IVF index (a type
-    filter's own index when it has one: `ivf.type_index`); else `hnsw`."""
-    if leaves_few(conn, filters):
-        return "exact", None
+    """How the `k` nearest are found, and the lists of the IVF index that serves: `ivf` when
+    there is an IVF index (a type filter's own index when it has one: `ivf.type_index`), else
+    `hnsw`; `exact` instead when the filters leave at most `EXACT_ROWS` of that index's rows
+    (`leaves_few`)."""
     whole = ivf_lists(conn)
-    if not whole:
-        return "hnsw", None
     kind = filters.params.get("type")
-    return "ivf", (ivf_lists(conn, type_index(kind)) if kind else None) or whole
+    own = ivf_lists(conn, type_index(kind)) if whole and kind else None
+    serving = "ivf of the type" if own else "ivf" if whole else "hnsw"
+    if leaves_few(conn, filters, EXACT_ROWS[serving]):
+        return "exact", None
+    return ("ivf", own or whole) if whole else ("hnsw", None)
 
 
 def path_statement(path: str, filters: Filters) -> str:
