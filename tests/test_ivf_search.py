@@ -258,7 +258,7 @@ def test_filters_follow_the_exception(planted: tuple) -> None:
         ).scalar_one()
     assert outside == 0
     chosen = next(row.id for row in rows if row.status == "OPEN")
-    with engine.begin() as conn:
+    with organization_transaction(engine, org) as conn:  # as the application: recon_app
         conn.execute(
             sa.text("UPDATE reconciliation_exceptions SET status = 'IGNORED' WHERE id = :i"),
             {"i": chosen},

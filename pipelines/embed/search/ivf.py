@@ -64,7 +64,7 @@ DEFINITION = (
 # (search_bench --probe-sweep, 120 queries routed to IVF: recall@10 0.91 at 11, 0.94 at 16,
 # 0.96 at 22, 0.98 at 33; each list ~0.55 ms)
 PROBE_SHARE = 0.015
-MIN_PROBES = 10
+MIN_PROBES = 16
 # a filter dropping most rows scans more lists, up to this many times `probes` (iterative scan)
 MAX_PROBE_FACTOR = 8
 # the advisory lock a build holds (hashtext of this key, as the project's other locks)

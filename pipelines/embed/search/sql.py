@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.embed.search.ivf import EXCEPTION_TYPES
+
 # document_embeddings as the organization set sees it (every row for the owner), migration 0010
 EMBEDDINGS = "organization_document_embeddings"
 # texts matched before a type, severity or status filter keeps some of them (`_text_matches`)
@@ -43,12 +45,17 @@ def _filters(
         ("severity", "exception_severity", severity),
         ("status", "exception_status", status),
     ):
-        if value is not None:
-            found.on_embedding += f" AND d.{embedding} = :{column}"
-            found.on_exception += f" AND e.{column} = :{column}"
-            found.params[column] = value.upper() if isinstance(value, str) else value
-            if embedding != column:
-                found.copied += f" AND d.{embedding} = :{column}"
+        if value is None:
+            continue
+        found.params[column] = value = value.upper() if isinstance(value, str) else value
+        # a known type is written into the statement: the planner matches a partial index's
+        # predicate (the type's IVF index, `ivf.type_index`) against a constant, never a
+        # parameter of a prepared statement's generic plan (psycopg prepares after 5 uses)
+        given = f"'{value}'" if column == "type" and value in EXCEPTION_TYPES else f":{column}"
+        found.on_embedding += f" AND d.{embedding} = {given}"
+        found.on_exception += f" AND e.{column} = :{column}"
+        if embedding != column:
+            found.copied += f" AND d.{embedding} = {given}"
     return found
 
 
