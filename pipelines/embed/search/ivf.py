@@ -6,10 +6,10 @@ at nearly the same distance from thousands of exceptions of its kind (at 1M rows
 the 100th nearest differ by ~0.02 in cosine, the 10th and 11th by ~0.0002; an ad-hoc numpy
 probe, see README). The HNSW graph walks such a plateau poorly: recall@10 0.54 at 1M rows,
 0.58 at ef_search 1000 (`bench/search_bench.py --docfit`). Clustering gathers those
-exceptions into few lists: scanning the 17 nearest of 1,120 lists finds ~0.94 of the exact
-top 10 at 1.25M rows (`PROBE_SHARE`); each list scanned costs ~0.55 ms (~1,100 tuples ranked:
-pgvector sorts every tuple of the lists it scans; the distance itself is a small part), so
-the statement takes ~10 ms: recall bought with time.
+exceptions into few lists: scanning the 14 nearest of 1,120 lists finds ~0.93 of the exact
+top 10 at 1.25M rows (`PROBE_SHARE`); each list scanned costs ~0.45 ms (~1,100 tuples ranked:
+pgvector sorts every tuple of the lists it scans; the distance itself is a small part, and
+float vectors were slower than half precision), so the statement takes ~8 ms.
 
 IVFFlat places its lists by k-means over the rows present when it is built (on an empty table
 it clusters nothing), so it is no migration: `ensure_ivf` builds it once the table holds
@@ -60,11 +60,11 @@ DEFINITION = (
     "CREATE INDEX CONCURRENTLY {name} ON document_embeddings USING ivfflat"
     " ((CAST(embedding AS halfvec(384))) halfvec_ip_ops) WITH (lists = {lists}){where}"
 )
-# a query scans this share of the lists, at least MIN_PROBES: 17 of 1,120 at 1.25M rows
-# (search_bench --probe-sweep, 120 queries routed to IVF: recall@10 0.91 at 11, 0.94 at 16,
-# 0.96 at 22, 0.98 at 33; each list ~0.55 ms)
-PROBE_SHARE = 0.015
-MIN_PROBES = 16
+# a query scans this share of the lists, at least MIN_PROBES: 14 of the whole index's 1,120
+# lists at 1.25M rows, 12 of a type's ~210 (search_bench --probe-sweep, 120 queries routed
+# to IVF: recall@10 0.91 at 11 probes, 0.96 at 17, 0.97 at 22; each list ~0.45 ms)
+PROBE_SHARE = 0.0125
+MIN_PROBES = 12
 # a filter dropping most rows scans more lists, up to this many times `probes` (iterative scan)
 MAX_PROBE_FACTOR = 8
 # the advisory lock a build holds (hashtext of this key, as the project's other locks)
