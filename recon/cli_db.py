@@ -140,7 +140,7 @@ def db_index(
     """Build the search's IVF index when it is due (the daily upkeep does the same).
 
     Due: the embeddings reached 100,000 and have doubled since the last build; an exception
-    type's own index (searches filtered on that type use it) at 20,000 of that type.
+    type's own index (searches filtered on that type use it) at 5,000 of that type.
 
     Until then the HNSW index serves searches. The build runs CONCURRENTLY: searches go on.
     """
@@ -155,4 +155,5 @@ def db_index(
 def _ivf_state(done: dict) -> str:
     state = f"built in {done['seconds']} s" if done["built"] else f"not built: {done['reason']}"
     lists = f"{done['lists']} lists" if done["lists"] else "none yet"
-    return f"({done['rows']:,} embeddings, {lists}): {state}"
+    rows = "" if done["rows"] is None else f"{done['rows']:,} embeddings, "
+    return f"({rows}{lists}): {state}"

@@ -97,6 +97,8 @@ def test_built_only_when_due_and_swapped_whole(planted: tuple) -> None:
     waiting = ivf.ensure_ivf(engine, min_rows=10_000)
     assert not waiting["built"] and "fewer than 10000" in waiting["reason"]
     assert waiting["prewarm"] == "no IVF index"
+    # no type's index before the whole one (HNSW serves every search until then)
+    assert not any(t["built"] for t in waiting["types"].values()), waiting["types"]
     assert _valid(engine, ivf.IVF_INDEX) is None
     # a killed build's leftover under the new name is dropped before building
     with engine.begin() as conn:

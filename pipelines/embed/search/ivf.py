@@ -21,7 +21,7 @@ half-precision embeddings by inner product (`halfvec_ip_ops`: the vectors are no
 1 + inner distance is the cosine distance); that operator is its own, so a statement ordering
 by `INNER` uses this index and one ordering by `vectors.DISTANCE` the HNSW one.
 
-Beside it, one IVF index per exception type with at least a fifth of `IVF_MIN_ROWS` rows
+Beside it, one IVF index per exception type with at least a twentieth of `IVF_MIN_ROWS` rows
 (`type_index`, partial: `WHERE exception_type = ...`, migration 0017). The vectors cluster by
 type, so the whole index's lists nearest to a query hold few of a type far from its words:
 a search of that type scanned list after list for them (`max_probes`) and still missed
@@ -51,9 +51,10 @@ EXCEPTION_TYPES = (
     "VALIDATION_ERROR",
 )
 IVF_MIN_ROWS = 100_000
-# a type's own index from this share of the whole index's rows (20,000 by default: fewer, and
-# `vectors.leaves_few` searches them exactly)
-TYPE_MIN_SHARE = 0.2
+# a type's own index from this share of the whole index's rows (5,000 by default: fewer, and
+# `vectors.leaves_few` searches them exactly; more, without one, and the whole index's
+# iterative scan looks through list after list for a type far from the words)
+TYPE_MIN_SHARE = 0.05
 # ordering by it uses IVF_INDEX (negative inner product of the half-precision vectors)
 INNER = "CAST(d.embedding AS halfvec(384)) <#> CAST(:q AS halfvec(384))"
 DEFINITION = (
@@ -186,16 +187,20 @@ def ensure_ivf(engine: sa.Engine, *, force: bool = False, min_rows: int = IVF_MI
             busy = {"built": False, "seconds": 0.0, "reason": "another process is building it"}
             return found | busy | {"types": {}, "prewarm": "not now"}
         try:
-            done = {
-                held: _ensure_one(engine, conn, name, where, built.get(name), force, minimum)
-                for name, where, held in _specs()
-                for minimum in [min_rows if held == "all" else round(min_rows * TYPE_MIN_SHARE)]
+            whole = _ensure_one(engine, conn, IVF_INDEX, "", built.get(IVF_INDEX), force, min_rows)
+            # a type's index only beside the whole one: until that exists HNSW serves them all
+            least = round(min_rows * TYPE_MIN_SHARE)
+            types = {
+                held: _ensure_one(engine, conn, name, where, built.get(name), force, least)
+                if whole["lists"]
+                else {"rows": None, "lists": None, "built": False, "seconds": 0.0}
+                | {"reason": "no IVF index of all the embeddings yet"}
+                for name, where, held in _specs()[1:]
             }
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), lock)
     _LISTS.pop(str(engine.url), None)
-    whole = done.pop("all")
-    return whole | {"types": done, "prewarm": prewarm(engine)}
+    return whole | {"types": types, "prewarm": prewarm(engine)}
 
 
 def _ensure_one(
