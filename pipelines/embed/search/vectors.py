@@ -29,9 +29,9 @@ MIN_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
 # a filter the planner expects to leave at most this many rows is searched exactly, by the
 # index that would serve otherwise: exact costs ~3 us a row (heap fetch and distance); an IVF
-# scan ~12 ms for the whole index's 22 lists (~6 ms for a type's 10) plus a heap fetch for
-# each row it ranks until :k pass the filter (~2.5 us each, 20 x the index's rows / the
-# filter's rows). HNSW's iterative scan through a narrow filter is the slowest of all.
+# scan ~0.45 ms a list (14 of the whole index's at 1.25M rows, 12 of a type's) plus a heap
+# fetch for each row it ranks until :k pass the filter (~2.5 us each, :k x the index's rows /
+# the filter's rows). HNSW's iterative scan through a narrow filter is the slowest of all.
 EXACT_ROWS = {"hnsw": 20_000, "ivf": 6_000, "ivf of the type": 3_000}
 # the expression of idx_embeddings_halfvec (migration 0007): ordering by it uses that index
 DISTANCE = "CAST(d.embedding AS halfvec(384)) <=> CAST(:q AS halfvec(384))"
