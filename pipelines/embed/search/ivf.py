@@ -39,17 +39,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pipelines.work.exceptions_work import TYPES
+
 IVF_INDEX = "idx_embeddings_ivf"
 TYPE_INDEX = IVF_INDEX + "_t_"
 # reconciliation_exceptions.type's values (its check constraint, migration 0001)
-EXCEPTION_TYPES = (
-    "AMOUNT_MISMATCH",
-    "DATE_MISMATCH",
-    "MISSING_IN_SOURCE",
-    "MISSING_IN_TARGET",
-    "DUPLICATE_FOUND",
-    "VALIDATION_ERROR",
-)
+EXCEPTION_TYPES = TYPES
 IVF_MIN_ROWS = 100_000
 # a type's own index from this share of the whole index's rows (5,000 by default: fewer, and
 # `vectors.leaves_few` searches them exactly; more, without one, and the whole index's
@@ -141,11 +136,14 @@ def _rows(conn: sa.Connection, where: str = "") -> int:
         return int(conn.execute(sa.text(count)).scalar_one())
     if not where:
         return int(analyzed)
-    plan = conn.execute(
-        sa.text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM document_embeddings WHERE {where}")
-    ).scalar_one()
+    return int(planned_rows(conn, f"SELECT 1 FROM document_embeddings WHERE {where}"))
+
+
+def planned_rows(conn: sa.Connection, select: str, params: dict[str, Any] | None = None) -> float:
+    """The rows the planner expects `select` to return (EXPLAIN: a plan, no rows read)."""
+    plan = conn.execute(sa.text("EXPLAIN (FORMAT JSON) " + select), params or {}).scalar_one()
     plan = json.loads(plan) if isinstance(plan, str) else plan
-    return int(plan[0]["Plan"]["Plan Rows"])
+    return float(plan[0]["Plan"]["Plan Rows"])
 
 
 def prewarm(engine: sa.Engine) -> str:
