@@ -28,11 +28,17 @@ class Filters:
     """The organization and the optional filters as SQL clauses on `document_embeddings d`
     and on `reconciliation_exceptions e`, with their parameters."""
 
-    on_embedding: str = ""
+    # on the embedding's own column (reconciliation) and on the exception's columns copied
+    # onto it (type, severity, status; migration 0017)
+    on_reconciliation: str = ""
+    copied: str = ""
     on_exception: str = ""
     params: dict[str, Any] = field(default_factory=dict)
-    # the part of `on_embedding` on the exception's copied columns (type, severity, status)
-    copied: str = ""
+
+    @property
+    def on_embedding(self) -> str:
+        """Every filter as clauses on `document_embeddings d`."""
+        return self.on_reconciliation + self.copied
 
 
 def _filters(
@@ -52,10 +58,12 @@ def _filters(
         # predicate (the type's IVF index, `ivf.type_index`) against a constant, never a
         # parameter of a prepared statement's generic plan (psycopg prepares after 5 uses)
         given = f"'{value}'" if column == "type" and value in EXCEPTION_TYPES else f":{column}"
-        found.on_embedding += f" AND d.{embedding} = {given}"
+        clause = f" AND d.{embedding} = {given}"
+        if embedding == column:
+            found.on_reconciliation += clause
+        else:
+            found.copied += clause
         found.on_exception += f" AND e.{column} = :{column}"
-        if embedding != column:
-            found.copied += f" AND d.{embedding} = {given}"
     return found
 
 
@@ -84,7 +92,7 @@ def _text_matches(filters: Filters, match: str) -> str:
         f"SELECT d.document_id, d.content_tsv, d.exception_type, d.exception_severity,"
         f" d.exception_status FROM {EMBEDDINGS} d WHERE d.organization_id = :org"
         " AND d.document_type = :doc AND d.model_name = :model"
-        + filters.on_embedding.replace(filters.copied, "")
+        + filters.on_reconciliation
         + f" AND d.content_tsv @@ {match}"
     )
     if not filters.copied:

@@ -10,14 +10,20 @@ table, and the exception rows of the `:k` found are joined once, the filters che
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from pipelines.embed.search.ivf import INNER, MAX_PROBE_FACTOR, ivf_lists, probes, type_index
+from pipelines.embed.search.ivf import (
+    INNER,
+    MAX_PROBE_FACTOR,
+    ivf_lists,
+    planned_rows,
+    probes,
+    type_index,
+)
 from pipelines.embed.search.sql import (
     EXCEPTION_COLUMNS,
     Filters,
@@ -123,14 +129,12 @@ def leaves_few(conn: sa.Connection, filters: Filters, rows: int) -> bool:
     query, and the same few filters come back query after query)."""
     if not filters.on_embedding:
         return False
-    statement = "EXPLAIN (FORMAT JSON) SELECT 1" + _candidates_from(filters)
+    statement = "SELECT 1" + _candidates_from(filters)
     params = _sql_params(filters)
     key = (str(conn.engine.url), statement, tuple(sorted(params.items())))
     cached = _ESTIMATES.get(key)
     if cached is None or time.monotonic() - cached[0] > ESTIMATE_SECONDS:
-        plan = conn.execute(sa.text(statement), params).scalar_one()
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        cached = _ESTIMATES[key] = (time.monotonic(), float(plan[0]["Plan"]["Plan Rows"]))
+        cached = _ESTIMATES[key] = (time.monotonic(), planned_rows(conn, statement, params))
         if len(_ESTIMATES) > MAX_ESTIMATES:
             _ESTIMATES.pop(next(iter(_ESTIMATES)))
     return cached[1] <= rows
