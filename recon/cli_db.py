@@ -140,7 +140,8 @@ def db_index(
     """Build the search's IVF index when it is due (the daily upkeep does the same).
 
     Due: the embeddings reached 100,000 and have doubled since the last build; an exception
-    type's own index (searches filtered on that type use it) at 5,000 of that type.
+    type's own index (searches filtered on that type use it) at 5,000 of that type, and one of
+    its RESOLVED exceptions (searches filtered on both) at 5,000 of those.
 
     Until then the HNSW index serves searches. The build runs CONCURRENTLY: searches go on.
     """

@@ -112,6 +112,11 @@ def test_built_only_when_due_and_swapped_whole(planted: tuple) -> None:
     assert types["DATE_MISMATCH"]["built"] and types["DATE_MISMATCH"]["rows"] >= 500
     assert not types["VALIDATION_ERROR"]["built"], types  # none of that type
     assert _valid(engine, ivf.type_index("DATE_MISMATCH")) is True
+    # and its RESOLVED exceptions, once a twentieth of min_rows (1 in 7 here)
+    resolved = types["DATE_MISMATCH RESOLVED"]
+    assert resolved["built"] and 50 <= resolved["rows"] < types["DATE_MISMATCH"]["rows"] / 4
+    assert _valid(engine, ivf.type_index("DATE_MISMATCH", "RESOLVED")) is True
+    assert not types["VALIDATION_ERROR RESOLVED"]["built"]
     again = ivf.ensure_ivf(engine, min_rows=1000)
     assert not again["built"] and f"rebuilt at {2 * built['rows']}" in again["reason"]
     # another process building it: this call leaves it
@@ -221,6 +226,36 @@ def test_filters_take_the_right_path_and_are_kept(
             {**_sql_params(filters), "q": vector, "k": 20},
         ).scalars()
         assert ivf.type_index("DATE_MISMATCH") in "\n".join(plan)
+    # a type and RESOLVED: the index of the type's resolved exceptions, no heap row rejected
+    # for the status; a hostile status stays a parameter
+    hits = search_exceptions(
+        engine, model, QUERIES[0], organization_id=org, type="date_mismatch", status="resolved"
+    )
+    assert len(hits) == 10 and {(h["type"], h["status"]) for h in hits} == {
+        ("DATE_MISMATCH", "RESOLVED")
+    }
+    exact = _exact(engine, org, model.model_name, vector, type="DATE_MISMATCH", status="RESOLVED")
+    found = {h["exception_id"] for h in hits if h["similarity"] is not None}
+    assert len(found & set(exact)) >= 8, (found, exact)
+    for status, index in (
+        ("RESOLVED", ivf.type_index("DATE_MISMATCH", "RESOLVED")),
+        ("OPEN", ivf.type_index("DATE_MISMATCH")),
+        ("RESOLVED' OR 'x' = 'x", ivf.type_index("DATE_MISMATCH")),
+    ):
+        filters = _filters(None, "DATE_MISMATCH", None, status)
+        filters.params.update({"org": org, "doc": EXCEPTION_DOCUMENT, "model": model.model_name})
+        with organization_transaction(engine, org) as conn:
+            vectors_module.tune_hnsw(conn, 20, serial=True, lists=100)
+            # ~70 rows: sorting them off the filters' B-tree is cheaper (choose_path would
+            # search them exactly); which IVF index serves is the question here
+            conn.execute(sa.text("SET LOCAL enable_sort = off"))
+            plan = "\n".join(
+                conn.execute(
+                    sa.text("EXPLAIN " + vectors_module.vector_statement(filters, ivf=True)),
+                    {**_sql_params(filters), "q": vector, "k": 20},
+                ).scalars()
+            )
+        assert f"using {index} on" in plan, [x for x in plan.splitlines() if "Scan" in x]
     # a severity: the whole index, its iterative scan filling the list
     hits = search_exceptions(
         engine, model, QUERIES[0], organization_id=org, limit=10, severity="HIGH"
@@ -231,10 +266,11 @@ def test_filters_take_the_right_path_and_are_kept(
         engine, model, QUERIES[1], organization_id=org, limit=10, reconciliation_id=rid
     )
     assert len(hits) == 10 and {h["reconciliation_id"] for h in hits} == {rid}
-    assert [path for path, _ in paths] == ["ivf", "ivf", "ivf"]
+    assert [path for path, _ in paths] == ["ivf"] * 4
     with engine.connect() as conn:
         own = ivf.ivf_lists(conn, ivf.type_index("DATE_MISMATCH"))
-    assert paths[1][1] == paths[2][1] == 100 and paths[0][1] == own
+        resolved = ivf.ivf_lists(conn, ivf.type_index("DATE_MISMATCH", "RESOLVED"))
+    assert paths[2][1] == paths[3][1] == 100 and paths[0][1] == own and paths[1][1] == resolved
 
 
 def test_filters_follow_the_exception(planted: tuple) -> None:

@@ -31,9 +31,10 @@ organization set (row-level security), so no other organization's row can come b
   index entries alone would cost more than the rest of the search).
 The two lists are fused by reciprocal rank fusion (score = sum of 1 / (60 + rank)); each hit
 says which search found it (`vector`, `text` or `vector+text`). The text search is also the
-fallback for what the vector search misses: references, names, exact words; it runs only when
-`needs_words` says so: beside the vector search, on a second connection, when the query holds
-a reference or a quoted phrase (`wants_words`), after it when the vectors found too little.
+fallback for what the vector search misses: references, names, exact words; it runs beside
+the vector search, on a second connection, and its list is fused when `needs_words` says so:
+the query holds a reference or a quoted phrase (`wants_words`), or the vectors found too
+little.
 ANALYZE's statistics the words search needs are kept for a minute per organization.
 Statements are the same text for every query of a kind, so psycopg prepares them after a few
 uses (no planning per query; the words search excepted, see `_text_candidates`).
@@ -49,7 +50,7 @@ import sqlalchemy as sa
 
 from pipelines.embed.search.routing import IDENTIFIER as IDENTIFIER
 from pipelines.embed.search.routing import WEAK_SIMILARITY as WEAK_SIMILARITY
-from pipelines.embed.search.routing import needs_words, wants_words
+from pipelines.embed.search.routing import needs_words
 from pipelines.embed.search.sql import (
     EXCEPTION_COLUMNS,
     Filters,
@@ -269,22 +270,17 @@ def search_exceptions(
         {"org": organization_id, "doc": EXCEPTION_DOCUMENT, "model": embedder.model_name}
     )
     query = encode_queries(embedder, [text])[0]
-    # a reference's words search runs beside the vector search (two server processes, the
-    # latency of the slower one instead of the sum); the fallback one after it
-    beside: Future[list[int]] | None = (
-        _WORDS.submit(_words_beside, engine, text, filters, k) if wants_words(text) else None
-    )
+    # the words search runs beside the vector search (two server processes: the latency of
+    # the slower one, not the sum); its list is used when `needs_words` says so, which the
+    # vector hits decide (it was needed by ~3 in 4 queries at 1M rows, run after them)
+    beside: Future[list[int]] = _WORDS.submit(_words_beside, engine, text, filters, k)
     with organization_transaction(engine, organization_id) as conn:
         try:
             nearest = _vector_candidates(conn, query, filters, vector_k)
-        except BaseException:
-            if beside is not None:  # not left running on the engine after the error
-                wait([beside])
-            raise
-        text_hits = beside.result() if beside is not None else []
+        finally:  # never left running on the engine, after an error either
+            wait([beside])
         vector_hits = [(row.document_id, float(row.distance)) for row in nearest]
-        if beside is None and needs_words(text, vector_hits, limit):
-            text_hits = _text_candidates(conn, text, filters, k)
+        text_hits = beside.result() if needs_words(text, vector_hits, limit) else []
         fused: dict[int, dict[str, Any]] = {}
         for rank, (doc, distance) in enumerate(vector_hits, start=1):
             hit = fused.setdefault(doc, {"score": 0.0, "methods": []})

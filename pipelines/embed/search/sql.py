@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.embed.search.ivf import EXCEPTION_TYPES
+from pipelines.embed.search.ivf import EXCEPTION_TYPES, RESOLVED
 
 # document_embeddings as the organization set sees it (every row for the owner), migration 0010
 EMBEDDINGS = "organization_document_embeddings"
 # texts matched before a type, severity or status filter keeps some of them (`_text_matches`)
 FILTERED_MATCH_FACTOR = 4
+# the filter values besides the types that partial IVF indexes are built on
+INDEXED = {("status", RESOLVED)}
 EXCEPTION_COLUMNS = (
     "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
 )
@@ -54,10 +56,12 @@ def _filters(
         if value is None:
             continue
         found.params[column] = value = value.upper() if isinstance(value, str) else value
-        # a known type is written into the statement: the planner matches a partial index's
-        # predicate (the type's IVF index, `ivf.type_index`) against a constant, never a
-        # parameter of a prepared statement's generic plan (psycopg prepares after 5 uses)
-        given = f"'{value}'" if column == "type" and value in EXCEPTION_TYPES else f":{column}"
+        # a known type (and RESOLVED) is written into the statement: the planner matches a
+        # partial index's predicate (the type's IVF indexes, `ivf.type_index`) against a
+        # constant, never a parameter of a prepared statement's generic plan (psycopg prepares
+        # after 5 uses); anything else stays a parameter
+        constant = (column, value) in INDEXED or (column == "type" and value in EXCEPTION_TYPES)
+        given = f"'{value}'" if constant else f":{column}"
         clause = f" AND d.{embedding} = {given}"
         if embedding == column:
             found.on_reconciliation += clause

@@ -142,12 +142,15 @@ def leaves_few(conn: sa.Connection, filters: Filters, rows: int) -> bool:
 
 def choose_path(conn: sa.Connection, filters: Filters) -> tuple[str, int | None]:
     """How the `k` nearest are found, and the lists of the IVF index that serves: `ivf` when
-    there is an IVF index (a type filter's own index when it has one: `ivf.type_index`), else
+    there is an IVF index (a type filter's own index when it has one, of the type's RESOLVED
+    exceptions for a filter on those too: `ivf.type_index`), else
     `hnsw`; `exact` instead when the filters leave at most `EXACT_ROWS` of that index's rows
     (`leaves_few`)."""
     whole = ivf_lists(conn)
-    kind = filters.params.get("type")
-    own = ivf_lists(conn, type_index(kind)) if whole and kind else None
+    kind, status = filters.params.get("type"), filters.params.get("status")
+    own = None
+    if whole and kind:  # the type's resolved exceptions' index, else the type's
+        own = ivf_lists(conn, type_index(kind, status)) or ivf_lists(conn, type_index(kind))
     serving = "ivf of the type" if own else "ivf" if whole else "hnsw"
     if leaves_few(conn, filters, EXACT_ROWS[serving]):
         return "exact", None
