@@ -8,6 +8,7 @@ filters kept. On a database of its own: the index would change every other test'
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -103,8 +104,18 @@ def test_built_only_when_due_and_swapped_whole(planted: tuple) -> None:
     # a killed build's leftover under the new name is dropped before building
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE INDEX {ivf.IVF_INDEX}_new ON document_embeddings (id)"))
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    sa.event.listen(engine, "before_cursor_execute", record)
     built = ivf.ensure_ivf(engine, min_rows=1000)
     assert built["built"] and built["lists"] == 100 and built["rows"] >= 3000
+    # after a build the table is asked of the OS cache too (the build pushed it out of
+    # shared buffers); not when nothing was built
+    prefetch = "pg_prewarm('document_embeddings', 'prefetch')"
+    assert sum(prefetch in s for s in statements) == 1
     assert built["prewarm"] == "prewarmed"  # read into shared buffers (pg_prewarm)
     assert _valid(engine, ivf.IVF_INDEX) is True and _valid(engine, f"{ivf.IVF_INDEX}_new") is None
     # each type with a fifth of min_rows has its own index (partial: the rows of that type)
@@ -119,6 +130,8 @@ def test_built_only_when_due_and_swapped_whole(planted: tuple) -> None:
     assert not types["VALIDATION_ERROR RESOLVED"]["built"]
     again = ivf.ensure_ivf(engine, min_rows=1000)
     assert not again["built"] and f"rebuilt at {2 * built['rows']}" in again["reason"]
+    assert sum(prefetch in s for s in statements) == 1 and again["prewarm"] == "prewarmed"
+    sa.event.remove(engine, "before_cursor_execute", record)
     # another process building it: this call leaves it
     with engine.connect() as conn:
         lock = {"k": ivf.BUILD_LOCK}

@@ -12,10 +12,11 @@ organization set (row-level security), so no other organization's row can come b
   pgvector >= 0.8, `hnsw.iterative_scan = relaxed_order` so filters that drop most
   neighbours still fill the list (re-sorted exactly afterwards); no parallel workers (they
   cost more to start than these statements take); past 100,000 embeddings the IVF indexes
-  (`ivf.py`; a type's own for a type filter), and exact search for a filter that leaves few
-  rows (`vectors.choose_path`). Every filter is on the embedding row (type, severity and
-  status copied there, migration 0017), so no index scan reads another table; the exception
-  rows come back in the same statement;
+  (`ivf.py`; a type's own for a type filter, of its RESOLVED exceptions for a filter on
+  those too), and exact search for a filter that leaves few rows (`vectors.choose_path`).
+  Every filter is on the embedding row (type, severity and status copied there, migration
+  0017), so no index scan reads another table; the exception rows come back in the same
+  statement;
 - text: `content_tsv` (GIN) matched first with `websearch_to_tsquery` (every word; quotes and
   `-word` work, ranked by `ts_rank_cd`; one statement, which also returns the query's
   lexemes); when that finds too few and the query has more than that one word, the texts
