@@ -708,7 +708,7 @@ def test_the_asset_embeds_a_real_reconciliation(
     assert status == "COMPLETED"
 
 
-def test_the_full_text_search_runs_only_when_words_can_add_something() -> None:
+def test_the_words_list_is_fused_only_when_words_can_add_something() -> None:
     close = [(1, 0.2), (2, 0.3)]  # cosine distances: similarity 0.8 and 0.7
     assert not needs_words("payments to the wrong supplier", close, limit=2)
     assert needs_words("payment INV-1042117", close, limit=2)  # a reference
@@ -716,6 +716,45 @@ def test_the_full_text_search_runs_only_when_words_can_add_something() -> None:
     assert needs_words("payments to the wrong supplier", close, limit=5)  # short list
     assert needs_words("payments to the wrong supplier", [(1, 0.7)], limit=1)  # nothing close
     assert needs_words("anything", [], limit=1)
+
+
+def test_words_a_query_does_not_need_are_not_run_when_queued(
+    fresh_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The words search is submitted beside every query; when the vectors answer alone and
+    it is still queued behind other searches' words, it is cancelled, not run."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipelines.embed import search
+
+    engine, org, _, fake = _amounts_and_a_reference(
+        fresh_database(), 30, "Reference qx5512mb has no match in the ledger"
+    )
+    pool = ThreadPoolExecutor(max_workers=1)
+    release = threading.Event()
+    pool.submit(release.wait, 20)  # the one worker busy: a words search queues
+    monkeypatch.setattr(search, "_WORDS", pool)
+    ran: list[str] = []
+
+    def words(conn: sa.Connection, text: str, *args: Any) -> list[int]:
+        ran.append(text)
+        return []
+
+    monkeypatch.setattr(search, "_text_candidates", words)
+    timer = threading.Timer(5, release.set)  # a wrong answer fails below, never hangs
+    timer.start()
+    hits = search_exceptions(
+        engine, fake, "amount differs from the bank amount", organization_id=org, limit=3
+    )
+    assert len(hits) == 3 and {h["method"] for h in hits} == {"vector"}
+    assert ran == []
+    release.set()
+    timer.cancel()
+    search_exceptions(engine, fake, "amount qx5512mb", organization_id=org, limit=3)
+    assert ran == ["amount qx5512mb"]  # a reference's words are always wanted
+    pool.shutdown()
+    engine.dispose()
 
 
 def test_a_reference_search_runs_its_words_beside_the_vectors(

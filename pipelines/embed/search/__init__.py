@@ -278,10 +278,13 @@ def search_exceptions(
     with organization_transaction(engine, organization_id) as conn:
         try:
             nearest = _vector_candidates(conn, query, filters, vector_k)
+            vector_hits = [(row.document_id, float(row.distance)) for row in nearest]
+            wanted = needs_words(text, vector_hits, limit)
+            if not wanted:  # not run at all when still queued behind other searches' words
+                beside.cancel()
         finally:  # never left running on the engine, after an error either
             wait([beside])
-        vector_hits = [(row.document_id, float(row.distance)) for row in nearest]
-        text_hits = beside.result() if needs_words(text, vector_hits, limit) else []
+        text_hits = beside.result() if wanted else []
         fused: dict[int, dict[str, Any]] = {}
         for rank, (doc, distance) in enumerate(vector_hits, start=1):
             hit = fused.setdefault(doc, {"score": 0.0, "methods": []})

@@ -143,9 +143,8 @@ def leaves_few(conn: sa.Connection, filters: Filters, rows: int) -> bool:
 def choose_path(conn: sa.Connection, filters: Filters) -> tuple[str, int | None]:
     """How the `k` nearest are found, and the lists of the IVF index that serves: `ivf` when
     there is an IVF index (a type filter's own index when it has one, of the type's RESOLVED
-    exceptions for a filter on those too: `ivf.type_index`), else
-    `hnsw`; `exact` instead when the filters leave at most `EXACT_ROWS` of that index's rows
-    (`leaves_few`)."""
+    exceptions for a filter on those too: `ivf.type_index`), else `hnsw`; `exact` instead
+    when the filters leave at most `EXACT_ROWS` of that index's rows (`leaves_few`)."""
     whole = ivf_lists(conn)
     kind, status = filters.params.get("type"), filters.params.get("status")
     own = None
