@@ -88,7 +88,7 @@ def _specs() -> list[tuple[str, str, str]]:
     kinds = [(type_index(t), f"exception_type = '{t}'", t) for t in EXCEPTION_TYPES]
     resolved = [
         (type_index(t, RESOLVED), f"{where} AND exception_status = '{RESOLVED}'", f"{t} {RESOLVED}")
-        for t, (_, where, _) in zip(EXCEPTION_TYPES, kinds, strict=True)
+        for _, where, t in kinds
     ]
     return [(IVF_INDEX, "", "all"), *kinds, *resolved]
 

@@ -18,8 +18,9 @@ from pipelines.embed.search.ivf import EXCEPTION_TYPES, RESOLVED
 EMBEDDINGS = "organization_document_embeddings"
 # texts matched before a type, severity or status filter keeps some of them (`_text_matches`)
 FILTERED_MATCH_FACTOR = 4
-# the filter values besides the types that partial IVF indexes are built on
-INDEXED = {("status", RESOLVED)}
+# the filter values partial IVF indexes are built on (`ivf.type_index`): each known type, and
+# RESOLVED
+INDEXED = {("type", t) for t in EXCEPTION_TYPES} | {("status", RESOLVED)}
 EXCEPTION_COLUMNS = (
     "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
 )
@@ -60,8 +61,7 @@ def _filters(
         # partial index's predicate (the type's IVF indexes, `ivf.type_index`) against a
         # constant, never a parameter of a prepared statement's generic plan (psycopg prepares
         # after 5 uses); anything else stays a parameter
-        constant = (column, value) in INDEXED or (column == "type" and value in EXCEPTION_TYPES)
-        given = f"'{value}'" if constant else f":{column}"
+        given = f"'{value}'" if (column, value) in INDEXED else f":{column}"
         clause = f" AND d.{embedding} = {given}"
         if embedding == column:
             found.on_reconciliation += clause
