@@ -20,8 +20,9 @@ from dagster import (
 
 from pipelines.files import canonical_file
 from pipelines.reconcile.aggregation_groups import group_sizes
-from pipelines.reconcile.exceptions import EXCEPTION_TYPES, SEVERITIES
+from pipelines.reconcile.exceptions import SEVERITIES
 from pipelines.reconcile.rules import RuleSet
+from pipelines.work.exceptions_work import TYPES
 
 
 def column_lineage(rule_set: RuleSet) -> MetadataValue:
@@ -57,7 +58,7 @@ def histogram(scores: pl.Series, bins: int = 10) -> str:
 def type_severity_table(found: pl.DataFrame) -> MetadataValue:
     counts = {(t, s): n for t, s, n in found.group_by("type", "severity").len().iter_rows()}
     rows = []
-    for kind in EXCEPTION_TYPES:
+    for kind in TYPES:
         row = {"type": kind, **{s: counts.get((kind, s), 0) for s in SEVERITIES}}
         row["total"] = sum(row[s] for s in SEVERITIES)
         rows.append(TableRecord(row))

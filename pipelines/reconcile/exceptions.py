@@ -48,14 +48,6 @@ from pipelines.reconcile.suggested_match import with_suggested_matches
 
 __all__ = ["SEVERITIES", "SeverityPolicy", "build_exceptions"]
 
-EXCEPTION_TYPES = (
-    "MISSING_IN_TARGET",
-    "MISSING_IN_SOURCE",
-    "AMOUNT_MISMATCH",
-    "DATE_MISMATCH",
-    "DUPLICATE_FOUND",
-    "VALIDATION_ERROR",
-)
 EXCEPTION_SCHEMA = {
     "type": pl.String,
     "severity": pl.String,

@@ -20,11 +20,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pipelines.reconcile.rule_shapes import SEVERITIES
 from pipelines.work import audit
 from pipelines.work.reasons import check_reason
 from pipelines.work.users import Actor, Role, require
 from resources.errors import ReconError
 
+# reconciliation_exceptions.type's values (its check constraint, migration 0001): the one list
 TYPES = (
     "AMOUNT_MISMATCH",
     "DATE_MISMATCH",
@@ -33,7 +35,6 @@ TYPES = (
     "DUPLICATE_FOUND",
     "VALIDATION_ERROR",
 )
-SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 STATUSES = ("OPEN", "RESOLVED", "IGNORED")
 KEY = "COALESCE(e.fingerprint, 'id:' || e.id)"
 # an exception with its work state; `u` is its assignee

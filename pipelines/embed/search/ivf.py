@@ -45,8 +45,6 @@ from pipelines.work.exceptions_work import TYPES
 
 IVF_INDEX = "idx_embeddings_ivf"
 TYPE_INDEX = IVF_INDEX + "_t_"
-# reconciliation_exceptions.type's values (its check constraint, migration 0001)
-EXCEPTION_TYPES = TYPES
 # a type's resolved exceptions have an index of their own as well: the precedents a person
 # looks for ("how was this kind settled before"); through the type's index a filter on a type
 # and RESOLVED read each candidate's table row and dropped ~4 in 5 (at 1M rows: ~500 rows read
@@ -85,7 +83,7 @@ def type_index(exception_type: str, status: str | None = None) -> str:
 
 def _specs() -> list[tuple[str, str, str]]:
     """(index, its partial predicate, what it holds) of every IVF index search may use."""
-    kinds = [(type_index(t), f"exception_type = '{t}'", t) for t in EXCEPTION_TYPES]
+    kinds = [(type_index(t), f"exception_type = '{t}'", t) for t in TYPES]
     resolved = [
         (type_index(t, RESOLVED), f"{where} AND exception_status = '{RESOLVED}'", f"{t} {RESOLVED}")
         for _, where, t in kinds

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.embed.search.ivf import EXCEPTION_TYPES, RESOLVED
+from pipelines.embed.search.ivf import RESOLVED
+from pipelines.work.exceptions_work import TYPES
 
 # document_embeddings as the organization set sees it (every row for the owner), migration 0010
 EMBEDDINGS = "organization_document_embeddings"
@@ -20,7 +21,7 @@ EMBEDDINGS = "organization_document_embeddings"
 FILTERED_MATCH_FACTOR = 4
 # the filter values partial IVF indexes are built on (`ivf.type_index`): each known type, and
 # RESOLVED
-INDEXED = {("type", t) for t in EXCEPTION_TYPES} | {("status", RESOLVED)}
+INDEXED = {("type", t) for t in TYPES} | {("status", RESOLVED)}
 EXCEPTION_COLUMNS = (
     "e.id, e.reconciliation_id, e.type, e.severity, e.status, e.description, e.suggestion"
 )
