@@ -106,9 +106,14 @@ def _canonical(store: FileStore, file_id: int) -> pl.DataFrame:
     return pl.read_parquet(store.canonical(file_id))
 
 
-def _failures(store: FileStore, file_id: int) -> pl.DataFrame:
-    path = store.row_failures(file_id)
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=FAILURE_SCHEMA)
+def _failures(store: FileStore, file_id: int, mapped: Path) -> pl.DataFrame:
+    """The file's failing rows (file stage), and those the mapping refused (`mapped` +
+    `_failures.parquet`: an amount no number could be read from)."""
+    found = [pl.DataFrame(schema=FAILURE_SCHEMA)]
+    for path in (store.row_failures(file_id), mapped.with_name(mapped.name + "_failures.parquet")):
+        if path.exists():
+            found.append(pl.read_parquet(path).cast(FAILURE_SCHEMA))
+    return pl.concat(found)
 
 
 def _load_conformed(work: ReconciliationWork, field_types: dict[str, str]) -> Conformed:
@@ -151,6 +156,12 @@ def map_records(
         )
         conformed.source.write_parquet(work_dir / "source.parquet")
         conformed.target.write_parquet(work_dir / "target.parquet")
+        for side, refused in (
+            ("source", conformed.source_failures),
+            ("target", conformed.target_failures),
+        ):
+            if refused is not None:
+                refused.write_parquet(work_dir / f"{side}_failures.parquet")
         (work_dir / "field_types.json").write_text(json.dumps(conformed.field_types))
         write_quotes(work_dir, source_frame, target_frame, rule_set, plan.source.detected_schema)
         records.advance(engine, rid, 20)
@@ -286,8 +297,8 @@ def find_exceptions(
             rule_set,
             source_records=pl.scan_parquet(inputs["source"]),
             target_records=pl.scan_parquet(inputs["target"]),
-            source_failures=_failures(store, plan.source_file_id),
-            target_failures=_failures(store, plan.target_file_id),
+            source_failures=_failures(store, plan.source_file_id, work_dir / "source"),
+            target_failures=_failures(store, plan.target_file_id, work_dir / "target"),
             breaks=linkage.breaks(conformed, linked.links, rule_set),
         )
         found = carry.own_exceptions(found, carry.read_carried(work_dir))

@@ -149,9 +149,13 @@ def reconcile_files(
         f"({'new' if stored.created else 'unchanged'}, id {stored.id})"
     )
     same = {"name": name, "source_file_id": source_id, "target_file_id": target_id}
-    rid = records.reopen_failed(engine, **same, rule_set_id=stored.id)
-    if rid is not None:
-        say(f"reconciliation {rid} had failed: running it again in place")
+    again = records.reopen_same(engine, **same, rule_set_id=stored.id)
+    if again is not None:
+        rid, was = again
+        say(
+            f"reconciliation {rid} ({was}) has these files, rules and name: running it again "
+            "in place, resolved and ignored exceptions kept (another --name makes a new one)"
+        )
     else:
         rid = records.create_reconciliation(engine, **same, rule_set_id=stored.id)
     add_keys(instance, reconciliations, [str(rid)])

@@ -5,7 +5,8 @@ aliases inside allowed keys that expand, nine references a level, into gigabytes
 document is walked (a 1 KB rules file became a 39 MB database row after 30 s). `load_yaml`
 reads at most `MAX_BYTES`, composes the document (aliases stay shared references, cheap), and
 counts the nodes it would expand to and its nesting depth before constructing anything; over
-`MAX_NODES` or `MAX_DEPTH` is refused with one line. Constructing a document within the limits
+`MAX_NODES` or `MAX_DEPTH` is refused with one line, as is a key given twice in one mapping
+(PyYAML would keep the last without a word). Constructing a document within the limits
 is then bounded too. Text with a NUL character (YAML's "\\0" escape) is refused with its line:
 PostgreSQL cannot store it, and it has no place in a name, a pattern or a description.
 """
@@ -20,6 +21,14 @@ import yaml
 MAX_BYTES = 1_000_000
 MAX_NODES = 100_000  # nodes once every alias is expanded (a large rules file has ~1,000)
 MAX_DEPTH = 40
+
+
+class _DuplicateKey(ValueError):
+    """A mapping naming `key` twice, the second time at `line` (1-based)."""
+
+    def __init__(self, key: str, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
 
 
 class _NulInText(ValueError):
@@ -43,6 +52,14 @@ def _expanded(node: yaml.Node, memo: dict[int, tuple[int, int]], depth: int) -> 
     if depth > MAX_DEPTH:
         return 1, depth
     if isinstance(node, yaml.MappingNode):
+        # PyYAML keeps the last of two equal keys: `tolerance: 0.01, tolerance: 500` read as
+        # 500 without a word
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    raise _DuplicateKey(key.value, key.start_mark.line + 1)
+                seen.add(key.value)
         children = [n for pair in node.value for n in pair]
     elif isinstance(node, yaml.SequenceNode):
         children = list(node.value)
@@ -89,6 +106,11 @@ def load_yaml(path: Path, error: type[Exception]) -> Any:
         if depth > MAX_DEPTH:
             raise error(f"{path}: nested more than {MAX_DEPTH} levels deep")
         return loader.construct_document(node)
+    except _DuplicateKey as err:
+        raise error(
+            f"{path}: line {err.line}: key {err.key[:80]!r} is given twice in one mapping; "
+            "keep one (YAML would silently keep the last)"
+        ) from None
     except _NulInText as err:
         raise error(
             f"{path}: line {err.line}: text with a NUL character (\\0), which cannot be stored; "

@@ -25,9 +25,16 @@ def reconciled(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> d
     assert code == 0, err[-2000:]
     summary = json.loads(out.strip().splitlines()[-1])
     # a second reconciliation of the same organization, whose exceptions must not be cited
+    # (a name of its own: the same files, rules and name would run the first again in place)
     other = run_reconciliation(
         database_url,
-        RunRequest(source=case.bank, target=case.ledger, rules=case.rules, organization=case.org),
+        RunRequest(
+            source=case.bank,
+            target=case.ledger,
+            rules=case.rules,
+            organization=case.org,
+            name="chat: another reconciliation",
+        ),
     )
     return {"summary": summary, "other": other["reconciliation_id"], "org": case.org}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -394,6 +395,12 @@ def test_feeds_files_are_checked_before_anything_is_stored(tmp_path: Path) -> No
     assert rule.from_filename("bank_latest.csv") is None
     custom = feeds.BusinessDateRule("filename", r"(\d{2}\.\d{2}\.\d{4})", ("%d.%m.%Y",))
     assert custom.from_filename("export 04.03.2025.csv") == date(2025, 3, 4)
+    # nested repeats on a name of digits: `re` backtracked ~20 s on these 28 digits (4x more
+    # for each two more), holding the pairing sensor or a backfill; `regex` answers at once
+    hostile = feeds.BusinessDateRule("filename", r"(?P<date>(\d+)+Z)", ("%Y%m%d",))
+    started = time.perf_counter()
+    assert hostile.from_filename("bank_" + "2026090120" * 2 + "26090120.csv") is None
+    assert time.perf_counter() - started < 2.0
 
 
 def test_a_business_date_can_come_from_a_date_column(tmp_path: Path) -> None:

@@ -138,7 +138,8 @@ def test_a_killed_recon_run_is_failed_by_the_next_command(
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert (summary["status"], summary["reconciliation_id"]) == ("COMPLETED", rid)
-    assert "had failed: running it again in place" in err
+    assert f"reconciliation {rid} (FAILED) has these files, rules and name" in err
+    assert "running it again in place" in err
     with psycopg.connect(database_url) as conn:
         same_name = conn.execute(
             "SELECT count(*) FROM reconciliations WHERE name = %s", (name,)

@@ -318,15 +318,41 @@ def test_exceptions_point_at_the_planted_rows(
 # ---------------------------------------------------------------- model, failure, re-run
 
 
-def test_a_second_run_reuses_the_trained_model(
+def test_a_second_run_of_the_same_files_runs_in_place_and_reuses_the_trained_model(
     database_url: str, case: Case, first_run: dict[str, Any]
 ) -> None:
+    rid = first_run["reconciliation_id"]
+    chosen = next(e for e in _exceptions(database_url, rid) if e["type"] == "AMOUNT_MISMATCH")
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE reconciliation_exceptions SET status = 'IGNORED', resolution = 'known fee' "
+            "WHERE id = %s",
+            (chosen["id"],),
+        )
+    said: list[str] = []
     summary = run_reconciliation(
         database_url,
-        RunRequest(source=case.bank, target=case.ledger, rules=case.rules, organization=case.org),
+        RunRequest(
+            source=case.bank,
+            target=case.ledger,
+            rules=case.rules,
+            organization=case.org,
+            name=first_run["name"],
+        ),
+        say=said.append,
     )
     assert summary["status"] == "COMPLETED", summary["error_message"]
-    assert summary["reconciliation_id"] != first_run["reconciliation_id"]
+    # the same name, files and rules: the same reconciliation again, not a twin beside it
+    assert summary["reconciliation_id"] == rid
+    assert any(f"reconciliation {rid} (COMPLETED)" in line and "in place" in line for line in said)
+    (twins,) = _one(
+        database_url, "SELECT count(*) FROM reconciliations WHERE name = %s", first_run["name"]
+    )
+    assert twins == 1
+    after = _exceptions(database_url, rid)
+    assert _by_type(after) == EXPECTED_BY_TYPE
+    [kept] = [e for e in after if e["fingerprint"] == chosen["fingerprint"]]
+    assert (kept["status"], kept["resolution"]) == ("IGNORED", "known fee")
     # identical files and rules: the same files, the same rule-set version, the same result
     for key in ("rule_set_id", "source_file_id", "target_file_id", "matched_records"):
         assert summary[key] == first_run[key], key
@@ -355,7 +381,13 @@ def test_a_failure_midway_leaves_it_failed_with_nothing_written(
     monkeypatch.setattr("pipelines.reconcile_stages.build_exceptions", broken)
     summary = run_reconciliation(
         database_url,
-        RunRequest(source=case.bank, target=case.ledger, rules=case.rules, organization=case.org),
+        RunRequest(
+            source=case.bank,
+            target=case.ledger,
+            rules=case.rules,
+            organization=case.org,
+            name="fails midway",  # a new reconciliation, not the completed one again
+        ),
     )
     rid = summary["reconciliation_id"]
     assert summary["status"] == "FAILED"

@@ -337,3 +337,69 @@ def test_a_text_exact_field_that_is_no_identifier_needs_no_hints() -> None:
     assert linked.stats["key_prepass"] == "skipped: no identifier field"
     exact = linked.links.filter(pl.col("kind") == "EXACT")
     assert exact.select("source_row", "target_row").rows() == [(i, i) for i in range(1, rows, 2)]
+
+
+def test_a_text_amount_column_is_read_cell_by_cell_and_an_odd_cell_refuses_its_row() -> None:
+    """One odd cell kept the file stage from typing a bank's amount column: the rest (both
+    `4,985.00` and `1.250,00`) read as amounts, the odd one a VALIDATION_ERROR naming row
+    and column, never a null that pairs as if it matched (the fee-short row was a clean
+    match, and every amount with a thousands separator a null)."""
+    rule_set = parse_rule_set(
+        {
+            "name": "typo-in-amounts",
+            "field_mappings": [
+                {"source_field": "Ref", "target_field": "invoice", "transformation_type": "DIRECT"},
+                {
+                    "source_field": "Betrag",
+                    "target_field": "amount",
+                    "transformation_type": "DIRECT",
+                },
+            ],
+            "matching_rules": [
+                {"match_type": "EXACT", "fields": ["invoice"]},
+                {"match_type": "RANGE", "fields": ["amount"], "tolerance": 0.01},
+            ],
+        }
+    )
+    source = pl.DataFrame(
+        {
+            "_row_number": [1, 2, 3, 4, 5],
+            "Ref": ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"],
+            "Betrag": ["4,985.00", "1.250,00", "300.00", "2,0O0.00", ""],
+        }
+    )
+    target = pl.DataFrame(
+        {
+            "_row_number": [1, 2, 3, 4, 5],
+            "invoice": ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"],
+            "amount": [5000.0, 1250.0, 300.0, 2000.0, 80.0],
+        }
+    )
+    conformed = conform(source, target, rule_set, source_name="bank.csv")
+    amounts = conformed.source.get_column("amount").to_list()
+    assert amounts[:3] == [4985.0, 1250.0, 300.0] and amounts[4] is None
+    assert conformed.source.get_column("_valid").to_list() == [True, True, True, False, True]
+    assert conformed.source_failures is not None and conformed.target_failures is not None
+    [refused] = conformed.source_failures.rows(named=True)
+    assert (refused["file"], refused["row_number"], refused["column"], refused["value"]) == (
+        "bank.csv",
+        4,
+        "Betrag",
+        "2,0O0.00",
+    )
+    assert conformed.target_failures.height == 0
+    linked = link(conformed, rule_set)
+    found = build_exceptions(
+        conformed,
+        linked,
+        rule_set,
+        source_records=source,
+        target_records=target,
+        source_failures=conformed.source_failures,
+        target_failures=conformed.target_failures,
+    )
+    breaks = _exceptions(found)
+    assert ("AMOUNT_MISMATCH", 1, 1) in breaks  # the fee: 4,985.00 against 5,000.00
+    assert ("VALIDATION_ERROR", 4, None) in breaks
+    assert ("MISSING_IN_SOURCE", None, 4) in breaks
+    assert not {b for b in breaks if b[1] in (2, 3)}  # read right, matched clean

@@ -153,3 +153,38 @@ def test_a_malformed_entry_names_file_entry_and_field(tmp_path: Path) -> None:
     message = str(err.value)
     assert message.startswith("broken.sta: entry 5, field :61: statement line: ")
     assert "\n" not in message
+
+
+GERMAN_RETURNS = """:20:STARTUMS
+:25:37040044/0532013000
+:28C:1/1
+:60F:C240301EUR1000,00
+:61:2403010301CR300,00NTRFTFNr 40005//0724710345313905
+:86:159?00RETOURE?100399?20EREF+TFNR 40005 00005?21MTLG:Grund nicht s
+pezifiziert Reject ?22aus SEPA-Ueberweisung?34914
+:61:2403010301CR120,00NTRFNONREF//0724710345313906
+:86:166?00GUTSCHRIFT?100399?20EREF+AB-2024-0311-KUNDE-778?21A1B2C3D4E5F6G?22MTLG:Teilzahlung
+ Rechnung 4711?32ACME GMBH
+:61:2403010301CR80,00NTRFNONREF//0724710345313907
+:86:166?00GUTSCHRIFT?100399?20EREF+RE-4712?21SVWZ+Rechnung 4712?32GLOBEX AG
+:62F:C240301EUR1500,00
+"""
+
+
+def test_german_structured_reference_takes_only_its_own_sub_fields(tmp_path: Path) -> None:
+    # a return's `?21MTLG:...` has no SEPA keyword of its own: it was glued onto the EREF+
+    # reference (82 characters where SEPA allows 35), so the ledger's reference never matched
+    path = tmp_path / "returns.sta"
+    path.write_text(GERMAN_RETURNS)
+    frame = read_table(path).frame
+    assert frame.get_column("reference").to_list() == [
+        "TFNR 40005 00005",
+        # a full ?20 (27 characters) goes on into ?21, the one after it does not
+        "AB-2024-0311-KUNDE-778A1B2C3D4E5F6G",
+        "RE-4712",
+    ]
+    assert frame.row(0, named=True)["description"] == (
+        "MTLG:Grund nicht spezifiziert Reject aus SEPA-Ueberweisung"
+    )
+    assert frame.row(1, named=True)["description"].startswith("MTLG:Teilzahlung")
+    assert frame.row(2, named=True)["description"] == "Rechnung 4712"

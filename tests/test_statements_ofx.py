@@ -62,6 +62,26 @@ def test_real_samples(name: str, rows: int, total: str) -> None:
     assert read.frame.get_column("bank_reference").null_count() == 0  # FITID
 
 
+def test_every_list_of_transactions_is_read(tmp_path: Path) -> None:
+    # some exporters write one BANKTRANLIST per transaction under one statement: none is
+    # dropped (only the first was read, and the file reconciled as if the rest were missing)
+    text = (DATA / "own_checking.ofx").read_text()
+    split = tmp_path / "split.ofx"
+    split.write_text(
+        text.replace(
+            "</STMTTRN>\n<STMTTRN>", "</STMTTRN>\n</BANKTRANLIST>\n<BANKTRANLIST>\n<STMTTRN>"
+        )
+    )
+    assert split.read_text().count("<BANKTRANLIST>") == 4
+    whole, parts = read_table(DATA / "own_checking.ofx"), read_table(split)
+    assert parts.frame.height == 4 and _total(parts.frame) == Decimal("639.80")
+    assert parts.frame.drop("_row_number").equals(whole.frame.drop("_row_number"))
+    # the statement's period runs from the first list's start to the last one's end
+    assert [s.statement_id for s in parts.statements.statements] == [
+        s.statement_id for s in whole.statements.statements
+    ]
+
+
 def test_detected_by_content(tmp_path: Path) -> None:
     renamed = tmp_path / "download.txt"
     renamed.write_bytes((DATA / "own_creditcard.qfx").read_bytes())

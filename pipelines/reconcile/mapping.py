@@ -36,7 +36,9 @@ import polars as pl
 
 from pipelines.ingest.column_schema import FileSchema
 from pipelines.ingest.profiling import seed_pattern_to_strftime
+from pipelines.ingest.profiling.numbers import lenient_amounts
 from pipelines.ingest.readers import ROW_NUMBER
+from pipelines.ingest.validation import FAILURE_SCHEMA
 from pipelines.reconcile.normalize import is_ascii, normalize_plain, normalize_text
 from pipelines.reconcile.rules import FieldMapping, RuleSet, RuleSetError
 
@@ -57,6 +59,10 @@ class Conformed:
     source: pl.DataFrame
     target: pl.DataFrame
     field_types: dict[str, str]
+    # each side's rows refused here (an amount no number could be read from), as the file
+    # stage's failures (`FAILURE_SCHEMA`): they become VALIDATION_ERRORs beside those
+    source_failures: pl.DataFrame | None = None
+    target_failures: pl.DataFrame | None = None
 
 
 def _strftime(pattern: str) -> str:
@@ -154,7 +160,7 @@ def _currency_conversion(frame: pl.DataFrame, mapping: FieldMapping, name: str) 
     work = pl.DataFrame(
         {
             ROW: frame.get_column(ROW),
-            "amount": frame.get_column(mapping.source_field).cast(pl.Float64, strict=False),
+            "amount": _amounts(frame, mapping.source_field),
             "currency": currency,
         }
     )
@@ -191,6 +197,30 @@ def _currency_conversion(frame: pl.DataFrame, mapping: FieldMapping, name: str) 
             f"{missing.height} row(s) affected; add it to the rates"
         )
     return (joined.get_column("amount") * joined.get_column("rate")).alias(mapping.target_field)
+
+
+def _amounts(frame: pl.DataFrame, column: str) -> pl.Series:
+    """A column as amounts: a text one read cell by cell (`lenient_amounts`)."""
+    if frame.schema[column] == pl.String:
+        return frame.select(lenient_amounts(pl.col(column))[0]).to_series()
+    return frame.get_column(column).cast(pl.Float64, strict=False)
+
+
+def unreadable_amounts(frame: pl.DataFrame, column: str, field: str, file: str) -> pl.DataFrame:
+    """The rows of a text `column` (matched as the amount `field`) holding something that is
+    no number: file, row_number, column, check, value (`FAILURE_SCHEMA`)."""
+    if column not in frame.columns or frame.schema[column] != pl.String:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    readable = lenient_amounts(pl.col(column))[1]
+    return frame.filter(~readable).select(
+        pl.lit(file).alias("file"),
+        pl.col(ROW).cast(pl.Int64).alias("row_number"),
+        pl.lit(column).alias("column"),
+        pl.lit(
+            f"amount (matched as {field}): a number such as 1234.56, 1,234.56 or 1.234,56"
+        ).alias("check"),
+        pl.col(column).cast(pl.String).str.slice(0, 200).alias("value"),
+    )
 
 
 def apply_mappings(
@@ -319,12 +349,20 @@ def conform(
             raise MappingError(f"{side}: matching field {field!r} is not a column after mapping")
     source_exprs, target_exprs = [], []
     text_fields: list[str] = []
+    # the file's own column behind each mapped field (its name in a failure)
+    origin = {m.target_field: m.source_field for m in rule_set.field_mappings}
+    refused: dict[str, list[pl.DataFrame]] = {"source": [], "target": []}
     for field, kind in types.items():
         s_type, t_type = mapped.schema[field], target.schema[field]
         both_numeric = s_type in NUMERIC and t_type in NUMERIC
         if kind == "RANGE" or (kind == "EXACT" and both_numeric):
-            s_expr = pl.col(field).cast(pl.Float64, strict=False)
-            t_expr = pl.col(field).cast(pl.Float64, strict=False)
+            # a text column (one odd cell kept the file stage from typing it) is read cell by
+            # cell; a cell that is no number refuses its row rather than match as a null
+            s_expr, t_expr = _as_amount(field, s_type), _as_amount(field, t_type)
+            if kind == "RANGE":
+                column = origin.get(field, field)
+                refused["source"].append(unreadable_amounts(source, column, field, source_name))
+                refused["target"].append(unreadable_amounts(target, field, field, target_name))
         elif kind == "DATE_RANGE" or (
             kind == "EXACT" and _is_temporal(s_type) and _is_temporal(t_type)
         ):
@@ -342,8 +380,14 @@ def conform(
 
     keys = [f for f in text_fields if types[f] == "EXACT"]
 
-    def reduce(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
+    empty = pl.DataFrame(schema=FAILURE_SCHEMA)
+    bad = {side: pl.concat([empty, *found]) for side, found in refused.items()}
+
+    def reduce(frame: pl.DataFrame, exprs: list[pl.Expr], side: str) -> pl.DataFrame:
         valid = pl.col("_valid") if "_valid" in frame.columns else pl.lit(True)
+        valid = valid & ~pl.col(ROW).cast(pl.Int64).is_in(
+            bad[side].get_column("row_number").implode()
+        )
         out = frame.select(pl.col(ROW).cast(pl.Int64), valid.alias("_valid"), *exprs)
         policy = rule_set.text_normalization
         out = out.with_columns(
@@ -357,6 +401,14 @@ def conform(
     # the two sides on two threads: their text normalisation is most of the time, and polars
     # runs most string expressions of one column on one core
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="recon-conform") as pool:
-        source_side = pool.submit(reduce, mapped, source_exprs)
-        target_side = pool.submit(reduce, target, target_exprs)
-        return Conformed(source_side.result(), target_side.result(), types)
+        source_side = pool.submit(reduce, mapped, source_exprs, "source")
+        target_side = pool.submit(reduce, target, target_exprs, "target")
+        return Conformed(
+            source_side.result(), target_side.result(), types, bad["source"], bad["target"]
+        )
+
+
+def _as_amount(field: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return lenient_amounts(pl.col(field))[0]
+    return pl.col(field).cast(pl.Float64, strict=False)

@@ -127,25 +127,32 @@ def create_reconciliation(
         ).scalar_one()
 
 
-def reopen_failed(
+def reopen_same(
     engine: sa.Engine, *, name: str, source_file_id: int, target_file_id: int, rule_set_id: int
-) -> int | None:
-    """The newest FAILED reconciliation of these files, rules and name, PENDING again; or None.
+) -> tuple[int, str] | None:
+    """The newest FAILED or COMPLETED ad-hoc reconciliation of these files, rules and name,
+    PENDING again: (its id, the status it had); or None.
 
-    Running the same reconciliation again after a failure (a killed process, a database that
-    went away) replaces it in place rather than leaving a failed twin beside the new one.
+    Running the same reconciliation again replaces it in place (its final commit keeps what
+    people decided, by fingerprint) rather than leaving a twin beside it: after a failure (a
+    killed process, a database that went away) no failed twin, and after a success no second
+    set of the same open exceptions with the first set's resolutions missing from it. One
+    being run (PENDING, RUNNING) or CANCELLED is left alone: a new one is made.
     """
     with engine.begin() as conn:
-        return conn.execute(
+        row = conn.execute(
             sa.text(
-                "UPDATE reconciliations SET status = 'PENDING', progress = 0, "
-                "error_message = NULL, completed_at = NULL WHERE id = (SELECT id FROM "
-                "reconciliations WHERE name = :n AND source_file_id = :s AND target_file_id = :t "
-                "AND rule_set_id = :r AND status = 'FAILED' AND feed_id IS NULL "
-                "ORDER BY id DESC LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+                "WITH same AS (SELECT id, status FROM reconciliations WHERE name = :n"
+                " AND source_file_id = :s AND target_file_id = :t AND rule_set_id = :r"
+                " AND status IN ('FAILED', 'COMPLETED') AND feed_id IS NULL"
+                " ORDER BY id DESC LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                " UPDATE reconciliations r SET status = 'PENDING', progress = 0,"
+                " error_message = NULL, completed_at = NULL FROM same WHERE r.id = same.id"
+                " RETURNING r.id, same.status"
             ),
             {"n": name, "s": source_file_id, "t": target_file_id, "r": rule_set_id},
-        ).scalar()
+        ).first()
+    return (row.id, row.status) if row else None
 
 
 def load_plan(engine: sa.Engine, reconciliation_id: int) -> ReconciliationPlan:

@@ -103,3 +103,27 @@ def _decimal_separator(column: ColumnSchema) -> str:
             grouping = fmt[position + 1 :] == "##0" and fmt[:position].endswith("#")
             return other if grouping else sep
     return "."
+
+
+def lenient_amounts(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(amount, readable) of a text column the file stage left as text (one odd cell kept it
+    from typing the whole column): each cell read as a number with either decimal separator
+    (`1,234.56` and `1.234,56` in one column, signs, parentheses, currencies: the checked
+    shapes of `_number_fields`), a cell both could read (`1,234`) by the separator more of the
+    column's cells are read with. `readable` is False for a cell with something in it that is
+    no number in either form (`2,0O0.00`, `1.405.31`): the caller refuses that row, as a null
+    amount must never pass for one that matched."""
+    cleaned = text.cast(pl.String).str.strip_chars()
+    parts = _number_parts(cleaned)
+    dot, comma = _number_fields(parts, "."), _number_fields(parts, ",")
+    prefer_dot = dot["valid"].sum() >= comma["valid"].sum()
+    amount = (
+        pl.when(dot["valid"] & comma["valid"])
+        .then(pl.when(prefer_dot).then(dot["decimal"]).otherwise(comma["decimal"]))
+        .when(dot["valid"])
+        .then(dot["decimal"])
+        .when(comma["valid"])
+        .then(comma["decimal"])
+    )
+    blank = cleaned.is_null() | (cleaned == "")
+    return amount, blank | dot["valid"] | comma["valid"]

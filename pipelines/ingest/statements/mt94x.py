@@ -60,6 +60,53 @@ _MBANK_START = re.compile(r"^\s*\d{3} [^;\n]*;")
 _IBAN_LIKE = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{10,30}$|^[A-Z]?\d[\d.\- ]{5,}\d$")
 
 
+# a SEPA end-to-end reference (EREF+) is at most 35 characters; a German structured `:86:`
+# sub-field ?20-?29 at most 27, so a value goes on into the next one only when it is full
+SEPA_REFERENCE_MAX = 35
+SUBFIELD_WIDTH = 27
+_SUBFIELD = re.compile(r"\?(\d{2})")
+_SEPA_KEYWORD = re.compile(r"^[A-Z]{4}\+")
+
+
+def _keep_raw_details(transactions: Any, tag: Any, tag_dict: dict[str, Any]) -> dict[str, Any]:
+    """Before the package's own processor (which takes the text apart and drops it): the
+    `:86:` text as it was, for `_end_to_end`."""
+    tag_dict["raw_details"] = tag_dict.get("transaction_details")
+    return tag_dict
+
+
+_PROCESSORS = {"pre_transaction_details": [_keep_raw_details]}
+
+
+def _end_to_end(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(EREF+ reference, text glued onto it) of a structured `:86:`. The package joins ?20-?29
+    and splits on the SEPA keywords, so text after the reference without a keyword of its own
+    (a return's `MTLG:Grund ...`) became part of it: longer than SEPA allows, the reference is
+    read from its own sub-field again, continued only through full ones."""
+    joined = str(data.get("end_to_end_reference") or "")
+    if len(joined) <= SEPA_REFERENCE_MAX:
+        return joined or None, None
+    raw = "".join(line.strip("\r") for line in str(data.get("raw_details") or "").splitlines())
+    marks = list(_SUBFIELD.finditer(raw))
+    parts = [
+        (m.group(1), raw[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(raw)])
+        for i, m in enumerate(marks)
+    ]
+    for i, (code, text) in enumerate(parts):
+        if code.startswith("2") and text.startswith("EREF+"):
+            value, width = text[len("EREF+") :], len(text)
+            for next_code, more in parts[i + 1 :]:
+                if width < SUBFIELD_WIDTH or not next_code.startswith("2"):
+                    break
+                if _SEPA_KEYWORD.match(more):
+                    break
+                value, width = value + more, len(more)
+            value = value.strip()
+            if value and joined.startswith(value):
+                return value, clean(joined[len(value) :])
+    return joined, None
+
+
 def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -72,7 +119,7 @@ def parse(data: bytes, name: str, file_format: str) -> ParsedStatements:
     text = _decode(data).replace("\r\n", "\n").replace("\r", "\n")
     _check_statement_lines(text, name)
     try:
-        blocks = mt940.parse_statements(text, options=mt940.Options.all())
+        blocks = mt940.parse_statements(text, options=mt940.Options.all(), processors=_PROCESSORS)
     except Exception as exc:  # the package raises RuntimeError with (message, tag, value)
         raise _tag_error(name, text, exc) from exc
     statements: list[Statement] = []
@@ -203,11 +250,12 @@ def _details(data: dict[str, Any]) -> dict[str, str | None]:
     if "transaction_details" not in data:  # structured ?NN details, split by the package
         purpose = clean(data.get("purpose"))
         posting = clean(data.get("posting_text"))
+        reference, glued = _end_to_end(data)
         return {
             "name": clean(data.get("applicant_name")),
             "account": clean(data.get("applicant_iban") or data.get("gvc_applicant_iban")),
-            "reference": _reference(data.get("end_to_end_reference")),
-            "description": purpose or posting,
+            "reference": _reference(reference),
+            "description": purpose or glued or posting,
         }
     raw = str(data.get("transaction_details") or "")
     one_line = raw.replace("\n", "")

@@ -57,13 +57,16 @@ def parse(data: bytes, name: str, file_format: str) -> ParsedStatements:
     for container in containers:
         currency = _text(container, "CURDEF")
         account = _text(container, "BANKACCTFROM/ACCTID") or _text(container, "CCACCTFROM/ACCTID")
-        transactions = container.find("BANKTRANLIST")
+        # one list of transactions by the specification; some exporters write one per
+        # transaction, and every one of them is read
+        lists = container.findall("BANKTRANLIST")
         entries = []
-        for trn in transactions.iter("STMTTRN") if transactions is not None else []:
+        for trn in (t for found in lists for t in found.iter("STMTTRN")):
             number += 1
             entries.append(_entry(trn, currency, name, number))
-        start = _text(transactions, "DTSTART")
-        end = _text(transactions, "DTEND")
+        starts = sorted(d for d in (_text(t, "DTSTART") for t in lists) if d)
+        ends = sorted(d for d in (_text(t, "DTEND") for t in lists) if d)
+        start, end = (starts[0] if starts else None), (ends[-1] if ends else None)
         period = f"{(start or '')[:8]}-{(end or '')[:8]}" if start or end else None
         balance = _text(container, "LEDGERBAL/BALAMT")
         statements.append(
