@@ -27,7 +27,7 @@ from pipelines.reconcile.linkage import (
 )
 from pipelines.reconcile.mapping import HINTS, conform
 from pipelines.reconcile.normalize import TextNormalization, normalize_text
-from pipelines.reconcile.rules import parse_rule_set
+from pipelines.reconcile.rules import RuleSetError, parse_rule_set
 
 VENDORS = [
     ("Aperture Supplies GmbH", "APERTURE SUPPLIES GMBH"),
@@ -403,3 +403,64 @@ def test_a_text_amount_column_is_read_cell_by_cell_and_an_odd_cell_refuses_its_r
     assert ("VALIDATION_ERROR", 4, None) in breaks
     assert ("MISSING_IN_SOURCE", None, 4) in breaks
     assert not {b for b in breaks if b[1] in (2, 3)}  # read right, matched clean
+
+
+def _signing_rules(config: dict[str, Any], source_field: str = "Betrag") -> Any:
+    return parse_rule_set(
+        {
+            "name": "signed-amounts",
+            "field_mappings": [
+                {"source_field": "Ref", "target_field": "invoice", "transformation_type": "DIRECT"},
+                {
+                    "source_field": source_field,
+                    "target_field": "amount",
+                    "transformation_type": "DIRECT",
+                    "transformation_config": config,
+                },
+            ],
+            "matching_rules": [
+                {"match_type": "EXACT", "fields": ["invoice"]},
+                {"match_type": "RANGE", "fields": ["amount"], "tolerance": 0.01},
+            ],
+        }
+    )
+
+
+def test_an_amount_is_signed_by_a_debit_credit_column_or_a_debit_column_subtracted() -> None:
+    """Bank exports write amounts unsigned beside a mark (S/H, DR/CR) or in two columns
+    (deposits, withdrawals): a debit that read as a credit matched an unpaid invoice clean."""
+    ledger = pl.DataFrame(
+        {"_row_number": [1, 2, 3], "invoice": ["A", "B", "C"], "amount": [1234.56, -20.0, 7.0]}
+    )
+    marked = pl.DataFrame(
+        {
+            "_row_number": [1, 2, 3],
+            "Ref": ["A", "B", "C"],
+            "Betrag": ["1.234,56", "20,00", "7,00"],
+            "S/H": ["H", " s ", ""],  # blank: the amount as written
+        }
+    )
+    signed = conform(marked, ledger, _signing_rules({"debit_credit_field": "S/H"}))
+    assert signed.source.get_column("amount").to_list() == [1234.56, -20.0, 7.0]
+    own = _signing_rules({"debit_credit_field": "S/H", "debit_values": ["LAST"]})
+    relabelled = marked.with_columns(pl.Series("S/H", ["H", "LAST", None]))
+    assert conform(relabelled, ledger, own).source.get_column("amount").to_list()[1] == -20.0
+    with pytest.raises(RuleSetError, match=r"row 2, field 'S/H': 'X' is neither a debit"):
+        conform(marked.with_columns(pl.Series("S/H", ["H", "X", "H"])), ledger, own)
+    columns = pl.DataFrame(
+        {
+            "_row_number": [1, 2, 3],
+            "Ref": ["A", "B", "C"],
+            "Deposits": ["1,234.56", None, None],
+            "Withdrawals": [None, "20.00", "2,0O0"],
+        }
+    )
+    two = conform(columns, ledger, _signing_rules({"minus_field": "Withdrawals"}, "Deposits"))
+    assert two.source.get_column("amount").to_list()[:2] == [1234.56, -20.0]
+    assert two.source_failures is not None
+    assert two.source_failures.select("row_number", "column").rows() == [(3, "Withdrawals")]
+    with pytest.raises(RuleSetError, match=r"debit_values needs `debit_credit_field`"):
+        _signing_rules({"debit_values": ["DR"]})
+    with pytest.raises(RuleSetError, match=r"name has 300 characters; at most 255"):
+        parse_rule_set({"name": "x", "matching_rules": [{"name": "n" * 300, "fields": ["a"],
+                        "match_type": "EXACT"}]})  # fmt: skip

@@ -40,7 +40,13 @@ from pipelines.ingest.profiling.numbers import lenient_amounts
 from pipelines.ingest.readers import ROW_NUMBER
 from pipelines.ingest.validation import FAILURE_SCHEMA
 from pipelines.reconcile.normalize import is_ascii, normalize_plain, normalize_text
-from pipelines.reconcile.rules import FieldMapping, RuleSet, RuleSetError
+from pipelines.reconcile.rules import (
+    CREDIT_VALUES,
+    DEBIT_VALUES,
+    FieldMapping,
+    RuleSet,
+    RuleSetError,
+)
 
 ROW = ROW_NUMBER
 HINTS = "_hints"  # identifier-like words of a record's other text columns (free text)
@@ -206,6 +212,48 @@ def _amounts(frame: pl.DataFrame, column: str) -> pl.Series:
     return frame.get_column(column).cast(pl.Float64, strict=False)
 
 
+def _signed_amount(frame: pl.DataFrame, mapping: FieldMapping, name: str) -> pl.Series:
+    """A DIRECT amount with its signing options: `minus_field` (a debit column: the amount is
+    the credit column less it, either blank counting as 0), then `debit_credit_field` (a
+    column of marks: a debit's amount negative, a credit's positive, whatever sign it was
+    written with; `debit_values` / `credit_values` replace the usual marks). A mark that is
+    neither refuses the file with its row, as a rate missing for a currency does."""
+    config = mapping.transformation_config or {}
+    amount = _amounts(frame, mapping.source_field)
+    if config.get("minus_field"):
+        column = str(config["minus_field"])
+        if column not in frame.columns:
+            raise MappingError(f"{name}: no column {column!r} (minus_field) to subtract")
+        debit = _amounts(frame, column)
+        both_blank = amount.is_null() & debit.is_null()
+        amount = (amount.fill_null(0).abs() - debit.fill_null(0).abs()).set(both_blank, None)
+    field = config.get("debit_credit_field")
+    if field:
+        if field not in frame.columns:
+            raise MappingError(f"{name}: no column {field!r} (debit_credit_field) to sign by")
+        marks = frame.get_column(field).cast(pl.String).str.strip_chars().str.to_uppercase()
+        debits = {str(v).strip().upper() for v in config.get("debit_values") or DEBIT_VALUES}
+        credits = {str(v).strip().upper() for v in config.get("credit_values") or CREDIT_VALUES}
+        is_debit, is_credit = marks.is_in(list(debits)), marks.is_in(list(credits))
+        odd = frame.filter(~is_debit & ~is_credit & marks.is_not_null() & (marks != ""))
+        if odd.height:
+            first = odd.row(0, named=True)
+            raise MappingError(
+                f"{name}: row {first[ROW]}, field {field!r}: {str(first[field])[:40]!r} is "
+                f"neither a debit ({', '.join(sorted(debits))}) nor a credit "
+                f"({', '.join(sorted(credits))}) mark; {odd.height} row(s); list it in "
+                "debit_values or credit_values"
+            )
+        amount = pl.select(
+            pl.when(is_debit)
+            .then(-amount.abs())
+            .when(is_credit)
+            .then(amount.abs())
+            .otherwise(amount)
+        ).to_series()
+    return amount.alias(mapping.target_field)
+
+
 def unreadable_amounts(frame: pl.DataFrame, column: str, field: str, file: str) -> pl.DataFrame:
     """The rows of a text `column` (matched as the amount `field`) holding something that is
     no number: file, row_number, column, check, value (`FAILURE_SCHEMA`)."""
@@ -238,8 +286,10 @@ def apply_mappings(
         column = pl.col(mapping.source_field)
         kind = mapping.transformation_type
         config = mapping.transformation_config or {}
-        if kind == "DIRECT":
-            expr: pl.Expr | pl.Series = column
+        if kind == "DIRECT" and config:
+            expr: pl.Expr | pl.Series = _signed_amount(frame, mapping, name)
+        elif kind == "DIRECT":
+            expr = column
         elif kind in ("UPPERCASE", "LOWERCASE", "TRIM"):
             text = column.cast(pl.String)
             if kind == "UPPERCASE":
@@ -350,7 +400,11 @@ def conform(
     source_exprs, target_exprs = [], []
     text_fields: list[str] = []
     # the file's own column behind each mapped field (its name in a failure)
-    origin = {m.target_field: m.source_field for m in rule_set.field_mappings}
+    origin = {
+        m.target_field: [m.source_field]
+        + [str(c) for c in [(m.transformation_config or {}).get("minus_field")] if c]
+        for m in rule_set.field_mappings
+    }
     refused: dict[str, list[pl.DataFrame]] = {"source": [], "target": []}
     for field, kind in types.items():
         s_type, t_type = mapped.schema[field], target.schema[field]
@@ -360,8 +414,8 @@ def conform(
             # cell; a cell that is no number refuses its row rather than match as a null
             s_expr, t_expr = _as_amount(field, s_type), _as_amount(field, t_type)
             if kind == "RANGE":
-                column = origin.get(field, field)
-                refused["source"].append(unreadable_amounts(source, column, field, source_name))
+                for column in origin.get(field, [field]):
+                    refused["source"].append(unreadable_amounts(source, column, field, source_name))
                 refused["target"].append(unreadable_amounts(target, field, field, target_name))
         elif kind == "DATE_RANGE" or (
             kind == "EXACT" and _is_temporal(s_type) and _is_temporal(t_type)

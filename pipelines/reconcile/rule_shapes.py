@@ -19,7 +19,8 @@ from pipelines.reconcile.normalize import TextNormalization
 from resources.errors import ReconError
 
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
-    "DIRECT": (),
+    # an amount signed by a debit/credit column, or a credit column less a debit one
+    "DIRECT": ("debit_credit_field", "debit_values", "credit_values", "minus_field"),
     "UPPERCASE": (),
     "LOWERCASE": (),
     "TRIM": ("characters",),

@@ -69,6 +69,35 @@ TRANSFORMATIONS = (
     "CURRENCY_CONVERSION",
 )
 MATCH_TYPES = ("EXACT", "FUZZY", "RANGE", "DATE_RANGE")
+# rule_sets.name and matching_rules.name are VARCHAR(255) (migration 0001)
+MAX_NAME = 255
+# a DIRECT amount's debit/credit marks (`debit_credit_field`), compared trimmed, upper-case:
+# SWIFT and most exports (D/C, DR/CR), German ones (S/H: Soll/Haben), spelt out
+DEBIT_VALUES = ("D", "DR", "DEBIT", "DB", "S", "SOLL", "-")
+CREDIT_VALUES = ("C", "CR", "CREDIT", "H", "HABEN", "+")
+
+
+def _check_signing(config: dict[str, Any], where: str) -> None:
+    """A DIRECT mapping's signing options: columns named by text, marks listed as text."""
+    for key in ("debit_credit_field", "minus_field"):
+        if key in config and (not isinstance(config[key], str) or not config[key].strip()):
+            raise RuleSetError(f"{where}.transformation_config.{key}: expected a column name")
+    for key in ("debit_values", "credit_values"):
+        if key not in config:
+            continue
+        if "debit_credit_field" not in config:
+            raise RuleSetError(f"{where}.transformation_config.{key} needs `debit_credit_field`")
+        values = config[key]
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) and v.strip() for v in values)
+        ):
+            raise RuleSetError(
+                f"{where}.transformation_config.{key}: expected a list of marks such as [DR, D]"
+            )
+
+
 DEFAULT_MATCH_THRESHOLD = 0.8
 # a difference equal to the tolerance is agreement, whatever floating point makes of 100.01-100
 TOLERANCE_EPSILON = 1e-9
@@ -187,6 +216,8 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RuleSetError(f"{origin}: `name` is required")
+    if len(name) > MAX_NAME:
+        raise RuleSetError(f"{origin}: `name` has {len(name)} characters; at most {MAX_NAME}")
     description = data.get("description")
     if description is not None and not isinstance(description, str):
         raise RuleSetError(f"{origin}: description must be text, got {description!r}")
@@ -209,6 +240,8 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
         for key in config or {}:
             if key not in CONFIG_KEYS[kind]:
                 _unknown_key(str(key), CONFIG_KEYS[kind], f"{where}.transformation_config ({kind})")
+        if kind == "DIRECT" and config:
+            _check_signing(config, where)
         if kind == "CURRENCY_CONVERSION":
             config = config or {}
             if not (config.get("rates") or config.get("rates_file") or config.get("rate")):
@@ -258,6 +291,8 @@ def parse_rule_set(data: Any, origin: str = "rule set") -> RuleSet:
                 _number(tolerance, f"{where}: tolerance", low=0, high=999_999.9999), 4
             )
         rule_name = str(raw.get("name") or f"{kind.lower()}_{'_'.join(fields)}")
+        if len(rule_name) > MAX_NAME:
+            raise RuleSetError(f"{where}: name has {len(rule_name)} characters; at most {MAX_NAME}")
         rules.append(MatchingRule(rule_name, kind, tuple(fields), weight, threshold, tolerance))
     if not any(r.weight > 0 for r in rules):
         raise RuleSetError(f"{origin}: every matching rule has weight 0; nothing would link")
