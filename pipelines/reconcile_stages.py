@@ -106,11 +106,11 @@ def _canonical(store: FileStore, file_id: int) -> pl.DataFrame:
     return pl.read_parquet(store.canonical(file_id))
 
 
-def _failures(store: FileStore, file_id: int, mapped: Path) -> pl.DataFrame:
-    """The file's failing rows (file stage), and those the mapping refused (`mapped` +
-    `_failures.parquet`: an amount no number could be read from)."""
+def _failures(store: FileStore, file_id: int, refused: Path) -> pl.DataFrame:
+    """The file's failing rows (file stage), and those the mapping `refused` (an amount no
+    number could be read from)."""
     found = [pl.DataFrame(schema=FAILURE_SCHEMA)]
-    for path in (store.row_failures(file_id), mapped.with_name(mapped.name + "_failures.parquet")):
+    for path in (store.row_failures(file_id), refused):
         if path.exists():
             found.append(pl.read_parquet(path).cast(FAILURE_SCHEMA))
     return pl.concat(found)
@@ -297,8 +297,12 @@ def find_exceptions(
             rule_set,
             source_records=pl.scan_parquet(inputs["source"]),
             target_records=pl.scan_parquet(inputs["target"]),
-            source_failures=_failures(store, plan.source_file_id, work_dir / "source"),
-            target_failures=_failures(store, plan.target_file_id, work_dir / "target"),
+            source_failures=_failures(
+                store, plan.source_file_id, work_dir / "source_failures.parquet"
+            ),
+            target_failures=_failures(
+                store, plan.target_file_id, work_dir / "target_failures.parquet"
+            ),
             breaks=linkage.breaks(conformed, linked.links, rule_set),
         )
         found = carry.own_exceptions(found, carry.read_carried(work_dir))
