@@ -697,3 +697,54 @@ def test_recon_run_without_rules_proposes_and_stores_an_ai_rule_set(
     )
     truth = case.truth()
     assert len(pairs & truth) >= 0.98 * len(truth) and len(pairs - truth) <= 1
+
+
+def test_an_amount_cell_that_is_no_number_is_a_validation_error_of_its_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Through the stages: the bank's amounts kept as text for one odd cell are read cell by
+    cell (the fee-short row is an AMOUNT_MISMATCH, not a clean match of a null), and the odd
+    cell is a VALIDATION_ERROR naming its row and column; the ledger's invoice it would have
+    paid is missing."""
+    bank, ledger, rules = tmp_path / "bank.csv", tmp_path / "ledger.csv", tmp_path / "rules.yaml"
+    bank.write_text(
+        "Payee,Amount,Reference\n"
+        'ACME WIDGETS LTD,"4,985.00",INV-1\n'
+        'BLUE HARBOR FOODS,"1.250,00",INV-2\n'
+        "OAKRIDGE DENTAL,300.00,INV-3\n"
+        'PINECREST BAKERY,"2,0O0.00",INV-4\n'
+    )
+    ledger.write_text(
+        "Invoice No,Customer,Amount\n"
+        "INV-1,Acme Widgets Ltd,5000.00\n"
+        "INV-2,Blue Harbor Foods,1250.00\n"
+        "INV-3,Oakridge Dental,300.00\n"
+        "INV-4,Pinecrest Bakery,2000.00\n"
+    )
+    rules.write_text(
+        "name: odd amount cell\n"
+        "field_mappings:\n"
+        "  - {source_field: Reference, target_field: Invoice No}\n"
+        "  - {source_field: Payee, target_field: Customer}\n"
+        "matching_rules:\n"
+        "  - {name: reference, match_type: EXACT, fields: [Invoice No]}\n"
+        "  - {name: amount, match_type: RANGE, fields: [Amount], tolerance: 0.01}\n"
+    )
+    summary = run_reconciliation(
+        database_url,
+        RunRequest(
+            source=bank, target=ledger, rules=rules, organization=f"odd-{uuid.uuid4().hex[:8]}"
+        ),
+    )
+    assert summary["status"] == "COMPLETED", summary["error_message"]
+    found = {
+        (e["type"], e["source_row_number"], e["target_row_number"]): e
+        for e in _exceptions(database_url, summary["reconciliation_id"])
+    }
+    assert set(found) == {
+        ("AMOUNT_MISMATCH", 1, 1),
+        ("VALIDATION_ERROR", 4, None),
+        ("MISSING_IN_SOURCE", None, 4),
+    }
+    [failure] = found[("VALIDATION_ERROR", 4, None)]["diff"]
+    assert (failure["field"], failure["source_value"]) == ("Amount", "2,0O0.00")
