@@ -188,3 +188,17 @@ def test_german_structured_reference_takes_only_its_own_sub_fields(tmp_path: Pat
     )
     assert frame.row(1, named=True)["description"].startswith("MTLG:Teilzahlung")
     assert frame.row(2, named=True)["description"] == "Rechnung 4712"
+
+
+def test_a_line_the_package_cannot_read_names_its_own_entry(tmp_path: Path) -> None:
+    # the second :61: carries an 18-character customer reference and a line under it, which
+    # the package refuses; the error named the entry after it
+    path = tmp_path / "asn.sta"
+    path.write_text(
+        ":20:STMT1\n:25:NL81ASNB0000000001\n:28C:1/1\n:60F:C200101EUR444,29\n"
+        ":61:2001020102D10,00NTRFNONREF\n:86:fee\n"
+        ":61:2001010101D65,00NOVBNL47INGB0000000002\nmr jansen\n:86:NL47INGB0000000002\n"
+        ":62F:C200102EUR369,29\n"
+    )
+    with pytest.raises(FileFormatError, match=r"^asn\.sta: entry 2, field :61: tag: cannot read"):
+        read_table(path)

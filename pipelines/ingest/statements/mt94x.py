@@ -183,9 +183,10 @@ def _tag_error(name: str, text: str, exc: BaseException) -> Exception:
     if tag_id is not None:
         entry = None
         if str(tag_id) in ("61", "86") and value:
+            # the :61: lines up to the value: a :61:'s own line is among them, as is the :61:
+            # an :86: follows
             at = text.find(value)
-            entry = len(re.findall(r"(?m)^:61:", text[: at if at >= 0 else len(text)]))
-            entry = entry + 1 if str(tag_id) == "61" else max(entry, 1)
+            entry = max(len(re.findall(r"(?m)^:61:", text[: at if at >= 0 else len(text)])), 1)
         return statement_error(
             name, f"cannot read {shown!r}", entry=entry, field_name=f":{tag_id}: tag"
         )
