@@ -202,3 +202,15 @@ def test_a_line_the_package_cannot_read_names_its_own_entry(tmp_path: Path) -> N
     )
     with pytest.raises(FileFormatError, match=r"^asn\.sta: entry 2, field :61: tag: cannot read"):
         read_table(path)
+
+
+def test_a_whole_amount_without_its_decimal_comma_is_read(tmp_path: Path) -> None:
+    # Knab writes `C500NTRF`: SWIFT wants `500,`; the file was refused whole
+    path = tmp_path / "knab.sta"
+    path.write_text(
+        ":20:STMT1\n:25:NL02KNAB0000000001\n:28C:1/1\n:60F:C140728EUR0,00\n"
+        ":61:1407290729C500NTRFNONREF//1\n:86:deposit\n"
+        ":61:1407290729D12,50NCHGNONREF//2\n:86:fee\n:62F:C140729EUR487,50\n"
+    )
+    frame = read_table(path).frame
+    assert frame.get_column("amount").to_list() == ["500.00", "-12.50"]

@@ -52,8 +52,10 @@ _SLASH_CODES = (
 _SLASH_CODE = re.compile(rf"/({_SLASH_CODES})/")
 _ANGLE_FIELD = re.compile(r">(\d{2})")
 _LINE_61 = re.compile(r"(?m)^:61:(.*)$")
-# 6!n[4!n]2a[1!a]15d1!a3!c: value date, entry date, mark, funds code, amount, type
-_VALID_61 = re.compile(r"\d{6}(\d{4}|\s{4})?R?[DC][A-Z]?\s?\d[\d]{0,14},\d*[A-Z][A-Z0-9 ]{3}", re.I)
+# 6!n[4!n]2a[1!a]15d1!a3!c: value date, entry date, mark, funds code, amount, type; the
+# amount's decimal comma is required by SWIFT, but some banks leave it out of whole amounts
+# (Knab: `C500NTRF`), which the package reads as 500
+_VALID_61 = re.compile(r"\d{6}(\d{4}|\s{4})?R?[DC][A-Z]?\s?\d{1,15}(,\d*)?[A-Z][A-Z0-9 ]{3}", re.I)
 _BANK_TYPE_TEXT = re.compile(r"^\d{3}-\D")  # mBank's "911-TRANSAKCJA IPH" after the :61:
 _MBANK_FIELD = re.compile(r"(?:^|;)\s*(Z RACH\.|NA RACH\.|OD|DLA|TYT\.|ID IPH|TNR):")
 _MBANK_START = re.compile(r"^\s*\d{3} [^;\n]*;")
@@ -167,8 +169,8 @@ def _check_statement_lines(text: str, name: str) -> None:
         if not _VALID_61.match(match.group(1)):
             raise statement_error(
                 name,
-                f"{match.group(1)[:40]!r} is not a value date, debit/credit mark, amount with a "
-                "decimal comma and transaction type",
+                f"{match.group(1)[:40]!r} is not a value date, debit/credit mark, amount and "
+                "transaction type",
                 entry=number,
                 field_name=":61: statement line",
             )
