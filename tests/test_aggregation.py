@@ -302,6 +302,56 @@ def test_a_group_wins_over_a_one_to_one_break() -> None:
     assert not found.filter(pl.col("source_row_number") == 1).height
 
 
+def test_a_receipt_naming_its_own_invoice_keeps_it_from_another_receipts_group() -> None:
+    """Receipt 1 names INV-101 and is 5.00 short of it (a fee): that pair is settled by an
+    identifier. Receipt 2 (300.00, no reference) would be INV-101 + INV-102 exactly, but
+    taking INV-101 left receipt 1 missing (an outside probe: 40 bank lines whose own
+    reference equals the invoice lost it so)."""
+    source = frame(
+        invoice_number=["INV-101", None],
+        customer_name=["ACME LTD", "ACME LTD"],
+        amount=[95.0, 300.0],
+        invoice_date=[DAY, DAY],
+        memo=["INV-101", "PAYMENT"],
+    )
+    target = frame(
+        invoice_number=["INV-101", "INV-102"],
+        customer_name=["Acme Limited"] * 2,
+        amount=[100.0, 200.0],
+        invoice_date=[DAY, DAY],
+    )
+    linked, found = run_case(source, target, rules([AGGREGATION]))
+    assert groups_of(linked) == {}
+    pair = linked.links.filter(pl.col("source_row") == 1).row(0, named=True)
+    assert (pair["target_row"], pair["kind"]) == (1, "REFERENCE")
+    kinds = set(found.select("type", "source_row_number", "target_row_number").iter_rows())
+    assert kinds == {
+        ("AMOUNT_MISMATCH", 1, 1),
+        ("MISSING_IN_TARGET", 2, None),
+        ("MISSING_IN_SOURCE", None, 2),
+    }
+
+
+def test_a_record_quoting_an_invoice_takes_no_group_of_another_customer() -> None:
+    """The bank line quotes INV-110031 (Iron Field, 15.00 short of it); two invoices of "Iron
+    Ridge" (similar enough for the FUZZY rule) sum to it 11.31 short: no group, the quoted
+    invoice is what it pays."""
+    rule = rules([AGGREGATION]).aggregation[0]
+    candidates = [
+        Candidate(row=1, cents=1_822_463, days=20, key="iron field dental", quoted=True),
+        Candidate(row=2, cents=430_319, days=4, key="iron ridge dental", quoted=False),
+        Candidate(row=3, cents=1_391_775, days=6, key="iron ridge dental", quoted=False),
+    ]
+    group, _ = best_group(1_820_963, candidates, rule)
+    assert group is None
+    unquoted = [c._replace(quoted=False) for c in candidates]
+    group, _ = best_group(1_820_963, unquoted, rule)  # quoting nothing, the group stands
+    assert group is not None and group.members == (2, 3)
+    # nor of the same customer's other invoices: the line names its own (its reference)
+    same = [c._replace(key="iron field dental") for c in candidates]
+    assert best_group(1_820_963, same, rule)[0] is None
+
+
 def test_aggregation_is_deterministic_whatever_the_row_order() -> None:
     source, target = receipts_case()
     first, found = run_case(source, target, rules([AGGREGATION]))
@@ -362,11 +412,14 @@ def _reference(amount: int, candidates: list[Candidate], rule: Any) -> tuple[int
     quoted = sorted((c for c in candidates if c.quoted), key=lambda c: c.row)
     if len(quoted) >= 2 and (alone := judge(tuple(quoted[: rule.max_group_size]))):
         return alone[-1]
+    # quoting any, the record takes only a group holding one of those
     ranks = [
         rank
         for size in range(2, rule.max_group_size + 1)
         for group in combinations(candidates, size)
-        if len({c.key for c in group}) == 1 and (rank := judge(group)) is not None
+        if len({c.key for c in group}) == 1
+        and (any(c.quoted for c in group) or not quoted)
+        and (rank := judge(group)) is not None
     ]
     return min(ranks)[-1] if ranks else None
 

@@ -9,7 +9,8 @@ the many side's leftovers picks the group that settles it.
   leftovers agreeing on every `group_by` field (the rule set's FUZZY rule at its threshold,
   EXACT equal), of the same sign, within `date_window_days`, no larger than the one-side amount
   plus a short payment. Records the one side's free text quotes (`reference_field` ->
-  `reference_target_field`) are candidates too, within four windows, and rank first. At most
+  `reference_target_field`; its own value of that field too) are candidates too, within four
+  windows, and rank first; a record quoting any takes only a group holding one of them. At most
   `CANDIDATE_BUDGET` candidates a record, nearest dates first.
 - Search (`pipelines.reconcile.aggregation_kernel`, compiled, integer cents): combinations of
   2..`max_group_size` members that agree among themselves on `group_by`, largest amounts
@@ -25,7 +26,8 @@ the many side's leftovers picks the group that settles it.
 - Competition: a break's one-side record takes a group only when the group is exact or
   explains the amount better than the pair; the pair is then dissolved (its many-side record is
   a group member or becomes a leftover). Another record's break partner may join an exact
-  group, or a short-paid one short by less than that break. Records are served best group
+  group, or a short-paid one short by less than that break, unless an identifier made that
+  pair (`IDENTIFIED`: equal references, or a quote). Records are served best group
   first; a record whose group lost a member searches again without it (three rounds).
 
 `pipelines.reconcile.aggregation_search` runs the search and the competition.
@@ -58,6 +60,8 @@ from pipelines.reconcile.rules import RuleSet
 __all__ = ["Candidate", "Group", "aggregate", "best_group"]
 
 ROUNDS = 3
+# the kinds of pair an identifier made (`linkage.passes`)
+IDENTIFIED = ("EXACT", "REFERENCE")
 GROUP_SCHEMA = {**LINK_SCHEMA, "match_group": pl.Int64}
 
 
@@ -144,6 +148,16 @@ def aggregate(
             )
             pair = pair if pair[0].height and pair[1].height else None
         found = candidates(o, m, pair, rule_set, rule)
+        # a pair an identifier made (equal references, or one quoting the other) keeps its
+        # many-side record from other records' groups: their difference is a fee or a short
+        # payment, not a sign that it belongs elsewhere (a bank line's own invoice was taken
+        # into another line's group); its own one side may still take it in a group
+        identified = links.filter(
+            pl.col("match_group").is_null() & pl.col("kind").is_in(list(IDENTIFIED))
+        ).get_column(many_col)
+        found = found.filter(
+            ~(pl.col("foreign_") & pl.col("many_row").cast(pl.Int64).is_in(identified.implode()))
+        )
         gap_frame = breaks.select(
             pl.col(many_col).alias("many_row"), (pl.col("oc") - pl.col("mc")).abs().alias("gap")
         )

@@ -48,7 +48,8 @@ def quotes_frame(
     `source` is the source in the target vocabulary (mappings applied), `target` the target,
     both as read (with `_row_number`). Returns `side` ("one:<name>" / "many:<name>"),
     `_row_number`, `word`: the one side's runs of one to three words holding a digit and four
-    or more characters, the many side's identifier, both normalised as EXACT identifiers.
+    or more characters and its own value of the identifier (a bank line's reference names its
+    invoice as a quote would), the many side's identifier, normalised as EXACT identifiers.
     """
     parts = []
     for rule in rule_set.aggregation:
@@ -74,6 +75,13 @@ def quotes_frame(
         ident = normalize_identifier(
             pl.col(rule.reference_target_field), rule_set.text_normalization
         )
+        if rule.reference_target_field in one.columns:  # its own identifier names one too
+            own = one.select(
+                pl.lit(f"one:{rule.name}").alias("side"),
+                pl.col(ROW),
+                ident.cast(pl.String).alias("word"),
+            ).drop_nulls("word")
+            quoting = pl.concat([quoting.cast(QUOTES_SCHEMA), own.cast(QUOTES_SCHEMA)])
         # and only the identifiers some text quotes can be met
         quoted = (
             many.select(pl.lit(f"many:{rule.name}").alias("side"), pl.col(ROW), ident.alias("word"))

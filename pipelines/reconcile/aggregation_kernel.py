@@ -3,7 +3,8 @@
 The rules are those of `pipelines.reconcile.aggregation` (read there): a record's candidates
 come sorted by (`key`, cents descending, row), one run per `key`; if two or more are quoted,
 the first `max_group_size` of them by row settle the record alone when they make a group;
-otherwise a depth-first subset sum per key, largest amounts first, pruned by the remaining sum
+otherwise a depth-first subset sum per key (when it quotes any, only groups holding one of
+those it quotes), largest amounts first, pruned by the remaining sum
 and bounded by `budget` combinations a record; the best group by rank (exact before short-paid,
 more quoted members, members carrying the one side's own key, smaller difference, fewer
 members, closer dates, lower rows). Written for Numba (`cache=True`: compiled once per
@@ -130,23 +131,24 @@ def _keep(i, members, size, total, diff, exact, n_quoted, similar, n_days, out):
 
 
 @njit(cache=True)
-def _offer(i, amount, idx, count, p, settings, out):
-    """Judge the group `idx[:count]` for record i; keep it when it is a group and ranks before
-    the record's best so far. Whether it is a group."""
+def _offer(i, amount, idx, count, p, settings, out, named=False):
+    """Judge the group `idx[:count]` for record i; keep it when it is a group (`named`: with a
+    quoted member) and ranks before the record's best so far. Whether it is a group."""
     cents, days, quoted, foreign, gaps, same, rows = p
     _, tol, many_target = settings
     ok, total, diff, exact, nq, similar, nd, members = _judge(
         amount, idx, count, cents, days, quoted, foreign, gaps, same, rows, tol, many_target
     )
+    ok = ok and (nq > 0 or not named)
     if ok and _better(exact, nq, similar, diff, count, nd, members, out, i):
         _keep(i, members, count, total, diff, exact, nq, similar, nd, out)
     return ok
 
 
 @njit(cache=True)
-def _dfs(i, amount, items, n, low, high, budget, p, settings, out):
-    """Depth-first over combinations of `items[:n]` (largest first); the combinations visited
-    (at most `budget`)."""
+def _dfs(i, amount, items, n, low, high, budget, p, settings, out, named):
+    """Depth-first over combinations of `items[:n]` (largest first; `named`: only those with a
+    quoted member are groups); the combinations visited (at most `budget`)."""
     cents, max_size = p[0], settings[0]
     prefix = np.zeros(n + 1, np.int64)
     for j in range(n):
@@ -182,7 +184,7 @@ def _dfs(i, amount, items, n, low, high, budget, p, settings, out):
                 depth += 1
                 following[depth] = j + 1
                 if depth >= 2 and low <= totals[depth] <= high:
-                    _offer(i, amount, members, depth, p, settings, out)
+                    _offer(i, amount, members, depth, p, settings, out, named)
         if not step:
             if depth == 0:
                 return visited
@@ -211,6 +213,10 @@ def _search(offsets, amounts, which, used, p, keys, settings, budget, out, exhau
             take = items[:n][order][:max_size]
             if _offer(i, amount, take, take.size, p, settings, out):
                 continue
+        # it names one or more of them: only groups holding one of those (a customer of a
+        # similar name, "Iron Ridge" for "Iron Field", or the same customer's other invoices
+        # took the payment of the invoice it names)
+        names = n >= 1
         if many_target:
             low = amount - tol
             high = (
@@ -228,13 +234,17 @@ def _search(offsets, amounts, which, used, p, keys, settings, budget, out, exhau
             while run < end and keys[run] == keys[c]:
                 run += 1
             n = 0
+            named = False
             for k in range(c, run):
                 if not used[rows[k]]:
                     items[n] = k
                     n += 1
+                    named = named or quoted[k]
             c = run
-            if n >= 2:
-                visited += _dfs(i, amount, items, n, low, high, budget - visited, p, settings, out)
+            if n >= 2 and (named or not names):
+                visited += _dfs(
+                    i, amount, items, n, low, high, budget - visited, p, settings, out, names
+                )
         exhausted[i] = visited >= budget
 
 
